@@ -1,0 +1,32 @@
+"""okapi-pipeline: Okapi (Lai et al. 2023) as a Snakemake workflow.
+
+Multilingual instruction data, ranked responses, SFT, reward model, PPO and
+translated-benchmark evaluation, ending in the paper's tables.
+"""
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/models.smk"
+include: "rules/instructions.smk"
+include: "rules/translate.smk"
+include: "rules/sft.smk"
+include: "rules/ranking.smk"
+include: "rules/reward_model.smk"
+include: "rules/rlhf.smk"
+include: "rules/benchmarks.smk"
+include: "rules/evaluate.smk"
+include: "rules/tables.smk"
+
+
+rule all:
+    """Everything: the paper's tables and all that they depend on."""
+    default_target: True
+    input:
+        rules.tables.input,

@@ -1,0 +1,121 @@
+"""Config checks and the derived values the workflow plans with.
+
+Validation runs when the Snakefile is parsed, before any job: every problem is
+reported as one line that names the key.
+"""
+
+import copy
+import math
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+from okapi_pipeline.languages import ISO_639_1
+
+SPLITS = ("sft", "rm", "ppo")
+BENCHMARKS = ("arc", "hellaswag", "mmlu")
+LLM_STAGES = ("self_instruct", "translation", "ranking")
+
+
+class ConfigError(ValueError):
+    """A config problem, in one line that names the key."""
+
+
+def _key_path(error: jsonschema.ValidationError) -> str:
+    return ".".join(str(part) for part in error.absolute_path) or "(top level)"
+
+
+def _one_line(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        where = _key_path(error)
+        keys = ", ".join(extra)
+        prefix = "" if where == "(top level)" else where + "."
+        return f"config: unknown key '{prefix}{extra[0]}'" if len(extra) == 1 else (
+            f"config: unknown keys in '{where}': {keys}")
+    if error.validator == "unevaluatedProperties":
+        return f"config: unknown key in '{_key_path(error)}': {error.message}"
+    if error.validator == "required":
+        missing = error.message.split("'")[1]
+        where = _key_path(error)
+        prefix = "" if where == "(top level)" else where + "."
+        return f"config: missing key '{prefix}{missing}'"
+    return f"config: '{_key_path(error)}': {error.message}"
+
+
+def _set_defaults(instance, schema):
+    """Fill in `default` values of the schema's properties (recursively)."""
+    if not isinstance(instance, dict):
+        return
+    for key, sub in schema.get("properties", {}).items():
+        if "default" in sub and key not in instance:
+            instance[key] = copy.deepcopy(sub["default"])
+        if key in instance:
+            _set_defaults(instance[key], sub)
+
+
+def load_schema(path) -> dict:
+    return yaml.safe_load(Path(path).read_text())
+
+
+def validate_config(config: dict, schema: dict) -> dict:
+    """Check `config` against the schema and the cross-key rules; fill defaults.
+
+    Raises ConfigError with one line naming the first offending key.
+    """
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
+    if errors:
+        best = jsonschema.exceptions.best_match(errors)
+        raise ConfigError(_one_line(best))
+    config = copy.deepcopy(config)
+    _set_defaults(config, schema)
+    _check_cross_keys(config)
+    return config
+
+
+def _check_cross_keys(config: dict) -> None:
+    for index, lang in enumerate(config["languages"]):
+        if lang == "en":
+            raise ConfigError(f"config: 'languages.{index}': en is the source language, not a target")
+        if lang not in ISO_639_1:
+            raise ConfigError(f"config: 'languages.{index}': unknown language code '{lang}' (ISO 639-1 expected)")
+    for index, model in enumerate(config["models"]):
+        if model not in config["base_models"]:
+            raise ConfigError(
+                f"config: 'models.{index}': '{model}' is not an entry of base_models "
+                f"({', '.join(sorted(config['base_models']))})")
+    for bench in BENCHMARKS:
+        source = config["benchmarks"][bench]
+        needed = {"local": "path", "hub": "hub_id"}[source["source"]]
+        if needed not in source:
+            raise ConfigError(f"config: missing key 'benchmarks.{bench}.{needed}' (source is {source['source']})")
+        protocol = config["evaluation"][bench]
+        if protocol.get("num_fewshot", 0) > 0 and not protocol.get("fewshot_split"):
+            raise ConfigError(f"config: 'evaluation.{bench}.fewshot_split' is needed for num_fewshot > 0")
+    for stage in LLM_STAGES:
+        llm = llm_settings(config, stage)
+        if llm["backend"] == "openai" and not llm.get("api_key_env"):
+            raise ConfigError(f"config: '{stage}.llm.api_key_env' is needed for the openai backend")
+    for name in ("sft", "reward_model"):
+        section = config[name]
+        if section["effective_batch_size"] % section["per_device_batch_size"]:
+            raise ConfigError(
+                f"config: '{name}.effective_batch_size' must be a multiple of per_device_batch_size")
+
+
+def llm_settings(config: dict, stage: str) -> dict:
+    """The LLM-layer settings of one stage: the `llm` block with the stage's overrides."""
+    merged = dict(config["llm"])
+    merged.update(config.get(stage, {}).get("llm") or {})
+    return merged
+
+
+def shard_count(config: dict, split: str) -> int:
+    """Translation shards of a split: fixed by config so the DAG is static."""
+    return math.ceil(config["split"]["sizes"][split] / config["translation"]["items_per_shard"])
+
+
+def shard_ids(config: dict, split: str) -> list[str]:
+    return [f"{index:04d}" for index in range(shard_count(config, split))]

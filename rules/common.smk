@@ -1,0 +1,214 @@
+"""Config checks, wildcard constraints, input functions and target lists."""
+
+import re
+import sys
+
+from okapi_pipeline.config import (
+    BENCHMARKS,
+    SPLITS,
+    ConfigError,
+    llm_settings,
+    load_schema,
+    shard_ids,
+    validate_config,
+)
+
+try:
+    config = validate_config(config, load_schema(workflow.source_path("../schemas/config.schema.yaml")))
+except ConfigError as error:
+    # One line, before any job runs.
+    sys.exit(str(error))
+
+LANGUAGES = config["languages"]
+MODELS = config["models"]
+BUILT_MODELS = [name for name, entry in config["base_models"].items() if "build" in entry]
+HUB_MODELS = [name for name, entry in config["base_models"].items() if "hub_id" in entry]
+VARIANTS = ["base", "sft", "rlhf"]
+
+
+def alternation(values):
+    """A wildcard regex matching exactly these values (never matching when empty)."""
+    return "|".join(re.escape(v) for v in values) if values else "(?!)"
+
+
+wildcard_constraints:
+    lang=alternation(LANGUAGES),
+    model=alternation(config["base_models"]),
+    split=alternation(SPLITS),
+    bench=alternation(BENCHMARKS),
+    variant=alternation(VARIANTS),
+    shard=r"\d{4}",
+
+
+# ---- base models -------------------------------------------------------------
+
+
+def base_model_dir(name):
+    return f"resources/models/{name}"
+
+
+def model_build_settings(wildcards):
+    return config["base_models"][wildcards.model]["build"]
+
+
+def model_hub_source(wildcards):
+    entry = config["base_models"][wildcards.model]
+    return {"hub_id": entry["hub_id"], "revision": entry.get("revision", "main")}
+
+
+def model_dir(wildcards):
+    """The model a (model, variant, lang) evaluation scores."""
+    if wildcards.variant == "base":
+        return base_model_dir(wildcards.model)
+    return f"results/models/{wildcards.model}/{wildcards.lang}/{wildcards.variant}"
+
+
+# ---- the LLM-call layer --------------------------------------------------------
+
+
+def llm_for(stage):
+    """The stage's LLM settings as a rule param: no secrets, only the key's variable name.
+
+    A `hf` backend model that names a base model is resolved to its local directory.
+    """
+    settings = llm_settings(config, stage)
+    if settings["backend"] == "hf" and settings["model"] in config["base_models"]:
+        settings["model"] = base_model_dir(settings["model"])
+    return settings
+
+
+def llm_model_input(stage):
+    """The local model directory an `hf`-backend stage needs as input, if any."""
+    settings = llm_settings(config, stage)
+    if settings["backend"] == "hf" and settings["model"] in config["base_models"]:
+        return [base_model_dir(settings["model"])]
+    return []
+
+
+def llm_is_remote(stage):
+    """API stages run on the login node, where the network is."""
+    return llm_settings(config, stage)["backend"] == "openai"
+
+
+# ---- data ----------------------------------------------------------------------
+
+
+def english_shards(wildcards):
+    return expand(
+        "results/data/en/{split}/shards/{shard}.jsonl",
+        split=wildcards.split,
+        shard=shard_ids(config, wildcards.split),
+    )
+
+
+def translated_shards(wildcards):
+    return expand(
+        "results/data/{lang}/{split}/shards/{shard}.jsonl",
+        lang=wildcards.lang,
+        split=wildcards.split,
+        shard=shard_ids(config, wildcards.split),
+    )
+
+
+def translation_reports(wildcards):
+    return [
+        f"results/data/{wildcards.lang}/{split}/shards/{shard}.report.json"
+        for split in SPLITS
+        for shard in shard_ids(config, split)
+    ]
+
+
+def ranked_shards(wildcards):
+    return expand(
+        "results/rankings/{model}/{lang}/shards/{shard}.jsonl",
+        model=wildcards.model,
+        lang=wildcards.lang,
+        shard=shard_ids(config, "rm"),
+    )
+
+
+def benchmark_files(wildcards):
+    return expand("results/benchmark_data/{bench}/{lang}.json", bench=BENCHMARKS, lang=wildcards.lang)
+
+
+# ---- targets ---------------------------------------------------------------------
+
+
+def all_scores():
+    return expand(
+        "results/scores/{model}/{variant}/{lang}/{bench}.json",
+        model=MODELS,
+        variant=VARIANTS,
+        lang=LANGUAGES,
+        bench=BENCHMARKS,
+    )
+
+
+def self_instruct_inputs(wildcards):
+    return {
+        "seed_tasks": config["self_instruct"]["seed_tasks"],
+        "prompt": config["self_instruct"]["prompt"],
+        "model": llm_model_input("self_instruct"),
+    }
+
+
+def all_english_shards():
+    return [
+        f"results/data/en/{split}/shards/{shard}.jsonl"
+        for split in SPLITS
+        for shard in shard_ids(config, split)
+    ]
+
+
+def translation_inputs(wildcards):
+    return {
+        "shard": f"results/data/en/{wildcards.split}/shards/{wildcards.shard}.jsonl",
+        "prompt": config["translation"]["prompt"],
+        "model": llm_model_input("translation"),
+    }
+
+
+def base_model_of(wildcards):
+    return base_model_dir(wildcards.model)
+
+
+def ranking_inputs(wildcards):
+    return {
+        "responses": f"results/rankings/{wildcards.model}/{wildcards.lang}/responses.jsonl",
+        "prompt": config["ranking"]["prompt"],
+        "back_translation_prompt": config["ranking"]["back_translation_prompt"],
+        "judge": llm_model_input("ranking"),
+    }
+
+
+def shard_index(wildcards):
+    return int(wildcards.shard)
+
+
+# Where each benchmark's split files live in the released layout.
+RELEASED_FOLDERS = {"arc": "m_arc", "hellaswag": "m_hellaswag", "mmlu": "m_mmlu"}
+
+
+def benchmark_source(wildcards):
+    return config["benchmarks"][wildcards.bench]
+
+
+def benchmark_splits(wildcards):
+    """The splits evaluation reads: the scored one and the one shots come from."""
+    protocol = config["evaluation"][wildcards.bench]
+    splits = [protocol["split"]]
+    if protocol.get("num_fewshot", 0) > 0 and protocol["fewshot_split"] not in splits:
+        splits.append(protocol["fewshot_split"])
+    return splits
+
+
+def benchmark_source_files(wildcards):
+    """Local released files are inputs (a changed file reruns); hub sources have none."""
+    source = config["benchmarks"][wildcards.bench]
+    if source["source"] != "local":
+        return []
+    folder = RELEASED_FOLDERS[wildcards.bench]
+    return [
+        f"{source['path']}/{folder}/{wildcards.lang}_{split}.json"
+        for split in benchmark_splits(wildcards)
+    ]

@@ -1,0 +1,67 @@
+"""English instructions: Alpaca-format source, self-instruct, split by use, shards."""
+
+
+rule load_instructions:
+    """The English Alpaca-format records from the configured source."""
+    output:
+        "results/data/en/instructions.jsonl",
+    log:
+        "logs/instructions/load.log",
+    params:
+        source=config["instructions"]["source"],
+        limit=config["instructions"]["limit"],
+    localrule: True
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/load_instructions.py"
+
+
+rule self_instruct:
+    """New English instructions from seed tasks (Self-Instruct with the Alpaca filters)."""
+    input:
+        unpack(self_instruct_inputs),
+    output:
+        instructions="results/data/en/self_instruct.jsonl",
+        report="results/data/en/self_instruct.report.json",
+    log:
+        "logs/instructions/self_instruct.log",
+    benchmark:
+        "benchmarks/instructions/self_instruct.tsv"
+    params:
+        llm=llm_for("self_instruct"),
+        target_count=config["self_instruct"]["count"],
+        max_attempts=config["self_instruct"]["max_attempts"],
+        rouge_l_threshold=config["self_instruct"]["rouge_l_threshold"],
+        seed=config["self_instruct"]["seed"],
+    localrule: llm_is_remote("self_instruct")
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/self_instruct.py"
+
+
+rule split_instructions:
+    """Split the English pool into the sft / rm / ppo sets and cut each into shards."""
+    input:
+        "results/data/en/instructions.jsonl",
+        "results/data/en/self_instruct.jsonl",
+    output:
+        splits=expand("results/data/en/{split}.jsonl", split=SPLITS),
+        shards=all_english_shards(),
+    log:
+        "logs/instructions/split.log",
+    params:
+        sizes=config["split"]["sizes"],
+        seed=config["split"]["seed"],
+        items_per_shard=config["translation"]["items_per_shard"],
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/split_instructions.py"
+
+
+rule instructions:
+    """Target: the English data, split and sharded."""
+    input:
+        rules.split_instructions.output,

@@ -1,0 +1,66 @@
+"""Ranked responses: sample K responses, translate back to English, rank, make pairs."""
+
+
+rule generate_responses:
+    """K sampled responses from the SFT model for every reward-modelling prompt."""
+    input:
+        model="results/models/{model}/{lang}/sft",
+        prompts="results/data/{lang}/rm.jsonl",
+    output:
+        "results/rankings/{model}/{lang}/responses.jsonl",
+    log:
+        "logs/ranking/{model}/{lang}/responses.log",
+    benchmark:
+        "benchmarks/ranking/{model}/{lang}/responses.tsv"
+    params:
+        settings=config["ranking"],
+    threads: 1
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/generate_responses.py"
+
+
+rule rank_shard:
+    """Back-translate one shard of responses to English and rank them with the judge."""
+    input:
+        unpack(ranking_inputs),
+    output:
+        ranked="results/rankings/{model}/{lang}/shards/{shard}.jsonl",
+        rejects="results/rankings/{model}/{lang}/shards/{shard}.rejects.jsonl",
+        report="results/rankings/{model}/{lang}/shards/{shard}.report.json",
+    log:
+        "logs/ranking/{model}/{lang}/{shard}.log",
+    benchmark:
+        "benchmarks/ranking/{model}/{lang}/{shard}.tsv"
+    params:
+        llm=llm_for("ranking"),
+        shard_index=shard_index,
+        items_per_shard=config["translation"]["items_per_shard"],
+        cache_name="ranking/{model}/{lang}/{shard}",
+    localrule: llm_is_remote("ranking")
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/rank_shard.py"
+
+
+rule preference_pairs:
+    """The rankings as (chosen, rejected) pairs in the released format, in the target language."""
+    input:
+        ranked_shards,
+    output:
+        "results/rankings/{model}/{lang}/pairs.jsonl",
+    log:
+        "logs/ranking/{model}/{lang}/pairs.log",
+    localrule: True
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/preference_pairs.py"
+
+
+rule rankings:
+    """Target: preference pairs for every (model, language)."""
+    input:
+        expand("results/rankings/{model}/{lang}/pairs.jsonl", model=MODELS, lang=LANGUAGES),

@@ -1,0 +1,28 @@
+"""Reward model: the SFT model with a one-logit head, trained on preference pairs."""
+
+
+rule train_reward_model:
+    """One reward model per (base model, language); only the top blocks train."""
+    input:
+        sft="results/models/{model}/{lang}/sft",
+        pairs="results/rankings/{model}/{lang}/pairs.jsonl",
+    output:
+        directory("results/models/{model}/{lang}/rm"),
+    log:
+        "logs/reward_model/{model}/{lang}.log",
+    benchmark:
+        "benchmarks/reward_model/{model}/{lang}.tsv"
+    params:
+        settings=config["reward_model"],
+        checkpoints="results/checkpoints/{model}/{lang}/rm",
+    threads: 1
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/train_reward_model.py"
+
+
+rule reward_models:
+    """Target: every reward model."""
+    input:
+        expand("results/models/{model}/{lang}/rm", model=MODELS, lang=LANGUAGES),

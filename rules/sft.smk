@@ -1,0 +1,28 @@
+"""Supervised fine-tuning on the translated instructions (Alpaca template)."""
+
+
+rule train_sft:
+    """One SFT model per (base model, language)."""
+    input:
+        base=base_model_of,
+        data="results/data/{lang}/sft.jsonl",
+    output:
+        directory("results/models/{model}/{lang}/sft"),
+    log:
+        "logs/sft/{model}/{lang}.log",
+    benchmark:
+        "benchmarks/sft/{model}/{lang}.tsv"
+    params:
+        settings=config["sft"],
+        checkpoints="results/checkpoints/{model}/{lang}/sft",
+    threads: 1
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/train_sft.py"
+
+
+rule sft:
+    """Target: every SFT model."""
+    input:
+        expand("results/models/{model}/{lang}/sft", model=MODELS, lang=LANGUAGES),

@@ -1,0 +1,31 @@
+"""The paper's tables: one per benchmark, languages by resource group."""
+
+
+rule paper_tables:
+    """Scores and the paper's reference numbers into CSV and Markdown tables."""
+    input:
+        scores=all_scores(),
+        reference="reference/paper_scores.csv",
+    output:
+        csv=expand("results/tables/{bench}.csv", bench=BENCHMARKS),
+        markdown=expand("results/tables/{bench}.md", bench=BENCHMARKS),
+    log:
+        "logs/tables/paper_tables.log",
+    params:
+        languages=LANGUAGES,
+        models=MODELS,
+        variants=VARIANTS,
+        benchmarks=list(BENCHMARKS),
+        metrics={bench: config["evaluation"][bench]["metric"] for bench in BENCHMARKS},
+        language_groups=config["language_groups"],
+    localrule: True
+    conda:
+        "../envs/report.yaml"
+    script:
+        "../scripts/paper_tables.py"
+
+
+rule tables:
+    """Target: the paper's tables."""
+    input:
+        rules.paper_tables.output,

@@ -1,0 +1,66 @@
+"""Translation of every English set into every language, sharded, gathered, checked."""
+
+
+rule translate_shard:
+    """Translate one shard of one split into one language through the LLM layer."""
+    input:
+        unpack(translation_inputs),
+    output:
+        translated="results/data/{lang}/{split}/shards/{shard}.jsonl",
+        rejects="results/data/{lang}/{split}/shards/{shard}.rejects.jsonl",
+        report="results/data/{lang}/{split}/shards/{shard}.report.json",
+    log:
+        "logs/translate/{lang}/{split}/{shard}.log",
+    benchmark:
+        "benchmarks/translate/{lang}/{split}/{shard}.tsv"
+    params:
+        llm=llm_for("translation"),
+        cache_name="translation/{lang}/{split}/{shard}",
+    localrule: llm_is_remote("translation")
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/translate_shard.py"
+
+
+rule gather_translations:
+    """All shards of one split in one language, in order."""
+    input:
+        translated_shards,
+    output:
+        "results/data/{lang}/{split}.jsonl",
+    log:
+        "logs/translate/{lang}/{split}.gather.log",
+    localrule: True
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/gather_jsonl.py"
+
+
+rule translation_qa:
+    """Per-language QA of the translated data: counts, rejects, untranslated outputs."""
+    input:
+        english=expand("results/data/en/{split}.jsonl", split=SPLITS),
+        translated=expand("results/data/{{lang}}/{split}.jsonl", split=SPLITS),
+        reports=translation_reports,
+    output:
+        report(
+            "results/qa/{lang}.json",
+            caption="../report/translation_qa.rst",
+            category="Translation QA",
+        ),
+    log:
+        "logs/translate/{lang}/qa.log",
+    localrule: True
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/translation_qa.py"
+
+
+rule translations:
+    """Target: every split translated into every language, with its QA report."""
+    input:
+        expand("results/data/{lang}/{split}.jsonl", lang=LANGUAGES, split=SPLITS),
+        expand("results/qa/{lang}.json", lang=LANGUAGES),
