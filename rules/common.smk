@@ -14,7 +14,8 @@ from okapi_pipeline.config import (
 )
 
 try:
-    config = validate_config(config, load_schema(workflow.source_path("../schemas/config.schema.yaml")))
+    # Defaults filled in place, so `config` everywhere (scripts included) sees them.
+    config.update(validate_config(config, load_schema(workflow.source_path("../schemas/config.schema.yaml"))))
 except ConfigError as error:
     # One line, before any job runs.
     sys.exit(str(error))

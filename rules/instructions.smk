@@ -34,6 +34,7 @@ rule self_instruct:
         max_attempts=config["self_instruct"]["max_attempts"],
         rouge_l_threshold=config["self_instruct"]["rouge_l_threshold"],
         seed=config["self_instruct"]["seed"],
+        cache_name="self_instruct",
     localrule: llm_is_remote("self_instruct")
     conda:
         "../envs/data.yaml"

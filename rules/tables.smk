@@ -7,7 +7,11 @@ rule paper_tables:
         scores=all_scores(),
         reference="reference/paper_scores.csv",
     output:
-        csv=expand("results/tables/{bench}.csv", bench=BENCHMARKS),
+        csv=report(
+            expand("results/tables/{bench}.csv", bench=BENCHMARKS),
+            caption="../report/paper_tables.rst",
+            category="Paper tables",
+        ),
         markdown=expand("results/tables/{bench}.md", bench=BENCHMARKS),
     log:
         "logs/tables/paper_tables.log",
@@ -17,6 +21,7 @@ rule paper_tables:
         variants=VARIANTS,
         benchmarks=list(BENCHMARKS),
         metrics={bench: config["evaluation"][bench]["metric"] for bench in BENCHMARKS},
+        splits={bench: config["evaluation"][bench]["split"] for bench in BENCHMARKS},
         language_groups=config["language_groups"],
     localrule: True
     conda:

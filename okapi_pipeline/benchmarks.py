@@ -1,0 +1,140 @@
+"""The translated benchmarks (ARC, HellaSwag, MMLU) in the released Okapi formats.
+
+The released files are JSON arrays, one file per language and split:
+`m_arc/{lang}_{train,validation,test}.json`, `m_hellaswag/{lang}_validation.json`,
+`m_mmlu/{lang}_{dev,val,test}.json`. The same records are mirrored on the Hugging
+Face hub (`alexandrainst/m_arc` etc., one config per language). Every record is
+checked when it is read: a malformed record stops the run with the file and the
+index, because a silently skipped item changes the score.
+"""
+
+import json
+import logging
+from pathlib import Path
+
+from okapi_pipeline.jsonl import write_json
+
+log = logging.getLogger(__name__)
+
+FOLDERS = {"arc": "m_arc", "hellaswag": "m_hellaswag", "mmlu": "m_mmlu"}
+LETTERS = "ABCDE"
+OPTION_KEYS = tuple(f"option_{letter.lower()}" for letter in LETTERS)
+# Options an item may have: ARC-Challenge has 3- to 5-option items, MMLU always 4.
+OPTION_COUNTS = {"arc": range(3, 6), "mmlu": range(4, 5)}
+REQUIRED_KEYS = {
+    "arc": ("id", "instruction", "option_a", "option_b", "option_c", "answer"),
+    "mmlu": ("id", "instruction", "option_a", "option_b", "option_c", "option_d", "answer"),
+    "hellaswag": ("ind", "activity_label", "ctx_a", "ctx_b", "endings", "label"),
+}
+HELLASWAG_ENDINGS = 4
+# Split names the hub mirrors may use for the released split names.
+HUB_SPLIT_NAMES = {"validation": ("validation", "val"), "val": ("val", "validation")}
+
+
+class BenchmarkFormatError(ValueError):
+    """A record that does not match the released format."""
+
+
+def released_path(root, bench: str, lang: str, split: str) -> Path:
+    """Where one split of one language lives in the released layout."""
+    return Path(root) / FOLDERS[bench] / f"{lang}_{split}.json"
+
+
+def option_texts(record: dict) -> list[str]:
+    """The options a multiple-choice record has, in order (absent or empty = not there)."""
+    return [record[key] for key in OPTION_KEYS if record.get(key)]
+
+
+def record_problem(bench: str, record) -> str | None:
+    """What is wrong with one record, or None when it matches the released format."""
+    if not isinstance(record, dict):
+        return f"expected an object, got {type(record).__name__}"
+    missing = [key for key in REQUIRED_KEYS[bench] if record.get(key) in (None, "")]
+    if missing:
+        return f"missing or empty key(s): {', '.join(missing)}"
+    if bench == "hellaswag":
+        return _hellaswag_problem(record)
+    present = [key for key in OPTION_KEYS if record.get(key)]
+    if present != list(OPTION_KEYS[: len(present)]):
+        return f"options must be consecutive from option_a, got {', '.join(present)}"
+    if len(present) not in OPTION_COUNTS[bench]:
+        allowed = OPTION_COUNTS[bench]
+        expected = " to ".join(str(n) for n in sorted({allowed[0], allowed[-1]}))
+        return f"{len(present)} options, expected {expected}"
+    if not all(isinstance(record[key], str) for key in present + ["instruction"]):
+        return "instruction and options must be strings"
+    letters = LETTERS[: len(present)]
+    if record["answer"] not in tuple(letters):
+        return f"answer {record['answer']!r} is not one of the options {', '.join(letters)}"
+    return None
+
+
+def _hellaswag_problem(record: dict) -> str | None:
+    endings = record["endings"]
+    if not isinstance(endings, list) or len(endings) != HELLASWAG_ENDINGS:
+        count = len(endings) if isinstance(endings, list) else type(endings).__name__
+        return f"endings must be a list of {HELLASWAG_ENDINGS} strings, got {count}"
+    if not all(isinstance(ending, str) and ending.strip() for ending in endings):
+        return "every ending must be a non-empty string"
+    try:
+        label = int(str(record["label"]).strip())
+    except ValueError:
+        return f"label {record['label']!r} is not an integer"
+    if not 0 <= label < HELLASWAG_ENDINGS:
+        return f"label {label} is out of range 0-{HELLASWAG_ENDINGS - 1}"
+    return None
+
+
+def check_records(bench: str, records, where: str) -> list[dict]:
+    """Check every record; raise on the first malformed one, naming `where` and its index."""
+    if not isinstance(records, list):
+        raise BenchmarkFormatError(f"{where}: expected a JSON array of records")
+    for index, record in enumerate(records):
+        problem = record_problem(bench, record)
+        if problem:
+            raise BenchmarkFormatError(f"{where}: record {index}: {problem}")
+    return records
+
+
+def read_released_file(bench: str, path) -> list[dict]:
+    """Read and check one released file (a JSON array)."""
+    with open(path, encoding="utf-8") as handle:
+        try:
+            records = json.load(handle)
+        except json.JSONDecodeError as error:
+            raise BenchmarkFormatError(f"{path}: not valid JSON ({error})") from error
+    return check_records(bench, records, str(path))
+
+
+def read_hub_split(bench: str, hub_id: str, lang: str, split: str, revision: str | None = None) -> list[dict]:
+    """Read one split of a hub mirror (one config per language) and check it."""
+    from datasets import load_dataset
+
+    dataset = load_dataset(hub_id, lang, revision=revision)
+    names = [name for name in HUB_SPLIT_NAMES.get(split, (split,)) if name in dataset]
+    if not names:
+        raise BenchmarkFormatError(f"{hub_id}[{lang}]: no split {split!r} (has {', '.join(dataset)})")
+    # Columns absent from a record (e.g. option_e) come back as None: drop them.
+    records = [{key: value for key, value in row.items() if value is not None} for row in dataset[names[0]]]
+    return check_records(bench, records, f"{hub_id}[{lang}/{names[0]}]")
+
+
+def load_split(bench: str, lang: str, split: str, source: dict) -> list[dict]:
+    """One split from a `benchmarks.<bench>` config entry: a local folder or a hub mirror."""
+    if source["source"] == "local":
+        return read_released_file(bench, released_path(source["path"], bench, lang, split))
+    return read_hub_split(bench, source["hub_id"], lang, split, source.get("revision"))
+
+
+def prepare_benchmark(bench: str, lang: str, source: dict, splits: list[str], out_path) -> dict:
+    """Write the checked splits of one benchmark in one language as one normalised file."""
+    data = {
+        "benchmark": bench,
+        "language": lang,
+        "source": source,
+        "splits": {split: load_split(bench, lang, split, source) for split in splits},
+    }
+    for split, records in data["splits"].items():
+        log.info("%s %s %s: %d records", bench, lang, split, len(records))
+    write_json(out_path, data)
+    return data

@@ -1,0 +1,443 @@
+"""The one LLM-call layer behind self-instruct, translation, back-translation and ranking.
+
+Two backends share one interface: `openai` (the official client against any
+OpenAI-compatible server) and `hf` (a local transformers causal LM, for offline
+runs). Every answer goes through a persistent response cache that lives outside
+Snakemake's outputs: one append-only JSONL file per (stage, language, shard),
+keyed by a SHA-256 of the full request and fsynced per answer, so a killed or
+rerun job never sends an answered request again. Files, not SQLite, because many
+jobs on many nodes share the filesystem.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class JsonRequest:
+    """Ask for a JSON object with (at least) `keys`.
+
+    `user` is sent as the user message (a dict is sent as JSON). `tag` only enters the
+    cache key: two requests with the same text but different tags are different
+    requests (self-instruct asks the same kind of question many times).
+    """
+
+    system: str
+    user: dict | str
+    keys: tuple[str, ...]
+    tag: str = ""
+
+    def user_text(self) -> str:
+        if isinstance(self.user, str):
+            return self.user
+        return json.dumps(self.user, ensure_ascii=False, indent=1)
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """A request whose answers were all unusable, with the last reason and answer."""
+
+    reason: str
+    answer: str = ""
+
+
+@dataclass
+class Answer:
+    content: str
+    finish_reason: str
+
+
+# A stage-level check of a parsed answer: None when usable, else the reason.
+Check = Callable[[JsonRequest, dict], "str | None"]
+
+
+def cache_file(settings: dict, cache_name: str) -> Path:
+    return Path(settings["cache_dir"]) / f"{cache_name}.jsonl"
+
+
+class ResponseCache:
+    """Append-only JSONL of answers keyed by request hash; one writer per file."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.answers: dict[str, Answer] = {}
+        if self.path.exists():
+            self._load()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._handle = None
+
+    def _load(self) -> None:
+        lines = self.path.read_text(encoding="utf-8").splitlines()
+        for number, line in enumerate(lines, 1):
+            try:
+                entry = json.loads(line)
+                self.answers[entry["key"]] = Answer(entry["content"], entry["finish_reason"])
+            except (json.JSONDecodeError, KeyError, TypeError):
+                # A job killed mid-write leaves a partial last line; its request is asked again.
+                log.warning("cache %s: ignoring unreadable line %d", self.path, number)
+        log.info("cache %s: %d answers loaded", self.path, len(self.answers))
+
+    def get(self, key: str) -> Answer | None:
+        return self.answers.get(key)
+
+    def put(self, key: str, answer: Answer) -> None:
+        if self._handle is None:
+            self._handle = open(self.path, "a", encoding="utf-8")
+            if self.path.stat().st_size and not self.path.read_bytes().endswith(b"\n"):
+                self._handle.write("\n")
+        line = {"key": key, "content": answer.content, "finish_reason": answer.finish_reason}
+        self._handle.write(json.dumps(line, ensure_ascii=False) + "\n")
+        self._handle.flush()
+        os.fsync(self._handle.fileno())
+        self.answers[key] = answer
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()
+            self._handle = None
+
+
+def parse_json_answer(answer: Answer, keys: Sequence[str]) -> tuple[dict | None, str | None]:
+    """The answer as a dict with every key, or (None, reason)."""
+    if answer.finish_reason == "length":
+        return None, "truncated (finish_reason length)"
+    if answer.finish_reason == "content_filter":
+        return None, "content filter"
+    if answer.finish_reason == "refused":
+        return None, "refused by the server: " + answer.content[:200]
+    try:
+        value = json.loads(answer.content)
+    except json.JSONDecodeError:
+        return None, "not JSON"
+    if not isinstance(value, dict):
+        return None, "not a JSON object"
+    missing = [key for key in keys if key not in value]
+    if missing:
+        return None, "missing keys: " + ", ".join(missing)
+    return value, None
+
+
+class LLMClient:
+    """Send JSON requests through the cache to one backend; ask again when unusable."""
+
+    def __init__(self, settings: dict, cache_path, backend: "_Backend"):
+        self.settings = settings
+        self.cache = ResponseCache(cache_path)
+        self.backend = backend
+        self.sent = 0
+
+    @classmethod
+    def from_settings(cls, settings: dict, cache_path, threads: int = 1) -> "LLMClient":
+        """`threads`: CPU threads of a local model (the rule's threads)."""
+        kind = settings["backend"]
+        if kind == "openai":
+            backend = _OpenAIBackend(settings)
+        elif kind == "hf":
+            backend = _HFBackend(settings, threads)
+        else:
+            raise ValueError(f"unknown LLM backend '{kind}' (openai or hf)")
+        return cls(settings, cache_path, backend)
+
+    def _key(self, request: JsonRequest, attempt: int) -> str:
+        payload = {
+            "backend": self.settings["backend"],
+            "model": self.backend.model_id,
+            "messages": _messages(request),
+            "keys": list(request.keys),
+            "temperature": self.settings["temperature"],
+            "max_new_tokens": self.settings["max_new_tokens"],
+            "tag": request.tag,
+            "attempt": attempt,
+        }
+        blob = json.dumps(payload, sort_keys=True, ensure_ascii=False)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    def json_requests(self, requests: Sequence[JsonRequest], check: Check | None = None) -> list[dict | Rejected]:
+        """One result per request: the parsed dict, or Rejected with the reason.
+
+        An unusable answer (not JSON, keys missing, truncated, or refused by `check`)
+        is asked again, up to max_retries more times; every attempt is cached under
+        its own key, so a rerun replays them all without sending anything.
+        """
+        results: list[dict | Rejected | None] = [None] * len(requests)
+        pending = list(range(len(requests)))
+        for attempt in range(self._attempts()):
+            if not pending:
+                break
+            keys = {index: self._key(requests[index], attempt) for index in pending}
+            to_send = [index for index in pending if self.cache.get(keys[index]) is None]
+            if to_send:
+                log.info("attempt %d: %d requests (%d answered from cache)",
+                         attempt + 1, len(to_send), len(pending) - len(to_send))
+                self.backend.answer([requests[i] for i in to_send], [keys[i] for i in to_send], self.cache)
+                self.sent += len(to_send)
+            still = []
+            for index in pending:
+                answer = self.cache.get(keys[index])
+                value, reason = parse_json_answer(answer, requests[index].keys)
+                if reason is None and check is not None:
+                    reason = check(requests[index], value)
+                if reason is None:
+                    results[index] = value
+                else:
+                    results[index] = Rejected(reason, answer.content)
+                    still.append(index)
+            pending = still
+        return results
+
+    def _attempts(self) -> int:
+        # A local model at temperature 0 gives the same answer every time.
+        if self.settings["backend"] == "hf" and self.settings["temperature"] == 0:
+            return 1
+        return 1 + self.settings["max_retries"]
+
+    def score(self, prompt: str, continuations: Sequence[str]) -> list[float]:
+        """Mean token log-probability of each continuation after the prompt (hf only)."""
+        if not isinstance(self.backend, _HFBackend):
+            raise TypeError("score() needs the hf backend; the openai judge ranks with a prompt")
+        return self.backend.score(prompt, continuations)
+
+    def close(self) -> None:
+        self.cache.close()
+
+
+def _messages(request: JsonRequest) -> list[dict]:
+    messages = [{"role": "system", "content": request.system}] if request.system else []
+    return messages + [{"role": "user", "content": request.user_text()}]
+
+
+class _Backend:
+    model_id: str
+
+    def answer(self, requests: list[JsonRequest], keys: list[str], cache: ResponseCache) -> None:
+        """Answer every request and put each answer into the cache as soon as it arrives."""
+        raise NotImplementedError
+
+
+class _OpenAIBackend(_Backend):
+    def __init__(self, settings: dict):
+        variable = settings["api_key_env"]
+        if not os.environ.get(variable):
+            raise RuntimeError(f"the API key is missing: set the environment variable {variable}")
+        self.settings = settings
+        self.model_id = settings["model"]
+
+    def answer(self, requests, keys, cache) -> None:
+        asyncio.run(self._answer_all(requests, keys, cache))
+
+    async def _answer_all(self, requests, keys, cache) -> None:
+        from openai import AsyncOpenAI, BadRequestError
+        from tqdm import tqdm
+
+        # The client retries 429 (honouring Retry-After), 5xx, timeouts and
+        # connection errors itself, with exponential backoff.
+        client = AsyncOpenAI(
+            api_key=os.environ[self.settings["api_key_env"]],
+            base_url=self.settings.get("base_url"),
+            max_retries=self.settings["max_retries"],
+            timeout=self.settings["timeout_s"],
+        )
+        semaphore = asyncio.Semaphore(self.settings["max_concurrency"])
+        pace = _Pace(self.settings.get("requests_per_minute"))
+        estimate = sum(len(m["content"]) for r in requests for m in _messages(r)) // 4
+        log.info("%d requests to %s: about %d prompt tokens, at most %d completion tokens",
+                 len(requests), self.model_id, estimate, len(requests) * self.settings["max_new_tokens"])
+        progress = tqdm(total=len(requests), desc="LLM requests", mininterval=5)
+        usage = {"prompt_tokens": 0, "completion_tokens": 0}
+
+        async def one(request: JsonRequest, key: str) -> None:
+            async with semaphore:
+                await pace.wait()
+                try:
+                    response = await client.chat.completions.create(
+                        model=self.model_id,
+                        messages=_messages(request),
+                        temperature=self.settings["temperature"],
+                        max_completion_tokens=self.settings["max_new_tokens"],
+                        response_format={"type": "json_object"},
+                    )
+                except BadRequestError as error:
+                    # This request, not the setup, is at fault (too long, filtered):
+                    # reject it and go on. Other errors end the job after the retries.
+                    cache.put(key, Answer(str(error.message), "refused"))
+                    progress.update()
+                    return
+            choice = response.choices[0]
+            cache.put(key, Answer(choice.message.content or "", choice.finish_reason or ""))
+            if response.usage is not None:
+                usage["prompt_tokens"] += response.usage.prompt_tokens
+                usage["completion_tokens"] += response.usage.completion_tokens
+            progress.update()
+
+        try:
+            async with client:
+                await asyncio.gather(*(one(r, k) for r, k in zip(requests, keys)))
+        finally:
+            progress.close()
+            log.info("tokens used: %d prompt, %d completion", usage["prompt_tokens"], usage["completion_tokens"])
+
+
+class _Pace:
+    """Spaces request starts evenly to stay under a requests-per-minute limit."""
+
+    def __init__(self, per_minute: float | None):
+        self.interval = 60.0 / per_minute if per_minute else 0.0
+        self.next_start = 0.0
+        self.lock = asyncio.Lock()
+
+    async def wait(self) -> None:
+        if not self.interval:
+            return
+        async with self.lock:
+            now = asyncio.get_running_loop().time()
+            delay = max(0.0, self.next_start - now)
+            self.next_start = max(now, self.next_start) + self.interval
+        await asyncio.sleep(delay)
+
+
+class _HFBackend(_Backend):
+    """A local causal LM. It cannot be trusted to write JSON, so it fills one key at a time.
+
+    The model loads on first use: a rerun answered from the cache never imports torch.
+    """
+
+    def __init__(self, settings: dict, threads: int = 1):
+        self.settings = settings
+        self.threads = threads
+        self.model_id = _model_fingerprint(settings["model"])
+        self.model = None
+
+    def _load(self) -> None:
+        if self.model is not None:
+            return
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        settings = self.settings
+        self.torch = torch
+        torch.set_num_threads(self.threads)
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = torch.bfloat16 if self.device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+        self.tokenizer = AutoTokenizer.from_pretrained(settings["model"])
+        self.tokenizer.padding_side = "left"
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModelForCausalLM.from_pretrained(settings["model"], dtype=dtype).to(self.device)
+        self.model.eval()
+
+    @staticmethod
+    def key_prompt(request: JsonRequest, key: str) -> str:
+        head = f"{request.system}\n\n" if request.system else ""
+        return f"{head}{request.user_text()}\n\n{key}:"
+
+    def answer(self, requests, keys, cache) -> None:
+        prompts = [self.key_prompt(r, key) for r in requests for key in r.keys]
+        values = self.generate(prompts, seed=int(keys[0][:8], 16))
+        position = 0
+        for request, key in zip(requests, keys):
+            fields = values[position:position + len(request.keys)]
+            position += len(request.keys)
+            content = json.dumps(dict(zip(request.keys, fields)), ensure_ascii=False)
+            cache.put(key, Answer(content, "stop"))
+
+    def generate(self, prompts: list[str], seed: int) -> list[str]:
+        """One line of visible text after each prompt (up to max_new_tokens), batched."""
+        self._load()
+        torch = self.torch
+        from transformers import LogitsProcessorList, StoppingCriteriaList
+
+        torch.manual_seed(seed)
+        sample = self.settings["temperature"] > 0
+        batch_size = self.settings["max_concurrency"]
+        values = []
+        for start in range(0, len(prompts), batch_size):
+            batch = self.tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True).to(self.device)
+            visible_first, stop_at_line_end, line = _one_line_controls(self.tokenizer, batch["input_ids"].shape[1])
+            with torch.no_grad():
+                output = self.model.generate(
+                    **batch,
+                    max_new_tokens=self.settings["max_new_tokens"],
+                    do_sample=sample,
+                    temperature=self.settings["temperature"] if sample else None,
+                    top_p=None,
+                    top_k=None,
+                    logits_processor=LogitsProcessorList([visible_first]),
+                    stopping_criteria=StoppingCriteriaList([stop_at_line_end]),
+                    pad_token_id=self.tokenizer.pad_token_id,
+                )
+            values += [line(row).strip() for row in output]
+        return values
+
+    def score(self, prompt: str, continuations: Sequence[str]) -> list[float]:
+        self._load()
+        torch = self.torch
+        prompt_ids = self.tokenizer(prompt)["input_ids"]
+        scores = []
+        for text in continuations:
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if not ids:
+                scores.append(float("-inf"))
+                continue
+            input_ids = torch.tensor([prompt_ids + ids], device=self.device)
+            with torch.no_grad():
+                logits = self.model(input_ids).logits[0, len(prompt_ids) - 1:-1].float()
+            logprobs = torch.log_softmax(logits, dim=-1)
+            target = torch.tensor(ids, device=self.device)
+            scores.append(logprobs.gather(1, target[:, None]).mean().item())
+        return scores
+
+
+def _model_fingerprint(model: str) -> str:
+    """A local model directory's identity for the cache: a rebuilt model is a new model.
+
+    Names, sizes and the first MiB of each file: cheap for a 7B model, and any change
+    of weights shows in the first tensors.
+    """
+    path = Path(model)
+    if not path.is_dir():
+        return model
+    digest = hashlib.sha256()
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        digest.update(f"{file.relative_to(path)}:{file.stat().st_size}:".encode())
+        with open(file, "rb") as handle:
+            digest.update(handle.read(1 << 20))
+    return f"{path.name}@{digest.hexdigest()[:16]}"
+
+
+
+def _one_line_controls(tokenizer, prompt_length: int):
+    """A logits processor and a stopping criterion for one line of visible text: no end of
+    sequence before the first visible character (a weak model often ends at once), and a
+    stop at the first newline after it. Returns them with the function that cuts the line."""
+    import torch
+    from transformers import LogitsProcessor, StoppingCriteria
+
+    def line(row) -> str:
+        return tokenizer.decode(row[prompt_length:], skip_special_tokens=True).lstrip().split("\n", 1)[0]
+
+    def ended(row) -> bool:
+        text = tokenizer.decode(row[prompt_length:], skip_special_tokens=True).lstrip()
+        return "\n" in text
+
+    class VisibleFirst(LogitsProcessor):
+        def __call__(self, input_ids, scores):
+            for index, row in enumerate(input_ids):
+                if not line(row).strip():
+                    scores[index, tokenizer.eos_token_id] = -float("inf")
+            return scores
+
+    class StopAtLineEnd(StoppingCriteria):
+        def __call__(self, input_ids, scores, **kwargs):
+            return torch.tensor([ended(row) for row in input_ids], device=input_ids.device)
+
+    return VisibleFirst(), StopAtLineEnd(), line

@@ -1,0 +1,167 @@
+"""Ranked responses: K samples from the SFT model, back-translated, ranked in English, paired.
+
+As in Okapi, ranking happens in English: the instruction and the responses are
+translated back and the judge ranks them. The `openai` judge is asked for a ranking;
+the local `hf` judge ranks by the log-probability of each response.
+"""
+
+import logging
+from collections import Counter
+from itertools import combinations
+
+from okapi_pipeline.jsonl import iter_jsonl, read_jsonl, write_json, write_jsonl
+from okapi_pipeline.languages import language_name
+from okapi_pipeline.llm import JsonRequest, LLMClient, Rejected, cache_file
+from okapi_pipeline.template import alpaca_prompt
+from okapi_pipeline.translate import field_request, load_prompt, non_empty_answers
+
+log = logging.getLogger(__name__)
+
+
+def generate_responses(model_dir, prompts_path, out_path, settings: dict, threads: int = 1,
+                       batch_size: int = 8) -> int:
+    """K sampled responses per prompt, with the Alpaca template around the translated fields."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(settings.get("seed", 0))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device).eval()
+    k = settings["responses_per_prompt"]
+    records = read_jsonl(prompts_path)
+    out = []
+    for start in range(0, len(records), batch_size):
+        batch = records[start:start + batch_size]
+        prompts = [alpaca_prompt(record["instruction"], record["input"]) for record in batch]
+        encoded = tokenizer(prompts, return_tensors="pt", padding=True).to(device)
+        with torch.no_grad():
+            output = model.generate(
+                **encoded,
+                do_sample=True,
+                num_return_sequences=k,
+                temperature=settings["temperature"],
+                top_p=settings["top_p"],
+                top_k=settings["top_k"],
+                max_new_tokens=settings["max_new_tokens"],
+                # An empty response gives no pair to learn from.
+                min_new_tokens=1,
+                pad_token_id=tokenizer.pad_token_id,
+            )
+        texts = tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
+        for index, record in enumerate(batch):
+            out.append({"id": record["id"], "instruction": record["instruction"], "input": record["input"],
+                        "responses": [text.strip() for text in texts[index * k:(index + 1) * k]]})
+    log.info("%d prompts x %d responses", len(out), k)
+    return write_jsonl(out_path, out)
+
+
+def valid_ranking(request: JsonRequest, answer: dict) -> str | None:
+    """The judge's answer must be a permutation of 1..K (K = the responses sent)."""
+    k = len(request.user["responses"])
+    ranking = answer["ranking"]
+    if not isinstance(ranking, list) or not all(type(r) is int for r in ranking) \
+            or sorted(ranking) != list(range(1, k + 1)):
+        return f"ranking is not a permutation of 1..{k}"
+    return None
+
+
+def back_translation_fields(record: dict) -> dict[str, str]:
+    fields = {"instruction": record["instruction"], "input": record["input"]}
+    fields.update({f"response_{n}": text for n, text in enumerate(record["responses"], 1)})
+    return fields
+
+
+def rank_shard(responses_path, shard_index: int, items_per_shard: int, ranked_path, rejects_path,
+               report_path, language: str, rank_prompt_file, back_translation_prompt_file,
+               llm_settings: dict, cache_name: str, threads: int = 1) -> dict:
+    """Back-translate and rank the items of one shard of the responses file."""
+    items = list(iter_jsonl(responses_path))[shard_index * items_per_shard:(shard_index + 1) * items_per_shard]
+    ranked, rejects = [], []
+    if items:
+        client = LLMClient.from_settings(llm_settings, cache_file(llm_settings, cache_name), threads)
+        try:
+            ranked, rejects = _rank(client, items, language, rank_prompt_file, back_translation_prompt_file)
+        finally:
+            client.close()
+    write_jsonl(ranked_path, ranked)
+    write_jsonl(rejects_path, rejects)
+    report = {
+        "language": language,
+        "total": len(items),
+        "ranked": len(ranked),
+        "rejected": len(rejects),
+        "reasons": dict(Counter(f"{reject['stage']}: {reject['reason']}" for reject in rejects)),
+    }
+    write_json(report_path, report)
+    log.info("%s shard %d: %d of %d items ranked", language, shard_index, len(ranked), len(items))
+    return report
+
+
+def _rank(client: LLMClient, items, language, rank_prompt_file, back_translation_prompt_file):
+    system = load_prompt(back_translation_prompt_file, language=language_name(language))
+    fields = [back_translation_fields(item) for item in items]
+    results = client.json_requests([field_request(system, f) for f in fields], check=non_empty_answers)
+    rejects, english = [], []
+    for item, sent, result in zip(items, fields, results):
+        if isinstance(result, Rejected):
+            rejects.append({"id": item["id"], "stage": "back-translation", "reason": result.reason,
+                            "answer": result.answer})
+            continue
+        back = {key: result.get(key, "") if value else "" for key, value in sent.items()}
+        english.append((item, {"instruction": back["instruction"], "input": back["input"],
+                               "responses": [back[f"response_{n}"] for n in range(1, len(item["responses"]) + 1)]}))
+    if client.settings["backend"] == "hf":
+        rankings = [_rank_by_score(client, en) for _, en in english]
+    else:
+        rankings = _rank_by_judge(client, english, load_prompt(rank_prompt_file))
+    ranked = []
+    for (item, en), ranking in zip(english, rankings):
+        if isinstance(ranking, Rejected):
+            rejects.append({"id": item["id"], "stage": "ranking", "reason": ranking.reason, "answer": ranking.answer})
+        else:
+            ranked.append({**item, "ranking": ranking, "english": en})
+    return ranked, rejects
+
+
+def _rank_by_score(client: LLMClient, english: dict) -> list[int]:
+    scores = client.score(alpaca_prompt(english["instruction"], english["input"]), english["responses"])
+    return sorted(range(len(scores)), key=lambda i: -scores[i])
+
+
+def _rank_by_judge(client: LLMClient, english: list[tuple[dict, dict]], system: str) -> list:
+    """0-based rankings (best first), or Rejected."""
+    requests = []
+    for _, en in english:
+        user = {"instruction": en["instruction"]}
+        if en["input"]:
+            user["input"] = en["input"]
+        user["responses"] = en["responses"]
+        requests.append(JsonRequest(system=system, user=user, keys=("ranking",)))
+    results = client.json_requests(requests, check=valid_ranking)
+    return [result if isinstance(result, Rejected) else [r - 1 for r in result["ranking"]] for result in results]
+
+
+def preference_pairs(ranked_paths, out_path) -> int:
+    """Every (better, worse) pair of each ranking, in the released Okapi keys (sic), target language.
+
+    Pairs of identical texts carry no preference and are left out.
+    """
+    pairs, identical = [], 0
+    for path in ranked_paths:
+        for record in iter_jsonl(path):
+            ordered = [record["responses"][i] for i in record["ranking"]]
+            for better, worse in combinations(ordered, 2):
+                if better == worse:
+                    identical += 1
+                    continue
+                pairs.append({"id": record["id"], "instruction": record["instruction"], "input": record["input"],
+                              "prefered_output": better, "rejected_output": worse})
+    if identical:
+        log.info("%d pairs of identical responses left out", identical)
+    return write_jsonl(out_path, pairs)

@@ -1,0 +1,157 @@
+"""Reward model (Okapi section 3.2): the SFT model with a one-logit head.
+
+Trained on (chosen, rejected) pairs with the pairwise loss
+-log sigmoid(r_chosen - r_rejected); only the top blocks and the head train, as in
+the original. The text scored is the Alpaca prompt followed by the response.
+"""
+
+import logging
+import time
+
+from okapi_pipeline.jsonl import read_jsonl
+from okapi_pipeline.modeling import (
+    clear_checkpoints,
+    fingerprint,
+    freeze_all_but_top_blocks,
+    gradient_accumulation,
+    load_scorer,
+    load_tokenizer,
+    prepare_checkpoints,
+    run_precision,
+    world_size,
+    write_training_summary,
+)
+from okapi_pipeline.sft import held_out_split
+from okapi_pipeline.template import alpaca_prompt
+
+log = logging.getLogger(__name__)
+
+
+def split_pairs(pairs: list[dict], fraction: float, seed: int) -> tuple[list[dict], list[dict]]:
+    """Hold out whole prompts (all pairs of one ranking together), so no prompt is in both."""
+    ids = sorted({pair["id"] for pair in pairs})
+    if len(ids) < 2:
+        return held_out_split(pairs, fraction, seed)
+    train_ids, _ = held_out_split(ids, fraction, seed)
+    train_ids = set(train_ids)
+    return [p for p in pairs if p["id"] in train_ids], [p for p in pairs if p["id"] not in train_ids]
+
+
+def tokenize_pair(pair: dict, tokenizer, max_length: int) -> dict:
+    """Token ids of prompt + chosen and prompt + rejected, each at most max_length long.
+
+    A long prompt loses its start (the BOS token stays) before a response is cut:
+    the responses are what the pair compares.
+    """
+    prompt = tokenizer(alpaca_prompt(pair["instruction"], pair.get("input", "")))["input_ids"]
+    head = prompt[:1] if prompt[:1] == [tokenizer.bos_token_id] else []
+
+    def ids(response: str) -> list[int]:
+        answer = tokenizer(response + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
+        room = max(max_length - len(answer), max_length // 2) - len(head)
+        body = prompt[len(head):]
+        return (head + body[max(len(body) - room, 0):] + answer)[:max_length]
+
+    return {"chosen_ids": ids(pair["prefered_output"]), "rejected_ids": ids(pair["rejected_output"])}
+
+
+def score_sequences(model, tokenizer, sequences: list[list[int]], batch_size: int = 16) -> list[float]:
+    """The reward of each token sequence (read at its last non-pad token)."""
+    import torch
+
+    scores = []
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(sequences), batch_size):
+            batch = tokenizer.pad({"input_ids": sequences[start : start + batch_size]}, return_tensors="pt")
+            batch = {key: value.to(model.device) for key, value in batch.items()}
+            scores.extend(model(**batch).logits.squeeze(-1).float().tolist())
+    return scores
+
+
+def pair_accuracy(model, tokenizer, examples: list[dict]) -> float | None:
+    """Share of pairs whose chosen response scores above the rejected one."""
+    if not examples:
+        return None
+    chosen = score_sequences(model, tokenizer, [e["chosen_ids"] for e in examples])
+    rejected = score_sequences(model, tokenizer, [e["rejected_ids"] for e in examples])
+    return sum(c > r for c, r in zip(chosen, rejected)) / len(examples)
+
+
+def train_reward_model(sft_dir, pairs_path, out_dir, settings: dict, checkpoint_dir, threads: int = 1) -> dict:
+    """Train a reward model from the SFT model on preference pairs; save it with a summary."""
+    from datasets import Dataset
+    from trl import RewardConfig, RewardTrainer
+
+    started = time.time()
+    precision = run_precision(threads)
+    pairs = read_jsonl(pairs_path)
+    if not pairs:
+        raise ValueError(f"no preference pairs in {pairs_path}")
+    train, held_out = split_pairs(pairs, settings["held_out_fraction"], settings["seed"])
+    log.info("reward model on %d pairs (%d held out) from %s", len(train), len(held_out), pairs_path)
+
+    resume = prepare_checkpoints(checkpoint_dir, fingerprint(sft_dir, pairs_path, settings))
+    tokenizer = load_tokenizer(sft_dir)
+    model = load_scorer(sft_dir, tokenizer, settings["seed"])
+    trainable = freeze_all_but_top_blocks(model, settings["trainable_top_blocks"])
+    log.info("%d trainable parameters (top %d blocks + head)", trainable, settings["trainable_top_blocks"])
+
+    train_examples = [tokenize_pair(p, tokenizer, settings["max_length"]) for p in train]
+    held_out_examples = [tokenize_pair(p, tokenizer, settings["max_length"]) for p in held_out]
+    args = RewardConfig(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=settings["epochs"],
+        learning_rate=settings["learning_rate"],
+        lr_scheduler_type=settings["lr_scheduler"],
+        warmup_steps=settings["warmup_steps"],
+        weight_decay=settings["weight_decay"],
+        max_length=settings["max_length"],
+        per_device_train_batch_size=settings["per_device_batch_size"],
+        gradient_accumulation_steps=gradient_accumulation(
+            settings["effective_batch_size"], settings["per_device_batch_size"], world_size()),
+        seed=settings["seed"],
+        save_strategy="steps",
+        save_steps=settings["save_steps"],
+        save_total_limit=2,
+        logging_steps=1,
+        report_to="none",
+        disable_tqdm=True,
+        # The frozen lower blocks keep no activations for backward: little to save.
+        gradient_checkpointing=False,
+        **precision.trainer_arguments(),
+    )
+    trainer = RewardTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(train_examples),
+        processing_class=tokenizer,
+    )
+    trainer.train(resume_from_checkpoint=resume)
+
+    model = trainer.model
+    accuracy = pair_accuracy(model, tokenizer, held_out_examples)
+    log.info("held-out pair accuracy: %s", accuracy)
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    summary = write_training_summary(
+        out_dir,
+        stage="reward_model",
+        log_history=trainer.state.log_history,
+        steps=trainer.state.global_step,
+        started=started,
+        model=model,
+        trainable=trainable,
+        settings=settings,
+        precision=precision,
+        extra={
+            "train_pairs": len(train),
+            "held_out_pairs": len(held_out),
+            "held_out_accuracy": accuracy,
+            "train_accuracy": [
+                {"step": e["step"], "accuracy": e["accuracy"]} for e in trainer.state.log_history if "accuracy" in e
+            ],
+        },
+    )
+    clear_checkpoints(checkpoint_dir)
+    return summary

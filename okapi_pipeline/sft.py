@@ -1,0 +1,123 @@
+"""Supervised fine-tuning on translated instructions (Okapi section 3.1).
+
+The Alpaca template stays in English around the translated instruction, input and
+output, as in the original. The loss covers prompt and response unless
+`completion_only_loss` is set.
+"""
+
+import logging
+import random
+import time
+
+from okapi_pipeline.jsonl import read_jsonl
+from okapi_pipeline.modeling import (
+    clear_checkpoints,
+    fingerprint,
+    gradient_accumulation,
+    load_causal_lm,
+    load_tokenizer,
+    prepare_checkpoints,
+    run_precision,
+    trainable_parameters,
+    world_size,
+    write_training_summary,
+)
+from okapi_pipeline.template import alpaca_prompt
+
+log = logging.getLogger(__name__)
+
+# LoRA is an option for small GPUs; the paper fine-tunes all weights.
+LORA = {"r": 16, "lora_alpha": 32, "lora_dropout": 0.05, "target_modules": "all-linear"}
+
+
+def held_out_split(records: list, fraction: float, seed: int) -> tuple[list, list]:
+    """(train, held out): a seeded shuffle, at least one held-out record when asked for."""
+    records = list(records)
+    random.Random(seed).shuffle(records)
+    count = round(len(records) * fraction)
+    if fraction > 0 and len(records) > 1:
+        count = min(max(count, 1), len(records) - 1)
+    return records[count:], records[:count]
+
+
+def prompt_completion(record: dict) -> dict:
+    return {"prompt": alpaca_prompt(record["instruction"], record.get("input", "")), "completion": record["output"]}
+
+
+def train_sft(base_dir, data_path, out_dir, settings: dict, checkpoint_dir, threads: int = 1) -> dict:
+    """Fine-tune the base model on the instruction records; save model, tokenizer and summary."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    started = time.time()
+    precision = run_precision(threads)
+    records = read_jsonl(data_path)
+    train, held_out = held_out_split(records, settings["held_out_fraction"], settings["seed"])
+    log.info("SFT on %d records (%d held out) from %s", len(train), len(held_out), data_path)
+
+    resume = prepare_checkpoints(checkpoint_dir, fingerprint(base_dir, data_path, settings))
+    tokenizer = load_tokenizer(base_dir)
+    model = load_causal_lm(base_dir, tokenizer)
+    peft_config = None
+    if settings["finetuning"] == "lora":
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(task_type="CAUSAL_LM", **LORA)
+
+    beta1, beta2 = settings["adam_betas"]
+    args = SFTConfig(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=settings["epochs"],
+        learning_rate=settings["learning_rate"],
+        lr_scheduler_type=settings["lr_scheduler"],
+        warmup_steps=settings["warmup_steps"],
+        adam_beta1=beta1,
+        adam_beta2=beta2,
+        weight_decay=settings["weight_decay"],
+        max_length=settings["max_length"],
+        per_device_train_batch_size=settings["per_device_batch_size"],
+        per_device_eval_batch_size=settings["per_device_batch_size"],
+        gradient_accumulation_steps=gradient_accumulation(
+            settings["effective_batch_size"], settings["per_device_batch_size"], world_size()),
+        completion_only_loss=settings["completion_only_loss"],
+        seed=settings["seed"],
+        eval_strategy="epoch" if held_out else "no",
+        save_strategy="steps",
+        save_steps=settings["save_steps"],
+        save_total_limit=2,
+        logging_steps=1,
+        report_to="none",
+        disable_tqdm=True,
+        gradient_checkpointing=precision.device != "cpu",
+        **precision.trainer_arguments(),
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list([prompt_completion(r) for r in train]),
+        eval_dataset=Dataset.from_list([prompt_completion(r) for r in held_out]) if held_out else None,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
+    trainer.train(resume_from_checkpoint=resume)
+
+    model = trainer.model
+    trainable = trainable_parameters(model)
+    if peft_config is not None:
+        model = model.merge_and_unload()
+    model.save_pretrained(out_dir)
+    tokenizer.save_pretrained(out_dir)
+    summary = write_training_summary(
+        out_dir,
+        stage="sft",
+        log_history=trainer.state.log_history,
+        steps=trainer.state.global_step,
+        started=started,
+        model=model,
+        trainable=trainable,
+        settings=settings,
+        precision=precision,
+        extra={"train_examples": len(train), "held_out_examples": len(held_out)},
+    )
+    clear_checkpoints(checkpoint_dir)
+    return summary

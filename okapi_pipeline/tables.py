@@ -1,0 +1,207 @@
+"""The paper's tables: one per benchmark, languages grouped by resource level.
+
+Rows are the languages of each group (high / medium / low, then any others) with a
+group-average row after each group and an overall average at the end; columns are
+the (model, variant) pairs, each followed by the paper's number and the difference
+where the reference has one. Missing cells show as "–": an average is only taken
+when every language of its group has a score, so a partial run never passes for a
+complete one.
+"""
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from okapi_pipeline.languages import GROUP_ORDER, OKAPI_GROUPS, language_group
+
+log = logging.getLogger(__name__)
+
+MISSING = "–"
+AVERAGE = "average"
+ALL_LANGUAGES = "all"
+# The reference's key for the mean over all languages (a group's mean uses its name).
+OVERALL_KEY = "avg"
+SOURCE_PRIORITY = ("paper", "third_party_summary", "author_logs")
+TITLES = {"arc": "ARC-Challenge", "hellaswag": "HellaSwag", "mmlu": "MMLU"}
+
+
+# ---- arithmetic (pure) -------------------------------------------------------------
+
+
+def mean_or_missing(values: list) -> float | None:
+    """The mean, or None when there is nothing to average or any value is missing."""
+    if not values or any(value is None for value in values):
+        return None
+    return sum(values) / len(values)
+
+
+def difference(ours: float | None, paper: float | None) -> float | None:
+    return None if ours is None or paper is None else ours - paper
+
+
+def grouped_languages(languages: list[str], extra_groups: dict | None = None) -> list[tuple[str, list[str]]]:
+    """(group, languages in config order) in high / medium / low / other order, empty groups left out."""
+    groups = {group: [] for group in GROUP_ORDER}
+    for lang in languages:
+        groups.setdefault(language_group(lang, extra_groups), []).append(lang)
+    return [(group, members) for group, members in groups.items() if members]
+
+
+def table_rows(languages: list[str], extra_groups: dict | None = None) -> list[tuple[str, str, list[str], str]]:
+    """Each row as (group, label, the languages it averages, reference key)."""
+    rows = []
+    for group, members in grouped_languages(languages, extra_groups):
+        rows += [(group, lang, [lang], lang) for lang in members]
+        rows.append((group, AVERAGE, members, group))
+    rows.append((ALL_LANGUAGES, AVERAGE, list(languages), OVERALL_KEY))
+    return rows
+
+
+def published_languages(reference_key: str) -> set[str] | None:
+    """The languages a published average is over: an Okapi group, or all 26 for "avg"."""
+    if reference_key == OVERALL_KEY:
+        return {lang for members in OKAPI_GROUPS.values() for lang in members}
+    return set(OKAPI_GROUPS.get(reference_key, ())) or None
+
+
+def paper_value(paper: dict, model: str, variant: str, members: list[str], reference_key: str) -> float | None:
+    """The paper's number for a row.
+
+    A language row: its published number. An average row: the published average when
+    the row covers exactly the languages it was taken over; otherwise the mean of the
+    published per-language numbers of the row's languages (so a run on some
+    languages is never set against an average over others).
+    """
+    if set(members) == published_languages(reference_key):
+        published = paper.get((model, variant, reference_key))
+        if published is not None:
+            return published
+    return mean_or_missing([paper.get((model, variant, lang)) for lang in members])
+
+
+def column_label(model: str, variant: str) -> str:
+    return f"{model} {variant}"
+
+
+def build_table(
+    scores: dict,
+    paper: dict,
+    columns: list[tuple[str, str]],
+    languages: list[str],
+    extra_groups: dict | None = None,
+) -> pd.DataFrame:
+    """The numeric table (percent; None where missing).
+
+    scores: (model, variant, lang) -> percent. paper: (model, variant, lang or
+    avg/high/medium/low) -> percent. A (model, variant) gets "paper" and "diff"
+    columns only when the reference has a number for it.
+    """
+    with_paper = {column for column in columns if any(key[:2] == column for key in paper)}
+    records = []
+    for group, label, members, reference_key in table_rows(languages, extra_groups):
+        record = {"group": group, "language": label}
+        for model, variant in columns:
+            ours = mean_or_missing([scores.get((model, variant, lang)) for lang in members])
+            record[column_label(model, variant)] = ours
+            if (model, variant) in with_paper:
+                theirs = paper_value(paper, model, variant, members, reference_key)
+                record[f"{column_label(model, variant)} (paper)"] = theirs
+                record[f"{column_label(model, variant)} (diff)"] = difference(ours, theirs)
+        records.append(record)
+    return pd.DataFrame.from_records(records)
+
+
+def format_cell(value, signed: bool = False) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    value = round(value, 1) + 0.0  # no "-0.0"
+    return f"{value:+.1f}" if signed else f"{value:.1f}"
+
+
+def format_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Percent with one decimal, differences signed, missing cells as "–"."""
+    formatted = table[["group", "language"]].copy()
+    for column in table.columns[2:]:
+        signed = column.endswith("(diff)")
+        formatted[column] = [format_cell(value, signed) for value in table[column].astype(object)]
+    return formatted
+
+
+# ---- files ----------------------------------------------------------------------------
+
+
+def read_scores(paths: list, metrics: dict) -> dict:
+    """(benchmark, model, variant, lang) -> percent, each benchmark in its configured metric.
+
+    Paths follow results/scores/{model}/{variant}/{lang}/{bench}.json.
+    """
+    scores = {}
+    for path in map(Path, paths):
+        data = json.loads(path.read_text(encoding="utf-8"))
+        model, variant = path.parts[-4], path.parts[-3]
+        bench = data["benchmark"]
+        scores[(bench, model, variant, data["language"])] = 100 * data["metrics"][metrics[bench]]
+    return scores
+
+
+def read_reference(path) -> pd.DataFrame:
+    return pd.read_csv(path, dtype={"score": float}, keep_default_na=False)
+
+
+def paper_numbers(reference: pd.DataFrame, bench: str, metric: str, split: str) -> dict:
+    """(model, variant, language) -> (percent, source) for one benchmark, metric and split.
+
+    When two sources give the same number's place, the paper wins over the summary,
+    and the summary over the authors' logs.
+    """
+    rows = reference[(reference["benchmark"] == bench) & (reference["metric"] == metric) & (reference["split"] == split)]
+    rank = {source: index for index, source in enumerate(SOURCE_PRIORITY)}
+    numbers = {}
+    for row in sorted(rows.itertuples(), key=lambda r: rank.get(r.source, len(rank)), reverse=True):
+        numbers[(row.model, row.variant, row.language)] = (float(row.score), row.source)
+    return numbers
+
+
+def to_markdown(table: pd.DataFrame, title: str, sources: list[str]) -> str:
+    lines = [f"# {title}", "", table.to_markdown(index=False, disable_numparse=True), ""]
+    if sources:
+        lines += [f"Paper columns: {', '.join(sources)} (see reference/README.md).", ""]
+    return "\n".join(lines)
+
+
+def paper_tables(
+    score_files: list,
+    reference_file,
+    languages: list[str],
+    models: list[str],
+    variants: list[str],
+    benchmarks: list[str],
+    metrics: dict,
+    splits: dict,
+    language_groups: dict,
+    csv_paths: list,
+    markdown_paths: list,
+) -> dict:
+    """Write one CSV and one Markdown table per benchmark (paths in `benchmarks` order)."""
+    scores = read_scores(score_files, metrics)
+    reference = read_reference(reference_file)
+    columns = [(model, variant) for model in models for variant in variants]
+    tables = {}
+    for bench, csv_path, markdown_path in zip(benchmarks, csv_paths, markdown_paths):
+        ours = {key[1:]: value for key, value in scores.items() if key[0] == bench}
+        shown = {row[3] for row in table_rows(languages, language_groups)}
+        paper = {key: number for key, number in paper_numbers(reference, bench, metrics[bench], splits[bench]).items()
+                 if key[:2] in columns and key[2] in shown}
+        table = format_table(build_table(ours, {key: score for key, (score, _) in paper.items()},
+                                         columns, languages, language_groups))
+        sources = [source for source in SOURCE_PRIORITY if source in {source for _, source in paper.values()}]
+        title = f"{TITLES.get(bench, bench)} ({metrics[bench]}, %, {splits[bench]} split)"
+        Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(csv_path, index=False)
+        Path(markdown_path).write_text(to_markdown(table, title, sources), encoding="utf-8")
+        log.info("%s: %d rows, %d columns -> %s", bench, len(table), len(table.columns), csv_path)
+        tables[bench] = table
+    return tables

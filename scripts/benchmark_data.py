@@ -1,0 +1,14 @@
+import logging
+import sys
+
+from okapi_pipeline.benchmarks import prepare_benchmark
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+prepare_benchmark(
+    bench=snakemake.wildcards.bench,
+    lang=snakemake.wildcards.lang,
+    source=dict(snakemake.params.source),
+    splits=list(snakemake.params.splits),
+    out_path=snakemake.output[0],
+)

@@ -1,0 +1,14 @@
+import logging
+import sys
+
+from okapi_pipeline.ranking import generate_responses
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+generate_responses(
+    model_dir=snakemake.input.model,
+    prompts_path=snakemake.input.prompts,
+    out_path=snakemake.output[0],
+    settings=snakemake.params.settings,
+    threads=snakemake.threads,
+)

@@ -1,0 +1,16 @@
+import logging
+import sys
+
+from okapi_pipeline.sft import train_sft
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)
+sys.stdout = sys.stderr  # the trainer prints its progress
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+train_sft(
+    base_dir=snakemake.input.base,
+    data_path=snakemake.input.data,
+    out_dir=snakemake.output[0],
+    settings=dict(snakemake.params.settings),
+    checkpoint_dir=snakemake.params.checkpoints,
+    threads=snakemake.threads,
+)

@@ -1,0 +1,78 @@
+"""Shared fixtures: a tokenizer and two tiny pretrained models, built once per session."""
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+import pytest
+
+from okapi_pipeline.template import alpaca_prompt
+
+# A little multilingual text (the demo languages and a few more), plus the English
+# Alpaca template the models see in every later stage.
+TINY_CORPUS = """\
+The cat sits on the mat. The dog runs in the park. Water is wet and the sun is hot.
+Give three tips for staying healthy. Eat a balanced diet, exercise and sleep well.
+What is the capital of France? The capital of France is Paris.
+Translate the sentence into English. Write a short poem about the sea.
+Con mèo ngồi trên tấm thảm. Con chó chạy trong công viên. Nước thì ướt.
+Hãy đưa ra ba lời khuyên để giữ sức khỏe. Ăn uống cân bằng, tập thể dục và ngủ đủ giấc.
+Thủ đô của Pháp là gì? Thủ đô của Pháp là Paris. Viết một bài thơ ngắn về biển.
+Kucing duduk di atas tikar. Anjing berlari di taman. Air itu basah dan matahari panas.
+Berikan tiga tips untuk tetap sehat. Makan makanan seimbang, berolahraga dan tidur cukup.
+Apa ibu kota Prancis? Ibu kota Prancis adalah Paris. Tulis puisi pendek tentang laut.
+বিড়াল মাদুরের উপর বসে আছে। কুকুর পার্কে দৌড়ায়। জল ভেজা এবং সূর্য গরম।
+সুস্থ থাকার জন্য তিনটি পরামর্শ দিন। সুষম খাদ্য খান, ব্যায়াম করুন এবং ভালো ঘুমান।
+ফ্রান্সের রাজধানী কী? ফ্রান্সের রাজধানী প্যারিস। সমুদ্র নিয়ে একটি ছোট কবিতা লিখুন।
+Die Katze sitzt auf der Matte. Der Hund läuft im Park. Wasser ist nass.
+Le chat est assis sur le tapis. Le chien court dans le parc. L'eau est mouillée.
+"""
+
+
+def write_corpus(directory) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    template = alpaca_prompt("Give three tips.", "") + "Eat well.\n" + alpaca_prompt("Translate.", "Con mèo") + "The cat."
+    (directory / "text.txt").write_text(TINY_CORPUS * 3, encoding="utf-8")
+    (directory / "template.txt").write_text(template * 3, encoding="utf-8")
+
+
+TINY_PRETRAINING = {"max_length": 64, "pretrain_epochs": 2, "seed": 0}
+TINY_BUILDS = {
+    "llama": {"architecture": "llama", "hidden_size": 32, "intermediate_size": 64, "num_layers": 4, "num_heads": 4},
+    "bloom": {"architecture": "bloom", "hidden_size": 32, "num_layers": 4, "num_heads": 4},
+}
+
+
+@pytest.fixture(scope="session")
+def tiny_corpus_dir(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("corpus")
+    write_corpus(directory)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def tiny_tokenizer_dir(tmp_path_factory, tiny_corpus_dir):
+    from okapi_pipeline.tiny_models import train_tokenizer
+
+    out = tmp_path_factory.mktemp("tokenizer")
+    train_tokenizer(tiny_corpus_dir, out, vocab_size=600)
+    return out
+
+
+def _build(tmp_path_factory, tokenizer_dir, corpus_dir, architecture):
+    from okapi_pipeline.tiny_models import build_tiny_model
+
+    out = tmp_path_factory.mktemp(f"tiny-{architecture}")
+    build_tiny_model(tokenizer_dir, corpus_dir, out, TINY_BUILDS[architecture], TINY_PRETRAINING, threads=1)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory, tiny_tokenizer_dir, tiny_corpus_dir):
+    return _build(tmp_path_factory, tiny_tokenizer_dir, tiny_corpus_dir, "llama")
+
+
+@pytest.fixture(scope="session")
+def tiny_bloom_dir(tmp_path_factory, tiny_tokenizer_dir, tiny_corpus_dir):
+    return _build(tmp_path_factory, tiny_tokenizer_dir, tiny_corpus_dir, "bloom")

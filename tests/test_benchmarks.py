@@ -1,0 +1,169 @@
+"""Reading the released Okapi benchmark formats, and refusing malformed records."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from okapi_pipeline.benchmarks import (
+    BenchmarkFormatError,
+    option_texts,
+    prepare_benchmark,
+    read_hub_split,
+    read_released_file,
+    released_path,
+)
+
+REAL_SAMPLES = Path("/work/shared/reference/okapi-samples")
+SHOTS = 25
+
+
+# Small Vietnamese files in the released shape (JSON arrays, released key order).
+# Shot and scored questions are told apart by their text, so a test can see where
+# a prompt's shots came from.
+def arc_item(split: str, index: int, options: int = 4) -> dict:
+    a, b = index + 2, index + 3
+    texts = [str(a + b), str(a + b + 1), str(a + b + 2), str(a + b + 3), str(a + b + 4)][:options]
+    record = {"id": f"ARC-Challenge/{split}/Mercury_{index:05d}", "answer": "A",
+              "instruction": f"Câu hỏi {split} số {index}: {a} cộng {b} bằng bao nhiêu?"}
+    record.update({f"option_{letter}": text for letter, text in zip("abcde", texts)})
+    return record
+
+
+def mmlu_item(split: str, index: int) -> dict:
+    return {"instruction": f"Câu hỏi {split} số {index}: Thủ đô của nước Pháp là thành phố nào?",
+            "option_a": "Thành phố Luân Đôn", "option_b": "Thành phố Paris",
+            "option_c": "Thành phố Berlin", "option_d": "Thành phố Rôma",
+            "answer": "B", "id": f"high_school_geography/{split}/{index}"}
+
+
+def hellaswag_item(index: int) -> dict:
+    ctx_a = "[header] Cách nấu cơm [title] Vo gạo thật sạch."
+    ctx_b = "cho  gạo vào nồi"
+    return {"ind": 4000 + index, "activity_label": "Nấu ăn", "ctx_a": ctx_a, "ctx_b": ctx_b,
+            "ctx": f"{ctx_a} {ctx_b}",
+            "endings": ["và đổ nước [step] vừa đủ.", "rồi bay lên trời.", "và hát một bài.", "rồi đi ngủ."],
+            "source_id": f"wikihow~{index}", "split": "val", "split_type": "indomain", "label": "0"}
+
+
+RELEASED = {
+    ("arc", "train"): [arc_item("train", i) for i in range(28)] + [arc_item("train", 28, 3), arc_item("train", 29, 5)],
+    ("arc", "validation"): [arc_item("validation", i) for i in range(3)],
+    ("arc", "test"): [arc_item("test", 0), arc_item("test", 1, 3), arc_item("test", 2, 5), arc_item("test", 3)],
+    ("mmlu", "dev"): [mmlu_item("dev", i) for i in range(5)],
+    ("mmlu", "val"): [mmlu_item("val", i) for i in range(SHOTS + 1)],
+    ("mmlu", "test"): [mmlu_item("test", i) for i in range(4)],
+    ("hellaswag", "validation"): [hellaswag_item(i) for i in range(4)],
+}
+
+
+def write_released_layout(root: Path, lang: str = "vi") -> Path:
+    for (bench, split), records in RELEASED.items():
+        path = released_path(root, bench, lang, split)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    return root
+
+
+@pytest.fixture
+def released(tmp_path):
+    return write_released_layout(tmp_path / "okapi")
+
+
+def test_reads_the_released_layout_with_3_4_and_5_option_items(released):
+    records = read_released_file("arc", released / "m_arc" / "vi_test.json")
+    assert [len(option_texts(r)) for r in records] == [4, 3, 5, 4]
+    assert option_texts(records[2])[-1] == records[2]["option_e"]
+    assert read_released_file("hellaswag", released / "m_hellaswag" / "vi_validation.json")[0]["label"] == "0"
+
+
+def test_prepare_benchmark_writes_the_requested_splits(released, tmp_path):
+    out = tmp_path / "results" / "arc" / "vi.json"
+    prepare_benchmark("arc", "vi", {"source": "local", "path": str(released)}, ["test", "train"], out)
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert (data["benchmark"], data["language"], data["source"]["source"]) == ("arc", "vi", "local")
+    assert list(data["splits"]) == ["test", "train"]
+    assert data["splits"]["train"] == RELEASED[("arc", "train")]
+
+
+def test_the_bundled_demo_benchmarks_are_valid():
+    demo = Path(__file__).parent.parent / "demo" / "benchmarks"
+    for lang in ("vi", "id", "bn"):
+        assert len(read_released_file("arc", released_path(demo, "arc", lang, "train"))) >= SHOTS
+        assert len(read_released_file("mmlu", released_path(demo, "mmlu", lang, "val"))) >= SHOTS
+        for bench, split in [("arc", "test"), ("arc", "validation"), ("mmlu", "test"), ("mmlu", "dev"),
+                             ("hellaswag", "validation")]:
+            assert read_released_file(bench, released_path(demo, bench, lang, split))
+
+
+MALFORMED = [
+    ("arc", "test", 2, lambda r: r.update(answer="E", option_e=None), "answer 'E' is not one of the options"),
+    ("arc", "test", 1, lambda r: r.pop("instruction"), "missing or empty key(s): instruction"),
+    ("arc", "test", 2, lambda r: r.update(option_d=""), "consecutive from option_a"),
+    ("arc", "train", 7, lambda r: [r.pop("option_d"), r.pop("option_c")], "missing or empty key(s): option_c"),
+    ("mmlu", "test", 0, lambda r: r.update(option_e="thêm"), "5 options, expected 4"),
+    ("mmlu", "val", 4, lambda r: r.update(answer="b"), "answer 'b'"),
+    ("hellaswag", "validation", 2, lambda r: r["endings"].pop(), "endings must be a list of 4"),
+    ("hellaswag", "validation", 3, lambda r: r.update(label=4), "label 4 is out of range"),
+    ("hellaswag", "validation", 1, lambda r: r.update(label="một"), "is not an integer"),
+]
+
+
+@pytest.mark.parametrize("bench, split, index, corrupt, message", MALFORMED)
+def test_a_malformed_record_raises_naming_file_and_index(released, bench, split, index, corrupt, message):
+    path = released_path(released, bench, "vi", split)
+    records = json.loads(path.read_text(encoding="utf-8"))
+    corrupt(records[index])
+    records[index] = {key: value for key, value in records[index].items() if value is not None}
+    path.write_text(json.dumps(records, ensure_ascii=False), encoding="utf-8")
+    with pytest.raises(BenchmarkFormatError) as error:
+        read_released_file(bench, path)
+    assert f"{path}: record {index}: " in str(error.value)
+    assert message in str(error.value)
+
+
+def test_a_file_that_is_not_a_json_array_is_refused(tmp_path):
+    path = tmp_path / "vi_test.json"
+    path.write_text('{"id": "x"}', encoding="utf-8")
+    with pytest.raises(BenchmarkFormatError, match=f"{path}: expected a JSON array"):
+        read_released_file("arc", path)
+    path.write_text("[{", encoding="utf-8")
+    with pytest.raises(BenchmarkFormatError, match=f"{path}: not valid JSON"):
+        read_released_file("arc", path)
+
+
+def test_hub_mirror_split_names_and_absent_columns(monkeypatch):
+    """The mirrors call validation "val" and fill absent options (option_e) with None."""
+    import datasets
+
+    rows = RELEASED[("hellaswag", "validation")]
+    arc_rows = [dict(arc_item("test", 0), option_e=None), arc_item("test", 1, 5)]
+    mirrors = {
+        ("mirror/m_hellaswag", "vi"): datasets.DatasetDict({"val": datasets.Dataset.from_list(rows)}),
+        ("mirror/m_arc", "vi"): datasets.DatasetDict({"test": datasets.Dataset.from_list(arc_rows)}),
+    }
+    monkeypatch.setattr(datasets, "load_dataset", lambda hub_id, name, revision=None: mirrors[(hub_id, name)])
+    assert read_hub_split("hellaswag", "mirror/m_hellaswag", "vi", "validation") == rows
+    records = read_hub_split("arc", "mirror/m_arc", "vi", "test")
+    assert [len(option_texts(r)) for r in records] == [4, 5] and "option_e" not in records[0]
+    with pytest.raises(BenchmarkFormatError, match=r"mirror/m_arc\[vi\]: no split 'train'"):
+        read_hub_split("arc", "mirror/m_arc", "vi", "train")
+
+
+@pytest.mark.skipif(not REAL_SAMPLES.exists(), reason="the released Vietnamese samples are not on this machine")
+def test_the_real_released_vietnamese_files_are_read():
+    test = read_released_file("arc", REAL_SAMPLES / "m_arc_vi_test.json")
+    train = read_released_file("arc", REAL_SAMPLES / "m_arc_vi_train.json")
+    assert (len(test), len(train)) == (1170, 1118)
+    assert {len(option_texts(r)) for r in test} == {3, 4, 5}
+    assert len(read_released_file("mmlu", REAL_SAMPLES / "m_mmlu_vi_dev.json")) == 271
+
+
+def test_the_demo_files_are_what_their_generator_writes(tmp_path):
+    import runpy
+
+    demo = Path(__file__).parent.parent / "demo"
+    runpy.run_path(str(demo / "make_benchmarks.py"))["main"](tmp_path)
+    written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.json"))
+    assert written == sorted(p.relative_to(demo / "benchmarks") for p in (demo / "benchmarks").rglob("*.json"))
+    assert all((tmp_path / p).read_bytes() == (demo / "benchmarks" / p).read_bytes() for p in written)

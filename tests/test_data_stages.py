@@ -1,0 +1,292 @@
+"""Data stages on the LLM layer: instructions, self-instruct, split, translation, ranking."""
+
+import functools
+import json
+import threading
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from okapi_pipeline.instructions import load_instructions
+from okapi_pipeline.jsonl import read_jsonl, write_jsonl
+from okapi_pipeline.llm import JsonRequest
+from okapi_pipeline.ranking import generate_responses, preference_pairs, rank_shard, valid_ranking
+from okapi_pipeline.self_instruct import RougeFilter, self_instruct, shape_reason
+from okapi_pipeline.split import scaled_sizes, split_instructions
+from okapi_pipeline.translate import gather, translate_shard, translation_qa
+from tests.fake_openai import CANARY_KEY, fake_openai, files_containing, openai_settings  # noqa: F401
+
+PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
+
+
+def english(n: int, prefix: str = "alpaca") -> list[dict]:
+    return [{"id": f"{prefix}-{i:05d}", "instruction": f"Give {i} tips for staying healthy.",
+             "input": "" if i % 2 else f"Context number {i}.", "output": f"Eat well, sleep {i} hours."}
+            for i in range(n)]
+
+
+# ---- instructions ------------------------------------------------------------------
+
+
+def test_load_instructions_from_json_array_and_jsonl(tmp_path):
+    records = [{"instruction": "Name a colour.", "output": "Blue."},
+               {"instruction": "Add the numbers.", "input": "2, 3", "output": "5"}]
+    (tmp_path / "a.json").write_text(json.dumps(records))
+    write_jsonl(tmp_path / "a.jsonl", records)
+    for name in ("a.json", "a.jsonl"):
+        assert load_instructions(str(tmp_path / name), None, tmp_path / "out.jsonl") == 2
+        assert read_jsonl(tmp_path / "out.jsonl") == [
+            {"id": "alpaca-00000", "instruction": "Name a colour.", "input": "", "output": "Blue."},
+            {"id": "alpaca-00001", "instruction": "Add the numbers.", "input": "2, 3", "output": "5"},
+        ]
+    assert load_instructions(str(tmp_path / "a.json"), 1, tmp_path / "one.jsonl") == 1
+
+
+def test_load_instructions_from_url(tmp_path):
+    (tmp_path / "data.json").write_text(json.dumps([{"instruction": "Say hi.", "input": "", "output": "Hi."}]))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SimpleHTTPRequestHandler, directory=tmp_path))
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/data.json"
+        assert load_instructions(url, None, tmp_path / "out.jsonl") == 1
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert read_jsonl(tmp_path / "out.jsonl")[0]["output"] == "Hi."
+
+
+def test_a_record_without_output_is_named_by_index(tmp_path):
+    write_jsonl(tmp_path / "bad.jsonl", [{"instruction": "a", "output": "b"}, {"instruction": "c"}])
+    with pytest.raises(ValueError, match="record 1: 'output'"):
+        load_instructions(str(tmp_path / "bad.jsonl"), None, tmp_path / "out.jsonl")
+
+
+# ---- split ---------------------------------------------------------------------------
+
+
+def split_paths(tmp_path, shards: dict[str, int]):
+    splits = {name: str(tmp_path / f"{name}.jsonl") for name in shards}
+    shard_paths = {name: [str(tmp_path / name / f"{i:04d}.jsonl") for i in range(n)] for name, n in shards.items()}
+    return splits, shard_paths
+
+
+def test_split_takes_sizes_and_fills_fixed_shards(tmp_path):
+    write_jsonl(tmp_path / "a.jsonl", english(30))
+    write_jsonl(tmp_path / "b.jsonl", english(20, "selfinstruct"))
+    splits, shards = split_paths(tmp_path, {"sft": 2, "rm": 1, "ppo": 2})
+    taken = split_instructions([tmp_path / "a.jsonl", tmp_path / "b.jsonl"], {"sft": 20, "rm": 10, "ppo": 15},
+                               seed=0, items_per_shard=10, split_paths=splits, shard_paths=shards)
+    assert taken == {"sft": 20, "rm": 10, "ppo": 15}
+    ids = [r["id"] for name in splits for r in read_jsonl(splits[name])]
+    assert len(ids) == len(set(ids)) == 45
+    assert [len(read_jsonl(p)) for p in shards["ppo"]] == [10, 5]
+    assert read_jsonl(splits["sft"]) == read_jsonl(shards["sft"][0]) + read_jsonl(shards["sft"][1])
+
+
+def test_split_scales_down_proportionally_with_empty_trailing_shards(tmp_path):
+    write_jsonl(tmp_path / "a.jsonl", english(40))
+    splits, shards = split_paths(tmp_path, {"sft": 4, "rm": 3, "ppo": 3})
+    sizes = {"sft": 32, "rm": 24, "ppo": 24}
+    taken = split_instructions([tmp_path / "a.jsonl"], sizes, seed=1, items_per_shard=8,
+                               split_paths=splits, shard_paths=shards)
+    assert taken == {"sft": 16, "rm": 12, "ppo": 12}
+    assert [len(read_jsonl(p)) for p in shards["sft"]] == [8, 8, 0, 0]
+    assert scaled_sizes({"sft": 52, "rm": 42, "ppo": 64}, 100) == {"sft": 33, "rm": 27, "ppo": 40}
+    # The same seed gives the same split.
+    first = read_jsonl(splits["rm"])
+    split_instructions([tmp_path / "a.jsonl"], sizes, seed=1, items_per_shard=8, split_paths=splits,
+                       shard_paths=shards)
+    assert read_jsonl(splits["rm"]) == first
+
+
+# ---- self-instruct -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("instruction, reason", [
+    ("Summarise it.", "length"),
+    ("word " * 151, "length"),
+    ("Draw a picture of a cat sitting down.", "blacklist keyword"),
+    ("Describe this image in a few words.", "blacklist keyword"),
+    ("Tell me how to go to the station.", "blacklist keyword"),
+    ("- List three fruits that are red.", "starts with punctuation"),
+    ("¿Cuál es la capital de Francia hoy?", "non-ASCII start"),
+    ("Explain the rules of chess to a child.", None),
+    ("Describe the mapping between sets briefly.", None),  # "map" only as a whole word
+])
+def test_instruction_shape_filters(instruction, reason):
+    assert shape_reason(instruction) == reason
+
+
+def test_rouge_l_filter_against_everything_kept():
+    rouge = RougeFilter(0.7, ["Give three tips for staying healthy."])
+    assert rouge.reason("give three tips for staying healthy.") == "duplicate"
+    assert rouge.reason("Give three tips for staying very healthy.") == "rouge-l"
+    new = "Explain why the sky is blue during the day."
+    assert rouge.reason(new) is None
+    rouge.add(new)
+    assert rouge.reason("Explain why the sky is blue during the night.") == "rouge-l"
+
+
+def test_self_instruct_reaches_the_target_and_a_rerun_is_free(fake_openai, openai_settings, tmp_path):
+    write_jsonl(tmp_path / "seeds.jsonl", english(5))
+    fake_openai.faults = [("malformed",)] * 2
+    openai_settings["max_retries"] = 0
+    kwargs = dict(seed_tasks=tmp_path / "seeds.jsonl", prompt_file=f"{PROMPTS}/self_instruct.txt",
+                  llm_settings=openai_settings, target_count=6, max_attempts=40, rouge_l_threshold=0.7, seed=3,
+                  out_path=tmp_path / "si.jsonl", report_path=tmp_path / "si.report.json")
+    report = self_instruct(**kwargs)
+    kept = read_jsonl(tmp_path / "si.jsonl")
+    assert report["kept"] == len(kept) == 6
+    assert report["kept"] + report["rejected"] + report["not_needed"] == report["attempts"]
+    assert report["reasons"]["not JSON"] == 2
+    assert [r["id"] for r in kept] == [f"selfinstruct-{i:05d}" for i in range(6)]
+    sent = fake_openai.count
+    assert self_instruct(**kwargs) == report and fake_openai.count == sent
+    assert read_jsonl(tmp_path / "si.jsonl") == kept
+
+
+def test_self_instruct_stops_at_max_attempts(fake_openai, openai_settings, tmp_path):
+    write_jsonl(tmp_path / "seeds.jsonl", english(5))
+    openai_settings["max_retries"] = 0
+    fake_openai.faults = [("malformed",)] * 100
+    report = self_instruct(tmp_path / "seeds.jsonl", f"{PROMPTS}/self_instruct.txt", openai_settings, 5, 9, 0.7, 0,
+                           tmp_path / "si.jsonl", tmp_path / "si.report.json")
+    assert report == {"target": 5, "attempts": 9, "kept": 0, "rejected": 9, "reasons": {"not JSON": 9},
+                      "not_needed": 0}
+
+
+# ---- translation ---------------------------------------------------------------------
+
+
+def test_translate_shard_keeps_ids_and_keys_and_reports_rejects(fake_openai, openai_settings, tmp_path):
+    write_jsonl(tmp_path / "en.jsonl", english(6))
+    openai_settings["max_retries"] = 1
+    openai_settings["max_concurrency"] = 1
+    # Record 0 is malformed twice (rejected); record 1 once (asked again, accepted).
+    fake_openai.faults = [("malformed",), ("malformed",), (None,), (None,), (None,), (None,), ("malformed",)]
+    out = {name: tmp_path / f"vi.{name}" for name in ("jsonl", "rejects.jsonl", "report.json")}
+    report = translate_shard(tmp_path / "en.jsonl", out["jsonl"], out["rejects.jsonl"], out["report.json"], "vi",
+                             f"{PROMPTS}/translate.txt", openai_settings, "translation/vi/sft/0000")
+    translated = read_jsonl(out["jsonl"])
+    rejects = read_jsonl(out["rejects.jsonl"])
+    assert report == {"language": "vi", "total": 6, "accepted": 5, "rejected": 1, "reasons": {"not JSON": 1}}
+    assert [r["id"] for r in rejects] == ["alpaca-00000"]
+    assert [r["id"] for r in translated] == [f"alpaca-{i:05d}" for i in range(1, 6)]
+    assert translated[0] == {"id": "alpaca-00001", "instruction": "[Vietnamese] Give 1 tips for staying healthy.",
+                             "input": "", "output": "[Vietnamese] Eat well, sleep 1 hours."}
+    # Empty inputs are not sent at all.
+    sent_objects = [json.loads(r["messages"][-1]["content"]) for r in fake_openai.requests]
+    odd = [o for o in sent_objects if o["instruction"] == "Give 1 tips for staying healthy."]
+    assert odd and all("input" not in o for o in odd)
+    sent = fake_openai.count
+    assert translate_shard(tmp_path / "en.jsonl", out["jsonl"], out["rejects.jsonl"], out["report.json"], "vi",
+                           f"{PROMPTS}/translate.txt", openai_settings, "translation/vi/sft/0000") == report
+    assert fake_openai.count == sent
+    assert (tmp_path / "cache" / "translation" / "vi" / "sft" / "0000.jsonl").exists()
+    assert files_containing(tmp_path, CANARY_KEY) == []
+
+
+def test_an_empty_answer_for_a_non_empty_field_is_rejected(fake_openai, openai_settings, tmp_path, monkeypatch):
+    import tests.fake_openai as fake
+
+    monkeypatch.setattr(fake, "answer", lambda body: json.dumps({"instruction": "x", "output": ""}))
+    write_jsonl(tmp_path / "en.jsonl", english(2)[1:])
+    openai_settings["max_retries"] = 0
+    report = translate_shard(tmp_path / "en.jsonl", tmp_path / "t.jsonl", tmp_path / "r.jsonl",
+                             tmp_path / "rep.json", "id", f"{PROMPTS}/translate.txt", openai_settings, "t")
+    assert report["reasons"] == {"'output' is empty": 1}
+
+
+def test_gather_and_translation_qa(tmp_path):
+    en = english(4)
+    write_jsonl(tmp_path / "en" / "sft.jsonl", en)
+    vi = [dict(r, output="Ăn uống tốt.") for r in en[:3]]
+    vi[1]["output"] = en[1]["output"]  # left in English
+    vi[2]["output"] = "x"  # far too short
+    write_jsonl(tmp_path / "s0.jsonl", vi[:2])
+    write_jsonl(tmp_path / "s1.jsonl", vi[2:])
+    write_jsonl(tmp_path / "s2.jsonl", [])
+    assert gather([tmp_path / f"s{i}.jsonl" for i in range(3)], tmp_path / "vi" / "sft.jsonl") == 3
+    assert read_jsonl(tmp_path / "vi" / "sft.jsonl") == vi
+    report = tmp_path / "vi" / "sft" / "shards" / "0001.report.json"
+    report.parent.mkdir(parents=True)
+    report.write_text(json.dumps({"total": 2, "accepted": 1, "rejected": 1, "reasons": {"not JSON": 1}}))
+    qa = translation_qa([tmp_path / "en" / "sft.jsonl"], [tmp_path / "vi" / "sft.jsonl"], [report],
+                        tmp_path / "qa.json", "vi")
+    sft = qa["splits"]["sft"]
+    assert (sft["english"], sft["translated"], sft["missing"], sft["rejected"]) == (4, 3, 1, 1)
+    assert sft["reasons"] == {"not JSON": 1}
+    assert sft["untranslated_outputs"] == 1 and sft["untranslated_share"] == pytest.approx(1 / 3, abs=1e-3)
+    assert sft["length_ratio_outlier_ids"] == ["alpaca-00002"]
+    assert json.loads((tmp_path / "qa.json").read_text())["totals"]["translated"] == 3
+
+
+# ---- ranking ---------------------------------------------------------------------------
+
+
+def responses(n: int) -> list[dict]:
+    return [{"id": f"alpaca-{i:05d}", "instruction": f"Hãy kể {i}", "input": "",
+             "responses": ["Một.", "Một hai ba bốn.", "Một hai.", "Một hai ba."]} for i in range(n)]
+
+
+def test_ranking_must_be_a_permutation():
+    request = JsonRequest("", {"instruction": "x", "responses": ["a", "b", "c"]}, ("ranking",))
+    assert valid_ranking(request, {"ranking": [2, 3, 1]}) is None
+    for bad in ([1, 2], [1, 1, 2], [0, 1, 2], [1, 2, 4], "1,2,3", [1.0, 2, 3], [True, 2, 3]):
+        assert valid_ranking(request, {"ranking": bad}) == "ranking is not a permutation of 1..3"
+
+
+def test_rank_shard_with_the_openai_judge(fake_openai, openai_settings, tmp_path):
+    write_jsonl(tmp_path / "responses.jsonl", responses(5))
+    openai_settings["max_concurrency"] = 1
+    openai_settings["max_retries"] = 1
+    # Shard 1 of 3 per shard: items 3 and 4. Back-translations first (2), then rankings:
+    # item 3 answers an invalid ranking once, item 4 twice (rejected).
+    fake_openai.faults = [(None,), (None,), ("bad_ranking",), ("bad_ranking",), (None,), ("bad_ranking",)]
+    out = [tmp_path / name for name in ("ranked.jsonl", "rejects.jsonl", "report.json")]
+    report = rank_shard(tmp_path / "responses.jsonl", 1, 3, *out, "vi", f"{PROMPTS}/rank.txt",
+                        f"{PROMPTS}/back_translate.txt", openai_settings, "ranking/m/vi/0001")
+    assert report == {"language": "vi", "total": 2, "ranked": 1, "rejected": 1,
+                      "reasons": {"ranking: ranking is not a permutation of 1..4": 1}}
+    [ranked] = read_jsonl(out[0])
+    assert ranked["id"] == "alpaca-00003"
+    assert ranked["ranking"] == [1, 3, 2, 0]  # the fake judge prefers longer answers
+    assert ranked["english"]["responses"][0] == "[en] Một."
+    assert ranked["english"]["input"] == ""
+    assert read_jsonl(out[1])[0]["stage"] == "ranking"
+    empty = rank_shard(tmp_path / "responses.jsonl", 2, 3, *out, "vi", f"{PROMPTS}/rank.txt",
+                       f"{PROMPTS}/back_translate.txt", openai_settings, "ranking/m/vi/0002")
+    assert empty["total"] == 0 and read_jsonl(out[0]) == []
+
+
+def test_preference_pairs_in_the_released_keys(tmp_path):
+    record = dict(responses(1)[0], ranking=[1, 3, 2, 0], english={})
+    write_jsonl(tmp_path / "0000.jsonl", [record])
+    write_jsonl(tmp_path / "0001.jsonl", [])
+    assert preference_pairs([tmp_path / "0000.jsonl", tmp_path / "0001.jsonl"], tmp_path / "pairs.jsonl") == 6
+    pairs = read_jsonl(tmp_path / "pairs.jsonl")
+    assert set(pairs[0]) == {"id", "instruction", "input", "prefered_output", "rejected_output"}
+    assert (pairs[0]["prefered_output"], pairs[0]["rejected_output"]) == ("Một hai ba bốn.", "Một hai ba.")
+    assert pairs[-1] == {"id": "alpaca-00000", "instruction": "Hãy kể 0", "input": "",
+                         "prefered_output": "Một hai.", "rejected_output": "Một."}
+
+
+def test_generate_and_rank_with_the_local_model(tiny_llama_dir, tmp_path):
+    write_jsonl(tmp_path / "rm.jsonl", [{"id": "a", "instruction": "Give three tips.", "input": ""},
+                                        {"id": "b", "instruction": "Translate.", "input": "Con mèo"}])
+    settings = {"responses_per_prompt": 3, "max_new_tokens": 6, "temperature": 1.0, "top_p": 0.75, "top_k": 40}
+    generate_responses(tiny_llama_dir, tmp_path / "rm.jsonl", tmp_path / "responses.jsonl", settings, threads=1)
+    generated = read_jsonl(tmp_path / "responses.jsonl")
+    assert [len(r["responses"]) for r in generated] == [3, 3]
+    generate_responses(tiny_llama_dir, tmp_path / "rm.jsonl", tmp_path / "again.jsonl", settings, threads=1)
+    assert read_jsonl(tmp_path / "again.jsonl") == generated  # seeded
+    llm = {"backend": "hf", "model": str(tiny_llama_dir), "temperature": 0.0, "max_new_tokens": 6,
+           "max_concurrency": 8, "max_retries": 1, "timeout_s": 10, "cache_dir": str(tmp_path / "cache"),
+           "api_key_env": "UNUSED", "base_url": None}
+    out = [tmp_path / name for name in ("ranked.jsonl", "rejects.jsonl", "report.json")]
+    report = rank_shard(tmp_path / "responses.jsonl", 0, 16, *out, "vi", f"{PROMPTS}/rank.txt",
+                        f"{PROMPTS}/back_translate.txt", llm, "ranking/tiny/vi/0000")
+    assert report["total"] == 2 and report["ranked"] + report["rejected"] == 2
+    for record in read_jsonl(out[0]):
+        assert sorted(record["ranking"]) == [0, 1, 2]

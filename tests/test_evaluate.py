@@ -1,0 +1,151 @@
+"""lm-eval tasks under the paper's protocol: prompts, shots, splits, and the score files."""
+
+import json
+
+import pytest
+import yaml
+
+from okapi_pipeline.benchmarks import prepare_benchmark
+from okapi_pipeline.evaluate import (
+    arc_doc,
+    evaluate_model,
+    hellaswag_clean,
+    hellaswag_doc,
+    mmlu_doc,
+    task_name,
+    write_task,
+)
+from okapi_pipeline.jsonl import read_jsonl
+from tests.test_benchmarks import RELEASED, SHOTS, write_released_layout
+
+PROTOCOL = {
+    "backend": "hf",
+    "batch_size": 8,
+    "seed": 1234,
+    "limit": None,
+    "arc": {"split": "test", "fewshot_split": "train", "num_fewshot": SHOTS, "metric": "acc_norm"},
+    "hellaswag": {"split": "validation", "fewshot_split": None, "num_fewshot": 0, "metric": "acc_norm"},
+    "mmlu": {"split": "test", "fewshot_split": "val", "num_fewshot": SHOTS, "metric": "acc"},
+}
+SPLITS = {"arc": ["test", "train"], "hellaswag": ["validation"], "mmlu": ["test", "val"]}
+
+
+def prepare_all(root, out_dir) -> dict:
+    source = {"source": "local", "path": str(write_released_layout(root))}
+    files = {}
+    for bench, splits in SPLITS.items():
+        files[bench] = out_dir / bench / "vi.json"
+        prepare_benchmark(bench, "vi", source, splits, files[bench])
+    return files
+
+
+@pytest.fixture(scope="module")
+def scored(tmp_path_factory, tiny_llama_dir):
+    """One lm-eval call for the three benchmarks of Vietnamese, as the rule makes it."""
+    base = tmp_path_factory.mktemp("evaluate")
+    files = prepare_all(base / "okapi", base / "benchmark_data")
+    out_paths = {bench: base / "scores" / f"{bench}.json" for bench in files}
+    evaluate_model(tiny_llama_dir, files, PROTOCOL, out_paths, base / "work", threads=2)
+    scores = {bench: json.loads(path.read_text(encoding="utf-8")) for bench, path in out_paths.items()}
+    samples = {bench: read_jsonl(base / "work" / task_name(bench, "vi") / "samples.jsonl") for bench in files}
+    return scores, samples
+
+
+def shots_and_question(prompt: str) -> tuple[list[str], str]:
+    blocks = prompt.split("\n\n")
+    return blocks[:-1], blocks[-1]
+
+
+# ---- prompt formats (no model) ---------------------------------------------------------
+
+
+def test_arc_prompt_is_question_answer_with_option_texts_as_choices():
+    doc = arc_doc(RELEASED[("arc", "test")][2])
+    assert doc["query"] == "Câu hỏi test số 2: 4 cộng 5 bằng bao nhiêu?".join(["Question: ", "\nAnswer:"])
+    assert doc["choices"] == ["9", "10", "11", "12", "13"] and doc["gold"] == 0
+
+
+def test_mmlu_prompt_lists_the_choices_and_scores_their_full_text():
+    doc = mmlu_doc(RELEASED[("mmlu", "test")][0])
+    assert doc["query"] == (
+        "Question: Câu hỏi test số 0: Thủ đô của nước Pháp là thành phố nào?\nChoices:\n"
+        "A. Thành phố Luân Đôn\nB. Thành phố Paris\nC. Thành phố Berlin\nD. Thành phố Rôma\nAnswer:")
+    assert doc["choices"][doc["gold"]] == "Thành phố Paris"
+
+
+def test_hellaswag_context_is_built_and_cleaned_like_the_harness():
+    doc = hellaswag_doc(RELEASED[("hellaswag", "validation")][0])
+    # activity_label + ": " + ctx_a + " " + ctx_b.capitalize(); " [title]" -> ". ",
+    # other bracket tags dropped, double spaces made single.
+    assert doc["query"] == "Nấu ăn: Cách nấu cơm. Vo gạo thật sạch. Cho gạo vào nồi"
+    assert doc["choices"][0] == "và đổ nước vừa đủ." and doc["gold"] == 0
+    assert hellaswag_clean("  a [title] b [step] c  ") == "a. b c"
+
+
+def test_task_yaml_carries_its_own_shots_splits_and_absolute_data_files(tmp_path, monkeypatch):
+    files = prepare_all(tmp_path / "okapi", tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    name, config = write_task("arc", files["arc"], PROTOCOL["arc"], "work")
+    assert yaml.safe_load((tmp_path / "work" / name / f"{name}.yaml").read_text(encoding="utf-8")) == config
+    assert (config["num_fewshot"], config["fewshot_split"], config["test_split"]) == (SHOTS, "train", "test")
+    for split, path in config["dataset_kwargs"]["data_files"].items():
+        assert path.startswith(str(tmp_path)) and len(read_jsonl(path)) == len(RELEASED[("arc", split)])
+
+
+def test_too_few_shots_in_the_shot_split_is_an_error(tmp_path):
+    files = prepare_all(tmp_path / "okapi", tmp_path / "data")
+    with pytest.raises(ValueError, match="31 shots asked but split 'train' has only 30 records"):
+        write_task("arc", files["arc"], dict(PROTOCOL["arc"], num_fewshot=31), tmp_path / "work")
+
+
+# ---- scored with lm-eval and a tiny model ------------------------------------------------
+
+
+def test_arc_scores_every_test_item_with_25_shots_from_train(scored):
+    scores, samples = scored
+    arc = scores["arc"]
+    test, train = RELEASED[("arc", "test")], RELEASED[("arc", "train")]
+    assert (arc["n_shot"], arc["n_samples"], arc["task_config"]["num_fewshot"]) == (SHOTS, len(test), SHOTS)
+    assert [s["id"] for s in samples["arc"]] == [r["id"] for r in test]
+    train_blocks = {arc_doc(r)["query"] + " " + arc_doc(r)["choices"][arc_doc(r)["gold"]] for r in train}
+    for sample, record in zip(samples["arc"], test):
+        shots, question = shots_and_question(sample["prompt"])
+        assert len(shots) == SHOTS and set(shots) <= train_blocks
+        assert question == f"Question: {record['instruction']}\nAnswer:"
+        assert sample["continuations"] == [" " + text for text in arc_doc(record)["choices"]]
+    assert arc["example_prompts"][0]["prompt"] == samples["arc"][0]["prompt"]
+
+
+def test_mmlu_prompts_have_the_choices_block_and_full_text_choices(scored):
+    scores, samples = scored
+    assert (scores["mmlu"]["n_shot"], scores["mmlu"]["n_samples"]) == (SHOTS, len(RELEASED[("mmlu", "test")]))
+    val_queries = {mmlu_doc(r)["query"] for r in RELEASED[("mmlu", "val")]}
+    for sample, record in zip(samples["mmlu"], RELEASED[("mmlu", "test")]):
+        shots, question = shots_and_question(sample["prompt"])
+        assert len(shots) == SHOTS
+        assert all(shot.endswith("\nAnswer: Thành phố Paris") for shot in shots)
+        assert {shot.removesuffix(" Thành phố Paris") for shot in shots} <= val_queries
+        assert question == mmlu_doc(record)["query"]
+        assert sample["continuations"] == [" Thành phố Luân Đôn", " Thành phố Paris", " Thành phố Berlin",
+                                           " Thành phố Rôma"]
+
+
+def test_hellaswag_is_zero_shot_on_the_cleaned_context(scored):
+    scores, samples = scored
+    assert (scores["hellaswag"]["n_shot"], scores["hellaswag"]["n_samples"]) == (0, 4)
+    for sample, record in zip(samples["hellaswag"], RELEASED[("hellaswag", "validation")]):
+        assert sample["prompt"] == hellaswag_doc(record)["query"]
+        assert sample["continuations"][0] == " và đổ nước vừa đủ."
+
+
+def test_score_files_hold_metrics_and_what_produced_them(scored):
+    scores, _ = scored
+    for bench, score in scores.items():
+        metrics = score["metrics"]
+        assert set(metrics) == {"acc", "acc_stderr", "acc_norm", "acc_norm_stderr"}
+        assert all(0.0 <= metrics[name] <= 1.0 for name in ("acc", "acc_norm"))
+        assert (score["benchmark"], score["language"]) == (bench, "vi")
+        assert score["protocol"] == PROTOCOL[bench]
+        assert (score["run"]["device"], score["run"]["dtype"]) == ("cpu", "float32")
+        assert score["task_config"]["dataset_path"] == "json"
+        assert len(score["example_prompts"]) == 3

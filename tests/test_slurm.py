@@ -1,0 +1,175 @@
+"""The SLURM profile on a real single-node SLURM cluster, started and stopped here,
+and the cluster plan of the paper run.
+
+A small workflow (tests/slurm/workflow) whose rules carry the real rules' names runs
+through `slurm/` to the end; every sbatch call is logged with what SLURM recorded.
+"""
+
+import ast
+import importlib.util
+import os
+import shutil
+
+import pytest
+from snakemake.profiles import ProfileConfigFileParser
+
+from tests.slurm import cluster as slurm
+from tests.workflow import REPO
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """A running cluster (see tests/slurm/cluster.py); stopped, and checked stopped, at the end."""
+    reason = slurm.missing_requirements()
+    if reason:
+        pytest.skip(reason)
+    cluster = slurm.start(tmp_path_factory.mktemp("slurm"))
+    yield cluster
+    slurm.stop(cluster)
+
+
+@pytest.fixture(scope="module")
+def small_run(slurm_cluster, tmp_path_factory):
+    """The small workflow run to the end through the profile; its workdir and submissions."""
+    workdir = tmp_path_factory.mktemp("slurm-workflow")
+    shutil.copy(REPO / "tests/slurm/workflow/Snakefile", workdir / "Snakefile")
+    shutil.copytree(REPO / "slurm", workdir / "slurm")
+    before = len(slurm_cluster.submissions())
+    result = slurm_cluster.snakemake(workdir)
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    return workdir, slurm_cluster.submissions()[before:]
+
+
+def where(path):
+    """What a job of the small workflow wrote about where it ran."""
+    return ast.literal_eval(path.read_text())
+
+
+def submitted(submissions, comment):
+    """The sbatch calls whose --comment (rule and wildcards) is `comment`."""
+    return [s for s in submissions if s["args"][s["args"].index("--comment") + 1] == comment]
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_gpu_rules_are_submitted_with_their_gpus_cpus_memory_and_time(small_run):
+    workdir, submissions = small_run
+    assert all(s["returncode"] == 0 for s in submissions)
+    [sft] = submitted(submissions, "rule_train_sft_wildcards_vi")
+    assert {"--gpus=1", "--cpus-per-gpu=8"} <= set(sft["args"])
+    assert " -p gpu " in " ".join(sft["args"]) + " "
+    assert sft["args"][sft["args"].index("--mem") + 1] == "128000"
+    # What SLURM recorded: one GPU, 8 CPUs per GPU, 12 h, the GPU partition.
+    assert sft["job"]["TresPerJob"] == "gres:gpu:1"
+    assert sft["job"]["CpusPerTres"] == "gres:gpu:8"
+    assert sft["job"]["TimeLimit"] == "12:00:00"
+    assert sft["job"]["Partition"] == "gpu"
+    for lang in ("vi", "bn"):
+        [evaluate] = submitted(submissions, f"rule_evaluate_wildcards_{lang}")
+        assert evaluate["job"]["TresPerJob"] == "gres:gpu:1"
+        assert evaluate["job"]["TimeLimit"] == "04:00:00"
+        # The job ran inside its allocation and SLURM gave it a GPU.
+        ran = where(workdir / f"results/scores/{lang}.txt")
+        assert ran["slurm_job_id"] == evaluate["stdout"].strip()
+        assert ran["gpus"] != ""
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_a_retried_job_asks_for_more_time(small_run):
+    workdir, submissions = small_run
+    # The small workflow's train_sft for bn fails on its first attempt.
+    first, second = submitted(submissions, "rule_train_sft_wildcards_bn")
+    assert first["job"]["TimeLimit"] == "12:00:00"
+    assert second["job"]["TimeLimit"] == "1-00:00:00"
+    assert where(workdir / "results/models/bn/sft.txt")["slurm_job_id"] == second["stdout"].strip()
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_cpu_rules_get_the_default_resources_and_partition(small_run):
+    _, submissions = small_run
+    [split] = submitted(submissions, "rule_split_instructions")
+    assert not any(arg.startswith("--gpus") for arg in split["args"])
+    assert split["job"]["Partition"] == "cpu"
+    assert split["job"]["TimeLimit"] == "01:00:00"
+    assert split["args"][split["args"].index("--mem") + 1] == "8000"
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_shards_are_grouped_into_few_jobs_with_one_gpu_each(small_run):
+    workdir, submissions = small_run
+    groups = [s for s in submissions if "group_translate" in s["args"][s["args"].index("--output") + 1]]
+    # 8 shards, 4 per SLURM job, run one after the other: 1 GPU for 4 x 60 minutes.
+    assert len(groups) == 2
+    for group in groups:
+        assert group["job"]["TresPerJob"] == "gres:gpu:1"
+        assert group["job"]["TimeLimit"] == "04:00:00"
+    shard_jobs = {where(path)["slurm_job_id"] for lang in ("vi", "bn")
+                  for path in (workdir / "results" / lang).glob("000?.txt")}
+    assert shard_jobs == {group["stdout"].strip() for group in groups}
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_localrules_stay_on_the_submitting_machine(small_run):
+    workdir, submissions = small_run
+    comments = {s["args"][s["args"].index("--comment") + 1] for s in submissions}
+    assert not any("load_instructions" in c or "paper_tables" in c for c in comments)
+    assert where(workdir / "results/en.txt")["slurm_job_id"] == "local"
+    assert (workdir / "results/report.txt").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_a_rerun_submits_nothing(small_run, slurm_cluster):
+    workdir, _ = small_run
+    before = len(slurm_cluster.submissions())
+    result = slurm_cluster.snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Nothing to be done" in result.stdout + result.stderr
+    assert len(slurm_cluster.submissions()) == before
+
+
+def load_plan_cluster():
+    spec = importlib.util.spec_from_file_location("plan_cluster", REPO / "tools/plan_cluster.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def profile_resources(rule):
+    """The profile's set-resources for a rule, evaluated for a first attempt."""
+    with open(REPO / "slurm/config.yaml") as stream:
+        items = ProfileConfigFileParser().parse(stream)["set-resources"]
+    values = dict(item.split(":", 1)[1].split("=", 1) for item in items if item.startswith(f"{rule}:"))
+    return {key: eval(value, {"attempt": 1}) for key, value in values.items() if key in ("gpu", "runtime")}
+
+
+@pytest.mark.slow
+def test_the_paper_plan_counts_jobs_and_gpu_hours_without_a_cluster(tmp_path, monkeypatch):
+    # SLURM commands that fail, as on a laptop, and record any call.
+    calls = tmp_path / "calls"
+    (tmp_path / "bin").mkdir()
+    for command in ("sbatch", "squeue", "srun", "scancel", "sacct", "scontrol", "sinfo"):
+        fake = tmp_path / "bin" / command
+        fake.write_text(f"#!/bin/sh\necho {command} \"$@\" >> {calls}\nexit 1\n")
+        fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
+
+    plans = {p.rule: p for p in load_plan_cluster().plan("slurm", ["configs/paper.yaml"])}
+
+    # The paper translates and ranks through the OpenAI API: on the login node, no GPUs.
+    for rule in ("translate_shard", "rank_shard", "self_instruct"):
+        assert plans[rule].local and plans[rule].gpu_hours == 0
+    assert plans["translate_shard"].jobs == 26 * 79  # 158K instructions in shards of 2000
+    # 2 models x 26 languages, each with the profile's GPUs for the profile's runtime.
+    for rule in ("train_sft", "train_reward_model", "train_ppo", "generate_responses"):
+        asked = profile_resources(rule)
+        assert not plans[rule].local and plans[rule].slurm_jobs == 52
+        assert plans[rule].gpu_hours == pytest.approx(52 * asked["gpu"] * asked["runtime"] / 60)
+    assert plans["evaluate"].jobs == 2 * 3 * 26
+    # Nothing was submitted or asked about jobs (the SLURM plugin only reads the config).
+    called = calls.read_text().split("\n") if calls.exists() else []
+    assert not [line for line in called if line and not line.startswith("scontrol show config")]

@@ -1,0 +1,62 @@
+import json
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+from okapi_pipeline.tiny_models import build_tiny_model, model_config
+
+
+def test_tokenizer_round_trips_multilingual_text_and_has_special_tokens(tiny_tokenizer_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    text = "Thủ đô của Pháp là Paris. ফ্রান্সের রাজধানী. Ibu kota 🦙"
+    ids = tokenizer(text)["input_ids"]
+    assert ids[0] == tokenizer.bos_token_id
+    assert tokenizer.decode(ids, skip_special_tokens=True) == text
+    assert {tokenizer.bos_token, tokenizer.eos_token, tokenizer.unk_token, tokenizer.pad_token} == {
+        "<s>", "</s>", "<unk>", "<pad>"}
+    assert len(tokenizer) <= 600
+
+
+@pytest.mark.parametrize("fixture", ["tiny_llama_dir", "tiny_bloom_dir"])
+def test_tiny_models_reload_with_both_auto_classes(fixture, request):
+    directory = request.getfixturevalue(fixture)
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    causal = AutoModelForCausalLM.from_pretrained(directory)
+    scorer = AutoModelForSequenceClassification.from_pretrained(directory, num_labels=1)
+    batch = tokenizer(["Con mèo ngồi", "The cat sits on the mat"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        assert causal(**batch).logits.shape[:2] == batch["input_ids"].shape
+        assert scorer(**batch).logits.shape == (2, 1)
+    assert causal.config.num_hidden_layers == 4
+    summary = json.loads((directory / "build_summary.json").read_text())
+    assert summary["build"]["num_layers"] == 4
+    assert summary["parameters"] == sum(p.numel() for p in causal.parameters())
+
+
+def test_llama_fits_25_shot_prompts(tiny_llama_dir):
+    model = AutoModelForCausalLM.from_pretrained(tiny_llama_dir)
+    assert model.config.max_position_embeddings >= 2048
+    with torch.no_grad():
+        model(input_ids=torch.ones(1, 1500, dtype=torch.long))
+
+
+def test_pretraining_lowers_the_loss(tiny_llama_dir):
+    losses = json.loads((tiny_llama_dir / "build_summary.json").read_text())["pretraining"]["loss_per_epoch"]
+    assert losses[-1] < losses[0]
+
+
+def test_same_seed_builds_identical_weights(tmp_path, tiny_tokenizer_dir, tiny_corpus_dir, tiny_bloom_dir):
+    summary = json.loads((tiny_bloom_dir / "build_summary.json").read_text())
+    pretraining = {"max_length": summary["pretraining"]["max_length"],
+                   "pretrain_epochs": summary["pretraining"]["epochs"], "seed": summary["pretraining"]["seed"]}
+    build_tiny_model(tiny_tokenizer_dir, tiny_corpus_dir, tmp_path, summary["build"], pretraining, threads=1)
+    first = AutoModelForCausalLM.from_pretrained(tiny_bloom_dir).state_dict()
+    again = AutoModelForCausalLM.from_pretrained(tmp_path).state_dict()
+    assert all(torch.equal(first[name], again[name]) for name in first)
+
+
+def test_unknown_architecture_is_refused(tiny_tokenizer_dir):
+    tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
+    with pytest.raises(ValueError, match="unknown architecture"):
+        model_config({"architecture": "gpt9", "hidden_size": 8, "num_layers": 1, "num_heads": 1}, tokenizer)

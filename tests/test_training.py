@@ -1,0 +1,221 @@
+"""SFT, reward model and PPO on the tiny models: they learn, freeze what they should, save loadable models."""
+
+import json
+import random
+
+import pytest
+import torch
+from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+from okapi_pipeline.jsonl import write_jsonl
+from okapi_pipeline.modeling import (
+    fingerprint,
+    freeze_all_but_top_blocks,
+    gradient_accumulation,
+    prepare_checkpoints,
+    transformer_blocks,
+)
+from okapi_pipeline.ppo import train_ppo
+from okapi_pipeline.reward_model import train_reward_model
+from okapi_pipeline.sft import train_sft
+
+SFT_SETTINGS = {
+    "finetuning": "full", "epochs": 3, "learning_rate": 3e-3, "lr_scheduler": "cosine", "warmup_steps": 1,
+    "adam_betas": [0.9, 0.95], "weight_decay": 0.05, "max_length": 96, "per_device_batch_size": 4,
+    "effective_batch_size": 8, "held_out_fraction": 0.1, "completion_only_loss": False, "seed": 0,
+    "save_steps": 500,
+}
+RM_SETTINGS = {
+    "epochs": 3, "learning_rate": 1e-2, "lr_scheduler": "cosine", "warmup_steps": 1, "weight_decay": 1e-4,
+    "max_length": 96, "per_device_batch_size": 8, "effective_batch_size": 8, "trainable_top_blocks": 2,
+    "held_out_fraction": 0.25, "seed": 0, "save_steps": 500,
+}
+PPO_SETTINGS = {
+    "total_episodes": 16, "num_ppo_epochs": 2, "rollout_batch_size": 8, "mini_batch_size": 4,
+    "learning_rate": 1e-3, "weight_decay": 1e-6, "kl_coef": 0.1, "cliprange": 0.2, "cliprange_value": 0.2,
+    "vf_coef": 1.0, "gamma": 1.0, "lam": 0.95, "max_prompt_length": 64, "response_length": 8,
+    "temperature": 1.0, "trainable_top_blocks": 1, "seed": 0,
+}
+SUMMARY_FIELDS = {"stage", "steps", "loss", "wall_time_s", "trainable_parameters", "total_parameters", "settings"}
+
+QA = [
+    ("Con mèo ngồi ở đâu?", "", "Con mèo ngồi trên tấm thảm."),
+    ("Thủ đô của Pháp là gì?", "", "Thủ đô của Pháp là Paris."),
+    ("Kucing duduk di mana?", "Kucing", "Kucing duduk di atas tikar."),
+    ("Apa ibu kota Prancis?", "", "Ibu kota Prancis adalah Paris."),
+]
+
+
+def instruction_records(n: int) -> list[dict]:
+    return [{"id": f"alpaca-{i:05d}", "instruction": QA[i % 4][0], "input": QA[i % 4][1], "output": QA[i % 4][2]}
+            for i in range(n)]
+
+
+def marker_pairs(prompts: int, per_prompt: int = 3) -> list[dict]:
+    """A clearly separable preference: every chosen response ends with the word 'Paris'."""
+    rng = random.Random(0)
+    words = "con mèo chó nước biển thủ đô kucing anjing air laut tikar".split()
+
+    def sentence():
+        return " ".join(rng.choice(words) for _ in range(5))
+
+    return [{"id": f"rm-{i:05d}", "instruction": f"Viết câu số {i}.", "input": "",
+             "prefered_output": sentence() + " Paris", "rejected_output": sentence()}
+            for i in range(prompts) for _ in range(per_prompt)]
+
+
+def state(directory, cls=AutoModelForCausalLM, **kwargs) -> dict:
+    return cls.from_pretrained(directory, **kwargs).state_dict()
+
+
+def summary(directory) -> dict:
+    return json.loads((directory / "training_summary.json").read_text())
+
+
+def changed_blocks(before: dict, after: dict, prefix: str) -> set[str]:
+    """Names (relative to the backbone prefix) of the parameters that differ."""
+    return {name[len(prefix):] for name, value in before.items()
+            if name.startswith(prefix) and not torch.equal(value, after[prefix + name[len(prefix):]])}
+
+
+BACKBONE = {"llama": "model.", "bloom": "transformer."}
+
+
+@pytest.fixture(scope="module")
+def sft_data(tmp_path_factory):
+    path = tmp_path_factory.mktemp("data") / "sft.jsonl"
+    write_jsonl(path, instruction_records(40))
+    return path
+
+
+@pytest.fixture(scope="module", params=["llama", "bloom"])
+def sft_model(request, tmp_path_factory, sft_data):
+    """(architecture, base dir, SFT dir) for each tiny architecture."""
+    base = request.getfixturevalue(f"tiny_{request.param}_dir")
+    root = tmp_path_factory.mktemp(f"sft-{request.param}")
+    train_sft(base, sft_data, root / "sft", SFT_SETTINGS, root / "checkpoints", threads=1)
+    return request.param, base, root / "sft"
+
+
+# ---- SFT --------------------------------------------------------------------------------
+
+
+def test_sft_lowers_the_loss_and_saves_a_plain_model(sft_model):
+    _, base, sft = sft_model
+    result = summary(sft)
+    assert SUMMARY_FIELDS <= set(result)
+    losses = [point["loss"] for point in result["loss"]]
+    assert result["steps"] == len(losses) == 15  # 36 train records / batch 8 = 5 steps x 3 epochs
+    assert losses[-1] < losses[0] - 0.5
+    assert result["eval_loss"][-1]["eval_loss"] < result["eval_loss"][0]["eval_loss"]
+    assert result["train_examples"] == 36 and result["held_out_examples"] == 4
+    assert result["trainable_parameters"] == result["total_parameters"]  # full fine-tuning
+    tuned = state(sft)
+    assert any(not torch.equal(value, tuned[name]) for name, value in state(base).items())
+    assert not (sft.parent / "checkpoints").exists()  # no stale checkpoint is left for a rerun
+
+
+def test_sft_with_lora_saves_a_merged_plain_model(tmp_path, tiny_llama_dir, sft_data):
+    settings = {**SFT_SETTINGS, "finetuning": "lora", "epochs": 1}
+    train_sft(tiny_llama_dir, sft_data, tmp_path / "sft", settings, tmp_path / "checkpoints", threads=1)
+    assert not list((tmp_path / "sft").glob("adapter_*"))
+    merged = state(tmp_path / "sft")
+    assert set(merged) == set(state(tiny_llama_dir))
+    assert summary(tmp_path / "sft")["trainable_parameters"] < summary(tmp_path / "sft")["total_parameters"]
+
+
+# ---- reward model -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reward_model(sft_model, tmp_path_factory):
+    architecture, _, sft = sft_model
+    root = tmp_path_factory.mktemp(f"rm-{architecture}")
+    write_jsonl(root / "pairs.jsonl", marker_pairs(16))
+    train_reward_model(sft, root / "pairs.jsonl", root / "rm", RM_SETTINGS, root / "checkpoints", threads=1)
+    return architecture, sft, root / "rm"
+
+
+def test_reward_model_learns_a_separable_preference(reward_model):
+    _, _, rm = reward_model
+    result = summary(rm)
+    assert SUMMARY_FIELDS <= set(result)
+    assert result["held_out_pairs"] == 12  # 4 of 16 prompts, 3 pairs each
+    assert result["held_out_accuracy"] > 0.9
+    assert result["loss"][-1]["loss"] < result["loss"][0]["loss"]
+
+
+def test_reward_model_trains_only_the_top_blocks_and_the_head(reward_model):
+    architecture, sft, rm = reward_model
+    prefix = BACKBONE[architecture]
+    before, after = state(sft), state(rm, AutoModelForSequenceClassification, num_labels=1)
+    changed = changed_blocks(before, after, prefix)
+    blocks = "layers" if architecture == "llama" else "h"
+    assert {name.split(".")[1] for name in changed if name.startswith(blocks + ".")} == {"2", "3"}
+    assert all(name.startswith((blocks + ".2.", blocks + ".3.", "norm.", "ln_f.")) for name in changed)
+    assert "score.weight" in after
+    config = AutoModelForSequenceClassification.from_pretrained(rm, num_labels=1).config
+    assert config.pad_token_id is not None
+
+
+# ---- PPO ------------------------------------------------------------------------------------
+
+
+def test_ppo_trains_the_top_blocks_and_saves_a_causal_lm(reward_model, sft_data, tmp_path):
+    architecture, sft, rm = reward_model
+    train_ppo(sft, rm, sft_data, tmp_path / "rlhf", PPO_SETTINGS, tmp_path / "checkpoints", threads=1)
+    policy = AutoModelForCausalLM.from_pretrained(tmp_path / "rlhf")
+    assert policy.generate(torch.tensor([[1, 5, 6]]), max_new_tokens=3).shape[1] >= 4
+    prefix = BACKBONE[architecture]
+    changed = changed_blocks(state(sft), policy.state_dict(), prefix)
+    blocks = "layers" if architecture == "llama" else "h"
+    assert changed and not [n for n in changed if not n.startswith((blocks + ".3.", "norm.", "ln_f."))]
+    result = summary(tmp_path / "rlhf")
+    assert SUMMARY_FIELDS | {"reward", "kl", "episodes"} <= set(result)
+    assert result["steps"] == 2 and result["episodes"] == 16  # 16 episodes / 8 rollouts
+    assert [point["step"] for point in result["reward"]] == [1, 2]
+    assert abs(result["kl"][0]["value"]) < 1e-3  # the first rollout comes from the reference policy itself
+
+
+# ---- shared pieces --------------------------------------------------------------------------
+
+
+def test_freezing_keeps_a_tied_output_layer_frozen(tiny_bloom_dir):
+    model = AutoModelForCausalLM.from_pretrained(tiny_bloom_dir)
+    trainable = freeze_all_but_top_blocks(model, 1)
+    assert not model.get_input_embeddings().weight.requires_grad  # BLOOM's lm_head is the embedding
+    assert trainable == sum(p.numel() for p in transformer_blocks(model)[-1].parameters()) + sum(
+        p.numel() for p in model.transformer.ln_f.parameters())
+    with pytest.raises(ValueError, match="has 4 blocks"):
+        freeze_all_but_top_blocks(model, 5)
+
+
+def test_unknown_architectures_get_a_clear_error():
+    class Backbone(torch.nn.Module):
+        pass
+
+    class Model(torch.nn.Module):
+        base_model = Backbone()
+
+    with pytest.raises(ValueError, match="cannot find the transformer blocks of Model"):
+        transformer_blocks(Model())
+
+
+def test_gradient_accumulation_keeps_the_effective_batch():
+    assert gradient_accumulation(16, 2, world_size=8) == 1  # the paper: 2 per GPU x 8 GPUs
+    assert gradient_accumulation(16, 2, world_size=1) == 8  # the same schedule on one device
+    with pytest.raises(ValueError, match="not a multiple"):
+        gradient_accumulation(16, 3)
+
+
+def test_checkpoints_resume_the_same_run_and_are_dropped_for_another(tmp_path):
+    data = tmp_path / "sft.jsonl"
+    data.write_text("one\n")
+    run = fingerprint(data, {"epochs": 3})
+    assert prepare_checkpoints(tmp_path / "ck", run) is None
+    for step in (9, 10):
+        (tmp_path / "ck" / f"checkpoint-{step}").mkdir()
+    assert prepare_checkpoints(tmp_path / "ck", run).endswith("checkpoint-10")
+    data.write_text("two\n")  # new data: the old run's checkpoints must not be resumed
+    assert prepare_checkpoints(tmp_path / "ck", fingerprint(data, {"epochs": 3})) is None
+    assert not list((tmp_path / "ck").glob("checkpoint-*"))

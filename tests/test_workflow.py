@@ -1,0 +1,127 @@
+"""Whole-workflow tests: the demo end to end, incremental reruns, the paper DAG."""
+
+import json
+import os
+import shutil
+
+import pandas as pd
+import pytest
+import yaml
+
+from okapi_pipeline.config import BENCHMARKS, shard_ids
+from tests.workflow import REPO, copy_workflow, job_counts, planned_jobs, snakemake
+
+DEMO = yaml.safe_load((REPO / "config.yaml").read_text())
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """The demo, run once to the end in a private copy of the workflow."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("demo"))
+    snakemake(workdir, "--cores", "2")
+    return workdir
+
+
+@pytest.mark.slow
+def test_demo_writes_the_paper_tables(demo_run):
+    for bench in BENCHMARKS:
+        table = pd.read_csv(demo_run / f"results/tables/{bench}.csv")
+        languages = set(table["language"])
+        assert set(DEMO["languages"]) <= languages
+        for model in DEMO["models"]:
+            for variant in ("base", "sft", "rlhf"):
+                column = f"{model} {variant}"
+                assert column in table.columns
+                scored = table.loc[table["language"].isin(DEMO["languages"]), column]
+                assert scored.notna().all() and scored.between(0, 100).all()
+        markdown = (demo_run / f"results/tables/{bench}.md").read_text()
+        assert "high" in markdown and "low" in markdown
+
+
+@pytest.mark.slow
+def test_demo_models_and_data_are_where_the_readme_says(demo_run):
+    for model in DEMO["models"]:
+        for lang in DEMO["languages"]:
+            for stage in ("sft", "rm", "rlhf"):
+                folder = demo_run / f"results/models/{model}/{lang}/{stage}"
+                assert (folder / "config.json").exists()
+                summary = json.loads((folder / "training_summary.json").read_text())
+                assert summary["steps"] > 0
+            pairs = (demo_run / f"results/rankings/{model}/{lang}/pairs.jsonl").read_text()
+            first = json.loads(pairs.splitlines()[0])
+            assert {"instruction", "input", "prefered_output", "rejected_output"} <= set(first)
+    for lang in DEMO["languages"]:
+        qa = json.loads((demo_run / f"results/qa/{lang}.json").read_text())
+        assert qa
+
+
+@pytest.mark.slow
+def test_after_the_demo_nothing_is_left_to_do(demo_run):
+    result = snakemake(demo_run, "-n", "--cores", "2")
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_changed_translation_reruns_only_that_language(demo_run):
+    """New content in one language's SFT data reruns exactly that language's downstream jobs."""
+    data = demo_run / "results/data/vi/sft.jsonl"
+    backup = data.read_bytes()
+    try:
+        records = [json.loads(line) for line in backup.decode().splitlines()]
+        records[0]["output"] += " (sửa)"
+        data.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+        result = snakemake(demo_run, "-n", "--cores", "2")
+    finally:
+        data.write_bytes(backup)
+
+    expected = {("all", ()), ("paper_tables", ()), ("translation_qa", (("lang", "vi"),))}
+    for model in DEMO["models"]:
+        per_model = (("lang", "vi"), ("model", model))
+        for rule in ("train_sft", "generate_responses", "preference_pairs",
+                     "train_reward_model", "train_ppo"):
+            expected.add((rule, per_model))
+        for shard in shard_ids(DEMO, "rm"):
+            expected.add(("rank_shard", (("lang", "vi"), ("model", model), ("shard", shard))))
+        for variant in ("sft", "rlhf"):
+            expected.add(("evaluate", (("lang", "vi"), ("model", model), ("variant", variant))))
+    assert planned_jobs(result.stdout + result.stderr) == expected
+
+
+def test_paper_dag_plans_every_stage_offline(tmp_path):
+    """The paper config plans 26 languages x 2 models without touching the network."""
+    workdir = copy_workflow(tmp_path)
+    # In a namespace with no network at all, where unshare is allowed (root here and in CI).
+    no_network = ("unshare", "--net") if shutil.which("unshare") and os.geteuid() == 0 else ()
+    result = snakemake(workdir, "-n", "--cores", "2", "--quiet", "rules",
+                       "--configfile", "configs/paper.yaml", prefix=no_network)
+    counts = job_counts(result.stdout + result.stderr)
+    paper = yaml.safe_load((workdir / "configs/paper.yaml").read_text())
+    languages, models = len(paper["languages"]), len(paper["models"])
+    assert languages == 26 and models == 2
+    shards = sum(len(shard_ids({**DEMO, **paper}, split)) for split in ("sft", "rm", "ppo"))
+    assert counts["translate_shard"] == languages * shards
+    for rule in ("train_sft", "generate_responses", "train_reward_model", "train_ppo",
+                 "preference_pairs"):
+        assert counts[rule] == languages * models, rule
+    assert counts["evaluate"] == languages * models * 3
+    assert counts["fetch_base_model"] == models
+    assert counts["benchmark_data"] == languages * len(BENCHMARKS)
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("sft:\n  learning_rate: fast\n", "config: 'sft.learning_rate': 'fast' is not of type 'number'"),
+        ("languages: [vi, xx]\n", "config: 'languages.1': unknown language code 'xx'"),
+        ("ppo:\n  kl_coeff: 0.1\n", "config: unknown key 'ppo.kl_coeff'"),
+        ("models: [gpt-2]\n", "config: 'models.0': 'gpt-2' is not an entry of base_models"),
+    ],
+)
+def test_bad_config_stops_with_one_line_naming_the_key(tmp_path, override, message):
+    workdir = copy_workflow(tmp_path)
+    (workdir / "override.yaml").write_text(override)
+    result = snakemake(workdir, "--cores", "1", "--configfile", "override.yaml", check=False)
+    assert result.returncode != 0
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("config:")]
+    assert len(lines) == 1 and lines[0].startswith(message)
+    assert not (workdir / "results").exists()

@@ -1,0 +1,161 @@
+"""What a run asks of a SLURM cluster: jobs per rule and GPU hours per stage.
+
+    python tools/plan_cluster.py                       # the paper, through slurm/
+    python tools/plan_cluster.py --configfile configs/paper.yaml --remaining
+
+Reads the jobs and their resources from a Snakemake dry run with the profile (the
+resources SLURM will be asked for on a first attempt), which rules run on the login
+node from the workflow, and how many shards share a SLURM job from the profile's
+`group-components`. Submits nothing, needs no cluster and no network.
+A stage is the rules file a rule is defined in (rules/translate.smk: translate).
+"""
+
+import argparse
+import math
+import os
+import re
+import subprocess
+import sys
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+_JOB = re.compile(r"^(?:local)?rule (\w+):$")
+_RESOURCES = re.compile(r"^\s+resources: (.*)$")
+_RESOURCE = re.compile(r"(\w+)=([^,]*)")
+
+
+@dataclass
+class RulePlan:
+    rule: str
+    stage: str
+    local: bool
+    jobs: int = 0
+    slurm_jobs: int = 0
+    gpus: set = field(default_factory=set)
+    gpu_hours: float = 0.0
+    runtimes_h: set = field(default_factory=set)
+
+
+def dry_run_jobs(profile: str, configfiles: list[str], forceall: bool) -> list[tuple[str, dict]]:
+    """(rule, resources) of every job a dry run through the profile lists."""
+    command = [sys.executable, "-m", "snakemake", "--dry-run", "--profile", profile,
+               "--configfile", *configfiles]
+    if forceall:
+        command.append("--forceall")
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env)
+    if result.returncode != 0:
+        sys.exit(f"the dry run failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    jobs, rule = [], None
+    for line in result.stdout.splitlines():
+        if match := _JOB.match(line):
+            rule = match.group(1)
+        elif rule and (match := _RESOURCES.match(line)):
+            jobs.append((rule, dict(_RESOURCE.findall(match.group(1)))))
+            rule = None
+    return jobs
+
+
+def workflow_rules(configfiles: list[str]) -> dict[str, dict]:
+    """Per rule: its stage, whether it runs on the login node, and its group, for this config."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.enums import Quietness
+    from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings, StorageSettings
+
+    # The rules as this config defines them; `localrule:` may depend on config.
+    with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+        workflow = api.workflow(
+            snakefile=REPO / "Snakefile",
+            workdir=REPO,
+            config_settings=ConfigSettings(configfiles=[REPO / path for path in configfiles]),
+            resource_settings=ResourceSettings(),
+            storage_settings=StorageSettings(),
+        )._workflow
+        return {
+            rule.name: {
+                "stage": Path(rule.snakefile).stem if Path(rule.snakefile).name != "Snakefile" else "all",
+                # What Snakemake's own is_local says on a cluster (it says "local" to all in a dry run).
+                "localrule": rule.name in workflow._localrules or rule.norun,
+                "group": rule.group,
+            }
+            for rule in workflow.rules
+        }
+
+
+def profile_groups(profile: str) -> tuple[dict[str, str], dict[str, int]]:
+    """The profile's rule -> group overrides and group -> components."""
+    from snakemake.profiles import ProfileConfigFileParser
+
+    with open(REPO / profile / "config.yaml") as stream:
+        settings = ProfileConfigFileParser().parse(stream)
+    groups = dict(item.split("=", 1) for item in settings.get("groups", []))
+    components = dict(item.split("=", 1) for item in settings.get("group-components", []))
+    return groups, {group: int(n) for group, n in components.items()}
+
+
+def plan(profile: str, configfiles: list[str], forceall: bool = True) -> list[RulePlan]:
+    rules = workflow_rules(configfiles)
+    groups, components = profile_groups(profile)
+    plans: dict[str, RulePlan] = {}
+    for rule, resources in dry_run_jobs(profile, configfiles, forceall):
+        group = groups.get(rule, rules[rule]["group"])
+        local = rules[rule]["localrule"] and group is None
+        entry = plans.setdefault(rule, RulePlan(rule, rules[rule]["stage"], local))
+        entry.jobs += 1
+        if local:
+            continue
+        gpus = int(resources.get("gpu", 0) or 0)
+        hours = int(resources.get("runtime", 0) or 0) / 60
+        entry.gpus.add(gpus)
+        entry.runtimes_h.add(hours)
+        entry.gpu_hours += gpus * hours
+    for entry in plans.values():
+        if not entry.local:
+            group = groups.get(entry.rule, rules[entry.rule]["group"])
+            entry.slurm_jobs = math.ceil(entry.jobs / components.get(group, 1)) if group else entry.jobs
+    return sorted(plans.values(), key=lambda p: (p.local, p.stage, p.rule))
+
+
+def _values(values: set, fmt: str) -> str:
+    return "/".join(fmt.format(v) for v in sorted(values)) if values else "-"
+
+
+def report(plans: list[RulePlan]) -> str:
+    lines = [f"{'rule':<22}{'stage':<14}{'jobs':>7}  {'runs on':<11}{'SLURM jobs':>11}"
+             f"{'GPUs/job':>10}{'hours/job':>11}{'GPU hours':>11}"]
+    for p in plans:
+        lines.append(f"{p.rule:<22}{p.stage:<14}{p.jobs:>7}  {'login node' if p.local else 'SLURM':<11}"
+                     f"{p.slurm_jobs:>11}{_values(p.gpus, '{}'):>10}{_values(p.runtimes_h, '{:g}'):>11}"
+                     f"{p.gpu_hours:>11.0f}")
+    stages: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0])
+    for p in plans:
+        stages[p.stage][0] += p.jobs
+        stages[p.stage][1] += p.slurm_jobs
+        stages[p.stage][2] += p.gpu_hours
+    lines += ["", f"{'stage':<14}{'jobs':>7}{'SLURM jobs':>12}{'GPU hours':>11}"]
+    for stage, (jobs, slurm_jobs, gpu_hours) in sorted(stages.items(), key=lambda s: -s[1][2]):
+        lines.append(f"{stage:<14}{jobs:>7}{slurm_jobs:>12}{gpu_hours:>11.0f}")
+    total = [sum(s[i] for s in stages.values()) for i in range(3)]
+    lines.append(f"{'total':<14}{total[0]:>7}{total[1]:>12}{total[2]:>11.0f}")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--configfile", nargs="+", default=["configs/paper.yaml"],
+                        help="config file(s), relative to the repository (default: configs/paper.yaml)")
+    parser.add_argument("--profile", default="slurm", help="the SLURM profile (default: slurm)")
+    parser.add_argument("--remaining", action="store_true",
+                        help="only the jobs that still have to run (default: the whole run)")
+    args = parser.parse_args(argv)
+    plans = plan(args.profile, args.configfile, forceall=not args.remaining)
+    print(f"{'What remains of' if args.remaining else 'The whole of'} {' + '.join(args.configfile)} "
+          f"through {args.profile}/ (first attempts; a retry asks for more time):\n")
+    print(report(plans))
+
+
+if __name__ == "__main__":
+    main()
