@@ -16,6 +16,7 @@ include: "rules/common.smk"
 include: "rules/models.smk"
 include: "rules/instructions.smk"
 include: "rules/translate.smk"
+include: "rules/cost.smk"
 include: "rules/sft.smk"
 include: "rules/ranking.smk"
 include: "rules/reward_model.smk"
@@ -30,3 +31,4 @@ rule all:
     default_target: True
     input:
         rules.tables.input,
+        rules.translations.input,

@@ -106,11 +106,11 @@ def read_released_file(bench: str, path) -> list[dict]:
     return check_records(bench, records, str(path))
 
 
-def read_hub_split(bench: str, hub_id: str, lang: str, split: str, revision: str | None = None) -> list[dict]:
+def read_hub_split(bench: str, hub_id: str, lang: str, split: str) -> list[dict]:
     """Read one split of a hub mirror (one config per language) and check it."""
     from datasets import load_dataset
 
-    dataset = load_dataset(hub_id, lang, revision=revision)
+    dataset = load_dataset(hub_id, lang)
     names = [name for name in HUB_SPLIT_NAMES.get(split, (split,)) if name in dataset]
     if not names:
         raise BenchmarkFormatError(f"{hub_id}[{lang}]: no split {split!r} (has {', '.join(dataset)})")
@@ -123,7 +123,7 @@ def load_split(bench: str, lang: str, split: str, source: dict) -> list[dict]:
     """One split from a `benchmarks.<bench>` config entry: a local folder or a hub mirror."""
     if source["source"] == "local":
         return read_released_file(bench, released_path(source["path"], bench, lang, split))
-    return read_hub_split(bench, source["hub_id"], lang, split, source.get("revision"))
+    return read_hub_split(bench, source["hub_id"], lang, split)
 
 
 def prepare_benchmark(bench: str, lang: str, source: dict, splits: list[str], out_path) -> dict:

@@ -71,6 +71,8 @@ def validate_config(config: dict, schema: dict) -> dict:
         raise ConfigError(_one_line(best))
     config = copy.deepcopy(config)
     _set_defaults(config, schema)
+    # LLM defaults go into the top-level block only: a stage's block overrides it.
+    _set_defaults(config["llm"], schema["$defs"]["llm_settings"])
     _check_cross_keys(config)
     return config
 
@@ -98,6 +100,8 @@ def _check_cross_keys(config: dict) -> None:
         llm = llm_settings(config, stage)
         if llm["backend"] == "openai" and not llm.get("api_key_env"):
             raise ConfigError(f"config: '{stage}.llm.api_key_env' is needed for the openai backend")
+        if llm["backend"] == "hf" and llm["mode"] == "batch":
+            raise ConfigError(f"config: '{stage}.llm.mode': batch needs the openai backend")
     for name in ("sft", "reward_model"):
         section = config[name]
         if section["effective_batch_size"] % section["per_device_batch_size"]:

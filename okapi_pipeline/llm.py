@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -40,7 +41,7 @@ class JsonRequest:
     def user_text(self) -> str:
         if isinstance(self.user, str):
             return self.user
-        return json.dumps(self.user, ensure_ascii=False, indent=1)
+        return json.dumps(self.user, ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,26 @@ class Rejected:
 
     reason: str
     answer: str = ""
+
+
+class TooManyRejects(RuntimeError):
+    """More of a job's items were rejected than `max_reject_share` accepts."""
+
+
+def check_reject_share(report: dict, settings: dict, what: str, cache_path) -> None:
+    """Fail the job, in one line, when the rejects exceed the accepted failure rate.
+
+    Called after the outputs are written; the answers stay in the cache, so a rerun
+    after fixing the cause (or raising the limit) pays nothing for them.
+    """
+    total, rejected = report["total"], report["rejected"]
+    limit = settings.get("max_reject_share", 0.05)
+    if total and rejected / total > limit:
+        reasons = sorted(report["reasons"].items(), key=lambda item: -item[1])[:3]
+        raise TooManyRejects(
+            f"{what}: {rejected} of {total} items rejected ({rejected / total:.1%}, more than "
+            f"max_reject_share {limit:.1%}); top reasons: {'; '.join(f'{r} x{n}' for r, n in reasons)}; "
+            f"answers are kept in {cache_path}: fix the cause or raise llm.max_reject_share, then rerun")
 
 
 @dataclass
@@ -232,40 +253,53 @@ class _OpenAIBackend(_Backend):
         self.settings = settings
         self.model_id = settings["model"]
 
+    def client_options(self) -> dict:
+        # The client retries 429 (honouring Retry-After up to two minutes), 5xx,
+        # timeouts and dropped connections itself, with exponential backoff.
+        return {
+            "api_key": os.environ[self.settings["api_key_env"]],
+            "base_url": self.settings.get("base_url"),
+            "max_retries": self.settings["max_retries"],
+            "timeout": self.settings["timeout_s"],
+        }
+
+    def body(self, request: JsonRequest) -> dict:
+        """The chat-completions request body, the same online and in a batch file."""
+        return {
+            "model": self.model_id,
+            "messages": _messages(request),
+            "temperature": self.settings["temperature"],
+            "max_completion_tokens": self.settings["max_new_tokens"],
+            "response_format": {"type": "json_object"},
+        }
+
     def answer(self, requests, keys, cache) -> None:
-        asyncio.run(self._answer_all(requests, keys, cache))
+        if self.settings.get("mode", "online") == "batch":
+            from okapi_pipeline.batch import answer_in_batches
+
+            answer_in_batches(self.client_options(), [self.body(r) for r in requests], keys, cache, self.settings)
+        else:
+            asyncio.run(self._answer_all(requests, keys, cache))
 
     async def _answer_all(self, requests, keys, cache) -> None:
         from openai import AsyncOpenAI, BadRequestError
         from tqdm import tqdm
 
-        # The client retries 429 (honouring Retry-After), 5xx, timeouts and
-        # connection errors itself, with exponential backoff.
-        client = AsyncOpenAI(
-            api_key=os.environ[self.settings["api_key_env"]],
-            base_url=self.settings.get("base_url"),
-            max_retries=self.settings["max_retries"],
-            timeout=self.settings["timeout_s"],
-        )
+        client = AsyncOpenAI(**self.client_options())
         semaphore = asyncio.Semaphore(self.settings["max_concurrency"])
-        pace = _Pace(self.settings.get("requests_per_minute"))
-        estimate = sum(len(m["content"]) for r in requests for m in _messages(r)) // 4
+        limits = _Limits(self.settings.get("requests_per_minute"), self.settings.get("tokens_per_minute"))
+        bodies = [self.body(r) for r in requests]
+        prompt_tokens = sum(estimate_tokens(b["messages"]) for b in bodies)
         log.info("%d requests to %s: about %d prompt tokens, at most %d completion tokens",
-                 len(requests), self.model_id, estimate, len(requests) * self.settings["max_new_tokens"])
-        progress = tqdm(total=len(requests), desc="LLM requests", mininterval=5)
+                 len(requests), self.model_id, prompt_tokens, len(requests) * self.settings["max_new_tokens"])
+        progress = tqdm(total=len(requests), desc=cache.path.stem, unit="req", mininterval=5, file=sys.stderr)
         usage = {"prompt_tokens": 0, "completion_tokens": 0}
 
-        async def one(request: JsonRequest, key: str) -> None:
+        async def one(body: dict, key: str) -> None:
             async with semaphore:
-                await pace.wait()
+                await limits.wait(estimate_tokens(body["messages"]) + body["max_completion_tokens"])
                 try:
-                    response = await client.chat.completions.create(
-                        model=self.model_id,
-                        messages=_messages(request),
-                        temperature=self.settings["temperature"],
-                        max_completion_tokens=self.settings["max_new_tokens"],
-                        response_format={"type": "json_object"},
-                    )
+                    response = await client.chat.completions.create(**body)
                 except BadRequestError as error:
                     # This request, not the setup, is at fault (too long, filtered):
                     # reject it and go on. Other errors end the job after the retries.
@@ -281,28 +315,38 @@ class _OpenAIBackend(_Backend):
 
         try:
             async with client:
-                await asyncio.gather(*(one(r, k) for r, k in zip(requests, keys)))
+                await asyncio.gather(*(one(b, k) for b, k in zip(bodies, keys)))
         finally:
             progress.close()
             log.info("tokens used: %d prompt, %d completion", usage["prompt_tokens"], usage["completion_tokens"])
 
 
-class _Pace:
-    """Spaces request starts evenly to stay under a requests-per-minute limit."""
+def estimate_tokens(messages: list[dict]) -> int:
+    """A tokenizer-free estimate: about 4 characters a token, plus a few per message."""
+    return sum(len(m["content"]) // 4 + 4 for m in messages)
 
-    def __init__(self, per_minute: float | None):
-        self.interval = 60.0 / per_minute if per_minute else 0.0
-        self.next_start = 0.0
-        self.lock = asyncio.Lock()
 
-    async def wait(self) -> None:
-        if not self.interval:
-            return
-        async with self.lock:
-            now = asyncio.get_running_loop().time()
-            delay = max(0.0, self.next_start - now)
-            self.next_start = max(now, self.next_start) + self.interval
-        await asyncio.sleep(delay)
+class _Limits:
+    """Paces request starts to the requests- and tokens-per-minute limits (leaky buckets).
+
+    Requests are metered in one-second windows, so a minute's allowance never arrives
+    as one burst; tokens per minute, since a single request may hold many.
+    """
+
+    def __init__(self, requests_per_minute: float | None, tokens_per_minute: float | None):
+        from aiolimiter import AsyncLimiter
+
+        self.requests = None
+        if requests_per_minute:
+            burst = max(1.0, requests_per_minute / 60)
+            self.requests = AsyncLimiter(burst, 60 * burst / requests_per_minute)
+        self.tokens = AsyncLimiter(tokens_per_minute, 60) if tokens_per_minute else None
+
+    async def wait(self, tokens: int) -> None:
+        if self.requests is not None:
+            await self.requests.acquire()
+        if self.tokens is not None:
+            await self.tokens.acquire(min(tokens, self.tokens.max_rate))
 
 
 class _HFBackend(_Backend):

@@ -30,9 +30,17 @@ class Precision:
 
     @property
     def dtype(self):
+        """For models that only run forward (reference, reward)."""
         import torch
 
         return torch.bfloat16 if self.bf16 else torch.float32
+
+    @property
+    def train_dtype(self):
+        """Trained weights stay fp32; bf16 is autocast (hub checkpoints would load as fp16)."""
+        import torch
+
+        return torch.float32
 
     def trainer_arguments(self) -> dict:
         """The matching TrainingArguments / trl config fields."""
@@ -60,7 +68,7 @@ def load_tokenizer(name_or_dir, padding_side: str = "right"):
     return tokenizer
 
 
-def load_causal_lm(name_or_dir, tokenizer, dtype=None):
+def load_causal_lm(name_or_dir, tokenizer, dtype):
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(name_or_dir, dtype=dtype)
@@ -68,7 +76,7 @@ def load_causal_lm(name_or_dir, tokenizer, dtype=None):
     return model
 
 
-def load_scorer(name_or_dir, tokenizer, seed: int, dtype=None):
+def load_scorer(name_or_dir, tokenizer, seed: int, dtype):
     """A one-logit sequence classifier (reward or value model).
 
     The seed is set first: loading from a causal LM adds a randomly initialised head.

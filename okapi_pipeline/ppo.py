@@ -67,10 +67,10 @@ def train_ppo(sft_dir, reward_model_dir, prompts_path, out_dir, settings: dict, 
 
     # Left padding: generation continues every prompt from its last token.
     tokenizer = load_tokenizer(sft_dir, padding_side="left")
-    policy = load_causal_lm(sft_dir, tokenizer)
-    reference = load_causal_lm(sft_dir, tokenizer)
-    reward_model = load_scorer(reward_model_dir, tokenizer, settings["seed"])
-    value_model = load_scorer(reward_model_dir, tokenizer, settings["seed"])
+    policy = load_causal_lm(sft_dir, tokenizer, precision.train_dtype)
+    reference = load_causal_lm(sft_dir, tokenizer, precision.dtype)
+    reward_model = load_scorer(reward_model_dir, tokenizer, settings["seed"], precision.dtype)
+    value_model = load_scorer(reward_model_dir, tokenizer, settings["seed"], precision.train_dtype)
     for frozen in (reference, reward_model):
         frozen.requires_grad_(False)
         frozen.eval()

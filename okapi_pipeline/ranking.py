@@ -9,11 +9,12 @@ import logging
 from collections import Counter
 from itertools import combinations
 
+from okapi_pipeline.cost import check_budget
 from okapi_pipeline.jsonl import iter_jsonl, read_jsonl, write_json, write_jsonl
 from okapi_pipeline.languages import language_name
-from okapi_pipeline.llm import JsonRequest, LLMClient, Rejected, cache_file
+from okapi_pipeline.llm import JsonRequest, LLMClient, Rejected, cache_file, check_reject_share
 from okapi_pipeline.template import alpaca_prompt
-from okapi_pipeline.translate import field_request, load_prompt, non_empty_answers
+from okapi_pipeline.translate import field_request, load_prompt, strict_checks, translation_check
 
 log = logging.getLogger(__name__)
 
@@ -79,11 +80,16 @@ def back_translation_fields(record: dict) -> dict[str, str]:
 
 def rank_shard(responses_path, shard_index: int, items_per_shard: int, ranked_path, rejects_path,
                report_path, language: str, rank_prompt_file, back_translation_prompt_file,
-               llm_settings: dict, cache_name: str, threads: int = 1) -> dict:
-    """Back-translate and rank the items of one shard of the responses file."""
+               llm_settings: dict, cache_name: str, threads: int = 1, cost_estimate=None) -> dict:
+    """Back-translate and rank the items of one shard of the responses file.
+
+    Fails (after writing the outputs) when more items were rejected than
+    `max_reject_share` accepts; a paid backend first checks the cost estimate.
+    """
     items = list(iter_jsonl(responses_path))[shard_index * items_per_shard:(shard_index + 1) * items_per_shard]
     ranked, rejects = [], []
     if items:
+        check_budget(cost_estimate, "ranking", llm_settings)
         client = LLMClient.from_settings(llm_settings, cache_file(llm_settings, cache_name), threads)
         try:
             ranked, rejects = _rank(client, items, language, rank_prompt_file, back_translation_prompt_file)
@@ -99,14 +105,17 @@ def rank_shard(responses_path, shard_index: int, items_per_shard: int, ranked_pa
         "reasons": dict(Counter(f"{reject['stage']}: {reject['reason']}" for reject in rejects)),
     }
     write_json(report_path, report)
-    log.info("%s shard %d: %d of %d items ranked", language, shard_index, len(ranked), len(items))
+    log.info("%s shard %d: %d of %d items ranked; rejected: %s", language, shard_index, len(ranked), len(items),
+             report["reasons"])
+    check_reject_share(report, llm_settings, f"ranking {cache_name}", cache_file(llm_settings, cache_name))
     return report
 
 
 def _rank(client: LLMClient, items, language, rank_prompt_file, back_translation_prompt_file):
     system = load_prompt(back_translation_prompt_file, language=language_name(language))
     fields = [back_translation_fields(item) for item in items]
-    results = client.json_requests([field_request(system, f) for f in fields], check=non_empty_answers)
+    check = translation_check("en", strict_checks(client.settings))
+    results = client.json_requests([field_request(system, f) for f in fields], check=check)
     rejects, english = [], []
     for item, sent, result in zip(items, fields, results):
         if isinstance(result, Rejected):

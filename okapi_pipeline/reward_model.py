@@ -93,7 +93,7 @@ def train_reward_model(sft_dir, pairs_path, out_dir, settings: dict, checkpoint_
 
     resume = prepare_checkpoints(checkpoint_dir, fingerprint(sft_dir, pairs_path, settings))
     tokenizer = load_tokenizer(sft_dir)
-    model = load_scorer(sft_dir, tokenizer, settings["seed"])
+    model = load_scorer(sft_dir, tokenizer, settings["seed"], precision.train_dtype)
     trainable = freeze_all_but_top_blocks(model, settings["trainable_top_blocks"])
     log.info("%d trainable parameters (top %d blocks + head)", trainable, settings["trainable_top_blocks"])
 

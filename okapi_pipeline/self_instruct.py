@@ -7,6 +7,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from okapi_pipeline.cost import check_budget
 from okapi_pipeline.jsonl import read_jsonl, write_json, write_jsonl
 from okapi_pipeline.llm import JsonRequest, LLMClient, Rejected, cache_file
 
@@ -84,8 +85,11 @@ class RougeFilter:
 
 def self_instruct(seed_tasks, prompt_file, llm_settings: dict, target_count: int, max_attempts: int,
                   rouge_l_threshold: float, seed: int, out_path, report_path,
-                  cache_name: str = "self_instruct", threads: int = 1) -> dict:
-    """Generate until `target_count` tasks pass the filters or `max_attempts` were made."""
+                  cache_name: str = "self_instruct", threads: int = 1, cost_estimate=None) -> dict:
+    """Generate until `target_count` tasks pass the filters or `max_attempts` were made.
+
+    Rejects are expected here (the filters); they are counted, not a reason to fail.
+    """
     seeds = seed_records(seed_tasks)
     template = Path(prompt_file).read_text(encoding="utf-8")
     rng = random.Random(seed)
@@ -93,7 +97,10 @@ def self_instruct(seed_tasks, prompt_file, llm_settings: dict, target_count: int
     kept: list[dict] = []
     rejected: Counter = Counter()
     attempts = unused = 0
-    client = LLMClient.from_settings(llm_settings, cache_file(llm_settings, cache_name), threads) if target_count else None
+    client = None
+    if target_count:
+        check_budget(cost_estimate, "self_instruct", llm_settings)
+        client = LLMClient.from_settings(llm_settings, cache_file(llm_settings, cache_name), threads)
     try:
         while len(kept) < target_count and attempts < max_attempts:
             size = min(llm_settings["max_concurrency"], max_attempts - attempts)

@@ -57,7 +57,7 @@ def train_sft(base_dir, data_path, out_dir, settings: dict, checkpoint_dir, thre
 
     resume = prepare_checkpoints(checkpoint_dir, fingerprint(base_dir, data_path, settings))
     tokenizer = load_tokenizer(base_dir)
-    model = load_causal_lm(base_dir, tokenizer)
+    model = load_causal_lm(base_dir, tokenizer, precision.train_dtype)
     peft_config = None
     if settings["finetuning"] == "lora":
         from peft import LoraConfig

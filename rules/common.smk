@@ -5,6 +5,7 @@ import sys
 
 from okapi_pipeline.config import (
     BENCHMARKS,
+    LLM_STAGES,
     SPLITS,
     ConfigError,
     llm_settings,
@@ -86,6 +87,16 @@ def llm_model_input(stage):
     return []
 
 
+def llm_cost_input(stage):
+    """Paid (openai) stages read the cost estimate and refuse to start over budget.
+
+    `ancient`: a new estimate (say, new prices) does not rerun finished jobs.
+    """
+    if llm_settings(config, stage)["backend"] == "openai":
+        return [ancient("results/cost/estimate.csv")]
+    return []
+
+
 def llm_is_remote(stage):
     """API stages run on the login node, where the network is."""
     return llm_settings(config, stage)["backend"] == "openai"
@@ -150,6 +161,7 @@ def self_instruct_inputs(wildcards):
         "seed_tasks": config["self_instruct"]["seed_tasks"],
         "prompt": config["self_instruct"]["prompt"],
         "model": llm_model_input("self_instruct"),
+        "cost": llm_cost_input("self_instruct"),
     }
 
 
@@ -166,6 +178,7 @@ def translation_inputs(wildcards):
         "shard": f"results/data/en/{wildcards.split}/shards/{wildcards.shard}.jsonl",
         "prompt": config["translation"]["prompt"],
         "model": llm_model_input("translation"),
+        "cost": llm_cost_input("translation"),
     }
 
 
@@ -179,6 +192,7 @@ def ranking_inputs(wildcards):
         "prompt": config["ranking"]["prompt"],
         "back_translation_prompt": config["ranking"]["back_translation_prompt"],
         "judge": llm_model_input("ranking"),
+        "cost": llm_cost_input("ranking"),
     }
 
 

@@ -7,12 +7,12 @@ rule load_instructions:
         "results/data/en/instructions.jsonl",
     log:
         "logs/instructions/load.log",
-    params:
-        source=config["instructions"]["source"],
-        limit=config["instructions"]["limit"],
     localrule: True
     conda:
         "../envs/data.yaml"
+    params:
+        source=config["instructions"]["source"],
+        limit=config["instructions"]["limit"],
     script:
         "../scripts/load_instructions.py"
 
@@ -28,6 +28,9 @@ rule self_instruct:
         "logs/instructions/self_instruct.log",
     benchmark:
         "benchmarks/instructions/self_instruct.tsv"
+    localrule: llm_is_remote("self_instruct")
+    conda:
+        "../envs/data.yaml"
     params:
         llm=llm_for("self_instruct"),
         target_count=config["self_instruct"]["count"],
@@ -35,9 +38,6 @@ rule self_instruct:
         rouge_l_threshold=config["self_instruct"]["rouge_l_threshold"],
         seed=config["self_instruct"]["seed"],
         cache_name="self_instruct",
-    localrule: llm_is_remote("self_instruct")
-    conda:
-        "../envs/data.yaml"
     script:
         "../scripts/self_instruct.py"
 
@@ -52,12 +52,12 @@ rule split_instructions:
         shards=all_english_shards(),
     log:
         "logs/instructions/split.log",
+    conda:
+        "../envs/data.yaml"
     params:
         sizes=config["split"]["sizes"],
         seed=config["split"]["seed"],
         items_per_shard=config["translation"]["items_per_shard"],
-    conda:
-        "../envs/data.yaml"
     script:
         "../scripts/split_instructions.py"
 

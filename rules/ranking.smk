@@ -12,11 +12,11 @@ rule generate_responses:
         "logs/ranking/{model}/{lang}/responses.log",
     benchmark:
         "benchmarks/ranking/{model}/{lang}/responses.tsv"
-    params:
-        settings=config["ranking"],
-    threads: 1
     conda:
         "../envs/train.yaml"
+    threads: 1
+    params:
+        settings=config["ranking"],
     script:
         "../scripts/generate_responses.py"
 
@@ -33,14 +33,14 @@ rule rank_shard:
         "logs/ranking/{model}/{lang}/{shard}.log",
     benchmark:
         "benchmarks/ranking/{model}/{lang}/{shard}.tsv"
+    localrule: llm_is_remote("ranking")
+    conda:
+        "../envs/data.yaml"
     params:
         llm=llm_for("ranking"),
         shard_index=shard_index,
         items_per_shard=config["translation"]["items_per_shard"],
         cache_name="ranking/{model}/{lang}/{shard}",
-    localrule: llm_is_remote("ranking")
-    conda:
-        "../envs/data.yaml"
     script:
         "../scripts/rank_shard.py"
 
@@ -63,4 +63,6 @@ rule preference_pairs:
 rule rankings:
     """Target: preference pairs for every (model, language)."""
     input:
-        expand("results/rankings/{model}/{lang}/pairs.jsonl", model=MODELS, lang=LANGUAGES),
+        expand(
+            "results/rankings/{model}/{lang}/pairs.jsonl", model=MODELS, lang=LANGUAGES
+        ),

@@ -13,12 +13,12 @@ rule translate_shard:
         "logs/translate/{lang}/{split}/{shard}.log",
     benchmark:
         "benchmarks/translate/{lang}/{split}/{shard}.tsv"
-    params:
-        llm=llm_for("translation"),
-        cache_name="translation/{lang}/{split}/{shard}",
     localrule: llm_is_remote("translation")
     conda:
         "../envs/data.yaml"
+    params:
+        llm=llm_for("translation"),
+        cache_name="translation/{lang}/{split}/{shard}",
     script:
         "../scripts/translate_shard.py"
 

@@ -142,7 +142,7 @@ def test_hub_mirror_split_names_and_absent_columns(monkeypatch):
         ("mirror/m_hellaswag", "vi"): datasets.DatasetDict({"val": datasets.Dataset.from_list(rows)}),
         ("mirror/m_arc", "vi"): datasets.DatasetDict({"test": datasets.Dataset.from_list(arc_rows)}),
     }
-    monkeypatch.setattr(datasets, "load_dataset", lambda hub_id, name, revision=None: mirrors[(hub_id, name)])
+    monkeypatch.setattr(datasets, "load_dataset", lambda hub_id, name: mirrors[(hub_id, name)])
     assert read_hub_split("hellaswag", "mirror/m_hellaswag", "vi", "validation") == rows
     records = read_hub_split("arc", "mirror/m_arc", "vi", "test")
     assert [len(option_texts(r)) for r in records] == [4, 5] and "option_e" not in records[0]

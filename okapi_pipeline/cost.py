@@ -1,0 +1,122 @@
+"""Token and cost estimates of the API stages, and the budget gate in front of them.
+
+Tokens are estimated without a tokenizer: about 4 characters a token for English
+text (OpenAI's rule of thumb), times a factor for scripts that split into more
+tokens. It is meant to catch an order-of-magnitude surprise before money is spent,
+not to match the invoice; retries of unusable answers are not included.
+"""
+
+import csv
+import json
+import logging
+import math
+from pathlib import Path
+from statistics import mean
+
+from okapi_pipeline.jsonl import read_jsonl
+
+log = logging.getLogger(__name__)
+
+CHARS_PER_TOKEN = 4
+# Tokens per English-equivalent token for languages outside the Latin script (rough).
+TOKEN_FACTOR = {"ru": 2.0, "uk": 2.0, "sr": 2.0, "ar": 2.0, "zh": 1.5, "hi": 4.0, "bn": 4.0, "mr": 4.0,
+                "ne": 4.0, "ta": 4.0, "te": 4.0, "ml": 4.0, "kn": 4.0}
+MESSAGE_TOKENS = 8  # the chat format's overhead per request
+RANKING_ANSWER_TOKENS = 20
+COLUMNS = ("stage", "language", "model", "requests", "input_tokens", "output_tokens", "usd")
+
+
+class BudgetExceeded(RuntimeError):
+    """A paid stage's estimated cost is above its `budget_usd`."""
+
+
+def tokens(text: str) -> int:
+    return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+def estimate_costs(instructions, seed_tasks, prompts: dict, languages: list[str], models: list[str],
+                   sizes: dict, self_instruct: dict, ranking: dict, llm: dict, out_path) -> list[dict]:
+    """One row per (stage, language, model): requests, tokens and USD at the stage's prices.
+
+    `instructions` gives the average English record; `prompts` maps translation,
+    self_instruct, rank and back_translation to their prompt files; `llm` maps each
+    stage to its LLM settings.
+    """
+    from okapi_pipeline.self_instruct import EXAMPLES_PER_PROMPT, format_examples, seed_records
+
+    records = read_jsonl(instructions)
+    record_tokens = mean(tokens(json.dumps({k: r[k] for k in ("instruction", "input", "output") if r[k]},
+                                           ensure_ascii=False)) for r in records) if records else 0
+    prompt_tokens = mean(tokens(r["instruction"] + r["input"]) for r in records) if records else 0
+    text = {name: Path(path).read_text(encoding="utf-8") for name, path in prompts.items()}
+    rows = []
+
+    seeds = seed_records(seed_tasks)
+    examples = tokens(format_examples(seeds[:EXAMPLES_PER_PROMPT]))
+    task_tokens = mean(tokens(json.dumps(s, ensure_ascii=False)) for s in seeds) if seeds else 0
+    attempts = self_instruct["max_attempts"] if self_instruct["count"] else 0
+    rows.append(_row("self_instruct", "en", "", attempts,
+                     attempts * (tokens(text["self_instruct"]) + examples + MESSAGE_TOKENS),
+                     attempts * task_tokens, llm["self_instruct"]))
+
+    items = sum(sizes.values())
+    for lang in languages:
+        factor = TOKEN_FACTOR.get(lang, 1.0)
+        rows.append(_row("translation", lang, "", items,
+                         items * (tokens(text["translation"]) + record_tokens + MESSAGE_TOKENS),
+                         items * record_tokens * factor, llm["translation"]))
+
+    k, response_tokens = ranking["responses_per_prompt"], ranking["max_new_tokens"]
+    for model in models:
+        for lang in languages:
+            factor = TOKEN_FACTOR.get(lang, 1.0)
+            english = prompt_tokens + k * response_tokens
+            back_in = tokens(text["back_translation"]) + english * factor + MESSAGE_TOKENS
+            rank_in = tokens(text["rank"]) + english + MESSAGE_TOKENS
+            # One back-translation and one ranking request per item.
+            rows.append(_row("ranking", lang, model, 2 * sizes["rm"], sizes["rm"] * (back_in + rank_in),
+                             sizes["rm"] * (english + RANKING_ANSWER_TOKENS), llm["ranking"]))
+
+    with open(out_path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer.writeheader()
+        writer.writerows(rows)
+    for stage in llm:
+        log.info("%s: about $%.2f (%s backend)", stage, sum(r["usd"] for r in rows if r["stage"] == stage),
+                 llm[stage]["backend"])
+    return rows
+
+
+def _row(stage, language, model, requests, input_tokens, output_tokens, settings) -> dict:
+    input_tokens, output_tokens = round(input_tokens), round(output_tokens)
+    return {"stage": stage, "language": language, "model": model, "requests": requests,
+            "input_tokens": input_tokens, "output_tokens": output_tokens,
+            "usd": _usd(input_tokens, output_tokens, settings)}
+
+
+def _usd(input_tokens: int, output_tokens: int, settings: dict) -> float:
+    """The hf backend runs locally and costs nothing."""
+    if settings["backend"] != "openai":
+        return 0.0
+    return round(input_tokens / 1000 * settings.get("price_input_per_1k", 0.0)
+                 + output_tokens / 1000 * settings.get("price_output_per_1k", 0.0), 4)
+
+
+def check_budget(estimate_path, stage: str, settings: dict) -> None:
+    """Refuse to start a paid stage whose estimate (all its languages and models) is over budget.
+
+    Runs before any request; the hf backend is free and never checked.
+    """
+    if settings["backend"] != "openai":
+        return
+    if estimate_path is None:
+        raise BudgetExceeded(f"{stage}: no cost estimate given to a paid stage")
+    budget = settings.get("budget_usd", 0.0)
+    with open(estimate_path, newline="", encoding="utf-8") as handle:
+        cost = sum(float(row["usd"]) for row in csv.DictReader(handle) if row["stage"] == stage)
+    if budget is not None and cost > budget:
+        raise BudgetExceeded(
+            f"{stage}: the estimated cost ${cost:,.2f} ({estimate_path}) exceeds budget_usd ${budget:,.2f}; "
+            f"to allow it, set llm.budget_usd (or {stage}.llm.budget_usd) to at least {math.ceil(cost)} "
+            "in your config file and run again")
+    log.info("%s: estimated cost $%.2f within the budget of $%s", stage, cost, budget)

@@ -1,0 +1,32 @@
+"""The cost gate: token and USD estimates of the API stages before any paid request."""
+
+
+rule cost_estimate:
+    """Token counts and USD per API stage, language and model at the configured prices."""
+    input:
+        instructions="results/data/en/instructions.jsonl",
+        seed_tasks=config["self_instruct"]["seed_tasks"],
+        translation_prompt=config["translation"]["prompt"],
+        self_instruct_prompt=config["self_instruct"]["prompt"],
+        rank_prompt=config["ranking"]["prompt"],
+        back_translation_prompt=config["ranking"]["back_translation_prompt"],
+    output:
+        report(
+            "results/cost/estimate.csv",
+            caption="../report/cost_estimate.rst",
+            category="Cost",
+        ),
+    log:
+        "logs/cost/estimate.log",
+    localrule: True
+    conda:
+        "../envs/data.yaml"
+    params:
+        languages=LANGUAGES,
+        models=MODELS,
+        sizes=config["split"]["sizes"],
+        self_instruct=config["self_instruct"],
+        ranking=config["ranking"],
+        llm={stage: llm_for(stage) for stage in LLM_STAGES},
+    script:
+        "../scripts/cost_estimate.py"

@@ -1,0 +1,24 @@
+import logging
+import sys
+
+from okapi_pipeline.cost import estimate_costs
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+estimate_costs(
+    instructions=snakemake.input.instructions,
+    seed_tasks=snakemake.input.seed_tasks,
+    prompts={
+        "translation": snakemake.input.translation_prompt,
+        "self_instruct": snakemake.input.self_instruct_prompt,
+        "rank": snakemake.input.rank_prompt,
+        "back_translation": snakemake.input.back_translation_prompt,
+    },
+    languages=snakemake.params.languages,
+    models=snakemake.params.models,
+    sizes=snakemake.params.sizes,
+    self_instruct=snakemake.params.self_instruct,
+    ranking=snakemake.params.ranking,
+    llm=snakemake.params.llm,
+    out_path=snakemake.output[0],
+)
