@@ -107,14 +107,14 @@ def check_budget(estimate_path, stage: str, settings: dict) -> None:
 
     Runs before any request; the hf backend is free and never checked.
     """
-    if settings["backend"] != "openai":
+    budget = settings.get("budget_usd", 0.0)
+    if settings["backend"] != "openai" or budget is None:
         return
     if estimate_path is None:
-        raise BudgetExceeded(f"{stage}: no cost estimate given to a paid stage")
-    budget = settings.get("budget_usd", 0.0)
+        raise BudgetExceeded(f"{stage}: a paid stage with budget_usd {budget} needs the cost estimate")
     with open(estimate_path, newline="", encoding="utf-8") as handle:
         cost = sum(float(row["usd"]) for row in csv.DictReader(handle) if row["stage"] == stage)
-    if budget is not None and cost > budget:
+    if cost > budget:
         raise BudgetExceeded(
             f"{stage}: the estimated cost ${cost:,.2f} ({estimate_path}) exceeds budget_usd ${budget:,.2f}; "
             f"to allow it, set llm.budget_usd (or {stage}.llm.budget_usd) to at least {math.ceil(cost)} "

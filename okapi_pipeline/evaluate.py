@@ -16,6 +16,7 @@ Python hooks and a reader sees the exact prompt text in the data files. Split na
 shots, limit and seed come from the `evaluation` config block.
 """
 
+import importlib.util
 import json
 import logging
 import os
@@ -147,6 +148,31 @@ def device_and_dtype() -> tuple[str, str]:
     return "cpu", "float32"
 
 
+BACKENDS = ("hf", "vllm")
+
+
+def model_arguments(backend: str, model_dir, dtype: str, protocol: dict) -> str:
+    """lm-eval's model_args for the `evaluation.backend`.
+
+    vllm scores the same loglikelihoods from prompt logprobs, faster on a GPU; it
+    needs CUDA, so on CPU (or with float32) hf is the backend to use.
+    """
+    if backend == "hf":
+        return f"pretrained={model_dir},dtype={dtype}"
+    if backend == "vllm":
+        return (f"pretrained={model_dir},dtype={dtype},tensor_parallel_size=1,"
+                f"gpu_memory_utilization={protocol.get('gpu_memory_utilization', 0.9)},"
+                f"seed={protocol.get('seed', 1234)}")
+    raise ValueError(f"evaluation.backend: unknown backend {backend!r} ({' or '.join(BACKENDS)})")
+
+
+def check_backend(backend: str) -> None:
+    """Fail in one line, before any work, when the chosen backend is not installed."""
+    if backend == "vllm" and importlib.util.find_spec("vllm") is None:
+        raise RuntimeError("evaluation.backend is vllm but the vllm package is not installed here "
+                           "(pip install vllm on a CUDA machine, or set evaluation.backend: hf)")
+
+
 class TruncationCounter(logging.Filter):
     """Counts lm-eval's one-warning-per-request notes about left-truncated prompts.
 
@@ -174,13 +200,14 @@ def run_lm_eval(model_dir, tasks: list[str], workdir, protocol: dict, device: st
     from lm_eval.tasks import TaskManager
 
     seed = protocol.get("seed", 1234)
+    backend = protocol.get("backend", "hf")
     counter = TruncationCounter()
     hf_logger = logging.getLogger("lm_eval.models.huggingface")
     hf_logger.addFilter(counter)
     try:
         results = lm_eval.simple_evaluate(
-            model="hf",
-            model_args=f"pretrained={model_dir},dtype={dtype}",
+            model=backend,
+            model_args=model_arguments(backend, model_dir, dtype, protocol),
             tasks=tasks,
             num_fewshot=None,  # global in lm-eval: each task YAML carries its own
             device=device,
@@ -250,6 +277,7 @@ def evaluate_model(model_dir, benchmark_files: dict, protocol: dict, out_paths: 
     """
     import torch
 
+    check_backend(protocol.get("backend", "hf"))
     torch.set_num_threads(threads)
     tasks = {}
     for bench, path in benchmark_files.items():
@@ -260,6 +288,7 @@ def evaluate_model(model_dir, benchmark_files: dict, protocol: dict, out_paths: 
     results, truncated = run_lm_eval(model_dir, [name for name, _, _ in tasks.values()], workdir, protocol, device, dtype)
     run = {
         "model_dir": str(model_dir),
+        "backend": protocol.get("backend", "hf"),
         "device": device,
         "dtype": dtype,
         "batch_size": protocol.get("batch_size", "auto"),

@@ -329,24 +329,28 @@ def estimate_tokens(messages: list[dict]) -> int:
 class _Limits:
     """Paces request starts to the requests- and tokens-per-minute limits (leaky buckets).
 
-    Requests are metered in one-second windows, so a minute's allowance never arrives
-    as one burst; tokens per minute, since a single request may hold many.
+    Both are metered in one-second windows, so a minute's allowance never arrives as
+    one burst; a request larger than a second's tokens counts as a second's worth.
     """
 
     def __init__(self, requests_per_minute: float | None, tokens_per_minute: float | None):
-        from aiolimiter import AsyncLimiter
-
-        self.requests = None
-        if requests_per_minute:
-            burst = max(1.0, requests_per_minute / 60)
-            self.requests = AsyncLimiter(burst, 60 * burst / requests_per_minute)
-        self.tokens = AsyncLimiter(tokens_per_minute, 60) if tokens_per_minute else None
+        self.requests = _per_second(requests_per_minute)
+        self.tokens = _per_second(tokens_per_minute)
 
     async def wait(self, tokens: int) -> None:
         if self.requests is not None:
             await self.requests.acquire()
         if self.tokens is not None:
             await self.tokens.acquire(min(tokens, self.tokens.max_rate))
+
+
+def _per_second(per_minute: float | None):
+    from aiolimiter import AsyncLimiter
+
+    if not per_minute:
+        return None
+    burst = max(1.0, per_minute / 60)
+    return AsyncLimiter(burst, 60 * burst / per_minute)
 
 
 class _HFBackend(_Backend):

@@ -25,6 +25,8 @@ ALL_LANGUAGES = "all"
 # The reference's key for the mean over all languages (a group's mean uses its name).
 OVERALL_KEY = "avg"
 SOURCE_PRIORITY = ("paper", "third_party_summary", "author_logs")
+# The variant name of an evaluation-only checkpoint's scores and column.
+CHECKPOINT = "checkpoint"
 TITLES = {"arc": "ARC-Challenge", "hellaswag": "HellaSwag", "mmlu": "MMLU"}
 
 
@@ -172,6 +174,19 @@ def to_markdown(table: pd.DataFrame, title: str, sources: list[str]) -> str:
     return "\n".join(lines)
 
 
+def to_latex(table: pd.DataFrame, title: str, sources: list[str]) -> str:
+    """A booktabs table (needs \\usepackage{booktabs}); missing cells as "--"."""
+    latex_table = table.replace(MISSING, "--")
+    caption = title + (f". Paper columns: {', '.join(sources)}." if sources else "")
+    return latex_table.to_latex(
+        index=False,
+        escape=True,
+        column_format="ll" + "r" * (len(table.columns) - 2),
+        caption=caption,
+        label=f"tab:{title.split()[0].lower()}",
+    ).replace("\\-\\-", "--")
+
+
 def paper_tables(
     score_files: list,
     reference_file,
@@ -184,17 +199,29 @@ def paper_tables(
     language_groups: dict,
     csv_paths: list,
     markdown_paths: list,
+    latex_paths: list,
+    checkpoints: dict | None = None,
 ) -> dict:
-    """Write one CSV and one Markdown table per benchmark (paths in `benchmarks` order)."""
+    """Write one CSV, Markdown and LaTeX table per benchmark (paths in `benchmarks` order).
+
+    checkpoints: evaluation-only checkpoint name -> the reference (model, variant) its
+    numbers are compared with, or None; each adds a "{name} checkpoint" column.
+    """
     scores = read_scores(score_files, metrics)
     reference = read_reference(reference_file)
+    checkpoints = checkpoints or {}
     columns = [(model, variant) for model in models for variant in variants]
+    columns += [(name, CHECKPOINT) for name in checkpoints]
+    # A checkpoint column is set against the reference numbers of the model it reproduces.
+    reference_of = {column: column for column in columns}
+    reference_of.update({(name, CHECKPOINT): tuple(compared) for name, compared in checkpoints.items() if compared})
     tables = {}
-    for bench, csv_path, markdown_path in zip(benchmarks, csv_paths, markdown_paths):
+    for bench, csv_path, markdown_path, latex_path in zip(benchmarks, csv_paths, markdown_paths, latex_paths):
         ours = {key[1:]: value for key, value in scores.items() if key[0] == bench}
         shown = {row[3] for row in table_rows(languages, language_groups)}
-        paper = {key: number for key, number in paper_numbers(reference, bench, metrics[bench], splits[bench]).items()
-                 if key[:2] in columns and key[2] in shown}
+        published = paper_numbers(reference, bench, metrics[bench], splits[bench])
+        paper = {(*column, key): published[(*reference_of[column], key)]
+                 for column in columns for key in shown if (*reference_of[column], key) in published}
         table = format_table(build_table(ours, {key: score for key, (score, _) in paper.items()},
                                          columns, languages, language_groups))
         sources = [source for source in SOURCE_PRIORITY if source in {source for _, source in paper.values()}]
@@ -202,6 +229,7 @@ def paper_tables(
         Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(csv_path, index=False)
         Path(markdown_path).write_text(to_markdown(table, title, sources), encoding="utf-8")
+        Path(latex_path).write_text(to_latex(table, title, sources), encoding="utf-8")
         log.info("%s: %d rows, %d columns -> %s", bench, len(table), len(table.columns), csv_path)
         tables[bench] = table
     return tables

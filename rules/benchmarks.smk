@@ -9,11 +9,11 @@ rule benchmark_data:
         "results/benchmark_data/{bench}/{lang}.json",
     log:
         "logs/benchmarks/{bench}/{lang}.log",
-    params:
-        source=benchmark_source,
-        splits=benchmark_splits,
     localrule: True
     conda:
         "../envs/eval.yaml"
+    params:
+        source=benchmark_source,
+        splits=benchmark_splits,
     script:
         "../scripts/benchmark_data.py"

@@ -26,6 +26,8 @@ MODELS = config["models"]
 BUILT_MODELS = [name for name, entry in config["base_models"].items() if "build" in entry]
 HUB_MODELS = [name for name, entry in config["base_models"].items() if "hub_id" in entry]
 VARIANTS = ["base", "sft", "rlhf"]
+# Evaluation-only checkpoints: scored under the same protocol as variant "checkpoint".
+CHECKPOINTS = config["evaluation"]["checkpoints"]
 
 
 def alternation(values):
@@ -35,10 +37,10 @@ def alternation(values):
 
 wildcard_constraints:
     lang=alternation(LANGUAGES),
-    model=alternation(config["base_models"]),
+    model=alternation([*config["base_models"], *CHECKPOINTS]),
     split=alternation(SPLITS),
     bench=alternation(BENCHMARKS),
-    variant=alternation(VARIANTS),
+    variant=alternation([*VARIANTS, "checkpoint"]),
     shard=r"\d{4}",
 
 
@@ -62,6 +64,8 @@ def model_dir(wildcards):
     """The model a (model, variant, lang) evaluation scores."""
     if wildcards.variant == "base":
         return base_model_dir(wildcards.model)
+    if wildcards.variant == "checkpoint":
+        return checkpoint_dir(wildcards.model, wildcards.lang)
     return f"results/models/{wildcards.model}/{wildcards.lang}/{wildcards.variant}"
 
 
@@ -153,7 +157,64 @@ def all_scores():
         variant=VARIANTS,
         lang=LANGUAGES,
         bench=BENCHMARKS,
+    ) + checkpoint_scores()
+
+
+def trained_scores():
+    """The SFT and RLHF scores the figures compare."""
+    return expand(
+        "results/scores/{model}/{variant}/{lang}/{bench}.json",
+        model=MODELS,
+        variant=["sft", "rlhf"],
+        lang=LANGUAGES,
+        bench=BENCHMARKS,
     )
+
+
+# ---- evaluation-only checkpoints ---------------------------------------------------
+
+
+def checkpoint_languages(name):
+    return CHECKPOINTS[name].get("languages") or LANGUAGES
+
+
+def checkpoint_scores():
+    return [
+        f"results/scores/{name}/checkpoint/{lang}/{bench}.json"
+        for name in CHECKPOINTS
+        for lang in checkpoint_languages(name)
+        for bench in BENCHMARKS
+    ]
+
+
+def checkpoint_dir(name, lang):
+    """A local path as given ({lang} filled in); a hub id is fetched into resources/.
+
+    One copy per language when the hub id names the language, else one for all.
+    """
+    entry = CHECKPOINTS[name]
+    if "path" in entry:
+        return entry["path"].format(lang=lang)
+    copy = lang if "{lang}" in entry["hub_id"] else "all"
+    return f"resources/checkpoints/{name}/{copy}"
+
+
+def checkpoint_hub_source(wildcards):
+    entry = CHECKPOINTS[wildcards.checkpoint]
+    return {
+        "hub_id": entry["hub_id"].format(lang=wildcards.copy),
+        "revision": entry.get("revision", "main"),
+    }
+
+
+def checkpoint_references():
+    """Checkpoint name -> the (model, variant) whose published numbers it is set against."""
+    return {
+        name: [entry["compare_with"]["model"], entry["compare_with"]["variant"]]
+        if "compare_with" in entry
+        else None
+        for name, entry in CHECKPOINTS.items()
+    }
 
 
 def self_instruct_inputs(wildcards):

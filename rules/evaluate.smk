@@ -7,18 +7,22 @@ rule evaluate:
         model=model_dir,
         benchmarks=benchmark_files,
     output:
-        expand("results/scores/{{model}}/{{variant}}/{{lang}}/{bench}.json", bench=BENCHMARKS),
+        expand(
+            "results/scores/{{model}}/{{variant}}/{{lang}}/{bench}.json",
+            bench=BENCHMARKS,
+        ),
     log:
         "logs/evaluate/{model}/{variant}/{lang}.log",
     benchmark:
         "benchmarks/evaluate/{model}/{variant}/{lang}.tsv"
-    params:
-        protocol=config["evaluation"],
-        benchmarks=list(BENCHMARKS),
-        workdir="results/eval_tasks/{model}/{variant}/{lang}",
-    threads: 1
     conda:
         "../envs/eval.yaml"
+    threads: 1
+    params:
+        # Without the checkpoint list: adding a checkpoint reruns no other evaluation.
+        protocol={key: value for key, value in config["evaluation"].items() if key != "checkpoints"},
+        benchmarks=list(BENCHMARKS),
+        workdir="results/eval_tasks/{model}/{variant}/{lang}",
     script:
         "../scripts/evaluate.py"
 
@@ -27,3 +31,27 @@ rule scores:
     """Target: every score."""
     input:
         all_scores(),
+
+
+rule fetch_checkpoint:
+    """Download an evaluation-only checkpoint from the hub (login node: compute nodes have no network)."""
+    output:
+        directory("resources/checkpoints/{checkpoint}/{copy}"),
+    wildcard_constraints:
+        checkpoint=alternation([name for name, entry in CHECKPOINTS.items() if "hub_id" in entry]),
+        copy=alternation([*LANGUAGES, "all"]),
+    log:
+        "logs/checkpoints/{checkpoint}/{copy}.log",
+    localrule: True
+    conda:
+        "../envs/train.yaml"
+    params:
+        source=checkpoint_hub_source,
+    script:
+        "../scripts/fetch_base_model.py"
+
+
+rule checkpoint_scores:
+    """Target: the scores of the evaluation-only checkpoints (no training)."""
+    input:
+        checkpoint_scores(),

@@ -13,8 +13,12 @@ rule paper_tables:
             category="Paper tables",
         ),
         markdown=expand("results/tables/{bench}.md", bench=BENCHMARKS),
+        latex=expand("results/tables/{bench}.tex", bench=BENCHMARKS),
     log:
         "logs/tables/paper_tables.log",
+    localrule: True
+    conda:
+        "../envs/report.yaml"
     params:
         languages=LANGUAGES,
         models=MODELS,
@@ -23,9 +27,7 @@ rule paper_tables:
         metrics={bench: config["evaluation"][bench]["metric"] for bench in BENCHMARKS},
         splits={bench: config["evaluation"][bench]["split"] for bench in BENCHMARKS},
         language_groups=config["language_groups"],
-    localrule: True
-    conda:
-        "../envs/report.yaml"
+        checkpoints=checkpoint_references(),
     script:
         "../scripts/paper_tables.py"
 

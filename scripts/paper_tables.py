@@ -17,4 +17,6 @@ paper_tables(
     language_groups=dict(snakemake.params.language_groups),
     csv_paths=list(snakemake.output.csv),
     markdown_paths=list(snakemake.output.markdown),
+    latex_paths=list(snakemake.output.latex),
+    checkpoints=dict(snakemake.params.checkpoints),
 )

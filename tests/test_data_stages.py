@@ -15,7 +15,7 @@ from okapi_pipeline.ranking import generate_responses, preference_pairs, rank_sh
 from okapi_pipeline.self_instruct import RougeFilter, self_instruct, shape_reason
 from okapi_pipeline.split import scaled_sizes, split_instructions
 from okapi_pipeline.translate import gather, translate_shard, translation_qa
-from tests.fake_openai import CANARY_KEY, fake_openai, files_containing, openai_settings  # noqa: F401
+from tests.fake_openai import CANARY_KEY, fake_openai, fake_translation, files_containing, openai_settings  # noqa: F401
 
 PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
 
@@ -173,8 +173,9 @@ def test_translate_shard_keeps_ids_and_keys_and_reports_rejects(fake_openai, ope
     assert report == {"language": "vi", "total": 6, "accepted": 5, "rejected": 1, "reasons": {"not JSON": 1}}
     assert [r["id"] for r in rejects] == ["alpaca-00000"]
     assert [r["id"] for r in translated] == [f"alpaca-{i:05d}" for i in range(1, 6)]
-    assert translated[0] == {"id": "alpaca-00001", "instruction": "[Vietnamese] Give 1 tips for staying healthy.",
-                             "input": "", "output": "[Vietnamese] Eat well, sleep 1 hours."}
+    assert translated[0] == {"id": "alpaca-00001",
+                             "instruction": fake_translation("Give 1 tips for staying healthy.", "Vietnamese"),
+                             "input": "", "output": fake_translation("Eat well, sleep 1 hours.", "Vietnamese")}
     # Empty inputs are not sent at all.
     sent_objects = [json.loads(r["messages"][-1]["content"]) for r in fake_openai.requests]
     odd = [o for o in sent_objects if o["instruction"] == "Give 1 tips for staying healthy."]
@@ -252,7 +253,7 @@ def test_rank_shard_with_the_openai_judge(fake_openai, openai_settings, tmp_path
     [ranked] = read_jsonl(out[0])
     assert ranked["id"] == "alpaca-00003"
     assert ranked["ranking"] == [1, 3, 2, 0]  # the fake judge prefers longer answers
-    assert ranked["english"]["responses"][0] == "[en] Một."
+    assert ranked["english"]["responses"][0] == fake_translation("Một.", "English")
     assert ranked["english"]["input"] == ""
     assert read_jsonl(out[1])[0]["stage"] == "ranking"
     empty = rank_shard(tmp_path / "responses.jsonl", 2, 3, *out, "vi", f"{PROMPTS}/rank.txt",

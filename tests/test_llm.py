@@ -8,7 +8,8 @@ import openai
 import pytest
 
 from okapi_pipeline.llm import Answer, JsonRequest, LLMClient, Rejected, ResponseCache
-from tests.fake_openai import CANARY_KEY, KEY_VARIABLE, fake_openai, files_containing, openai_settings  # noqa: F401
+from tests.fake_openai import (  # noqa: F401
+    CANARY_KEY, KEY_VARIABLE, fake_openai, fake_translation, files_containing, openai_settings)
 
 SYSTEM = "Translate every string value of the JSON object from English into German."
 
@@ -30,7 +31,8 @@ def test_answers_are_parsed_and_a_rerun_sends_nothing(fake_openai, openai_settin
     cache = tmp_path / "cache" / "t.jsonl"
     first, sent = run(openai_settings, cache, requests(5))
     assert sent == 5 and fake_openai.count == 5
-    assert first[3] == {"instruction": "[German] Say hello 3", "output": "[German] Hello"}
+    assert first[3] == {"instruction": fake_translation("Say hello 3", "German"),
+                        "output": fake_translation("Hello", "German")}
     second, sent = run(openai_settings, cache, requests(5))
     assert sent == 0 and fake_openai.count == 5
     assert second == first
@@ -66,10 +68,11 @@ def test_concurrency_is_bounded(fake_openai, openai_settings, tmp_path):
 
 
 def test_requests_per_minute_spaces_the_requests(fake_openai, openai_settings, tmp_path):
-    openai_settings["requests_per_minute"] = 600  # one every 0.1 s
+    openai_settings["requests_per_minute"] = 1200  # 20 a second, never more in one second
+    openai_settings["max_concurrency"] = 50
     start = time.monotonic()
-    run(openai_settings, tmp_path / "c.jsonl", requests(6))
-    assert time.monotonic() - start >= 0.5
+    run(openai_settings, tmp_path / "c.jsonl", requests(30))
+    assert time.monotonic() - start >= 0.45
 
 
 def test_unusable_answers_are_asked_again_then_rejected_with_reason(fake_openai, openai_settings, tmp_path):

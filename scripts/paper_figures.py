@@ -1,0 +1,17 @@
+import logging
+import sys
+
+from okapi_pipeline.figures import paper_figures
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+paper_figures(
+    score_files=list(snakemake.input.scores),
+    models=list(snakemake.params.models),
+    languages=list(snakemake.params.languages),
+    benchmarks=list(snakemake.params.benchmarks),
+    metrics=dict(snakemake.params.metrics),
+    language_groups=dict(snakemake.params.language_groups),
+    comparison_paths=list(snakemake.output.comparison),
+    gain_paths=list(snakemake.output.gain),
+)
