@@ -4,12 +4,26 @@ Multilingual instruction data, ranked responses, SFT, reward model, PPO and
 translated-benchmark evaluation, ending in the paper's tables.
 """
 
+import os
+import sys
+
 from snakemake.utils import min_version
 
 min_version("9.0")
 
 
 configfile: "config.yaml"
+
+
+# The okapi_pipeline package comes from this checkout: for the rules here and for every
+# job, whatever its environment (the venv, a per-rule conda env, a cluster node).
+sys.path.insert(0, workflow.basedir)
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])
+)
+
+
+report: "report/workflow.rst"
 
 
 include: "rules/common.smk"
@@ -24,6 +38,7 @@ include: "rules/rlhf.smk"
 include: "rules/benchmarks.smk"
 include: "rules/evaluate.smk"
 include: "rules/tables.smk"
+include: "rules/report.smk"
 
 
 rule all:
@@ -31,4 +46,5 @@ rule all:
     default_target: True
     input:
         rules.tables.input,
+        rules.figures.input,
         rules.translations.input,

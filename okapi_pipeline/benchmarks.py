@@ -10,6 +10,7 @@ index, because a silently skipped item changes the score.
 
 import json
 import logging
+import math
 from pathlib import Path
 
 from okapi_pipeline.jsonl import write_json
@@ -138,3 +139,107 @@ def prepare_benchmark(bench: str, lang: str, source: dict, splits: list[str], ou
         log.info("%s %s %s: %d records", bench, lang, split, len(records))
     write_json(out_path, data)
     return data
+
+
+# ---- translation of the English benchmark --------------------------------------------
+
+
+def translatable_fields(bench: str, record: dict) -> dict[str, str]:
+    """The texts of one record that a translation changes (ids, answers and labels stay)."""
+    if bench == "hellaswag":
+        fields = {key: record[key] for key in ("activity_label", "ctx_a", "ctx_b")}
+        fields.update({f"ending_{index}": ending for index, ending in enumerate(record["endings"])})
+        return fields
+    return {key: record[key] for key in ("instruction", *OPTION_KEYS) if record.get(key)}
+
+
+def translated_record(bench: str, record: dict, answer: dict) -> dict:
+    """The English record with its texts replaced by the translation (fields never sent stay)."""
+    translated = dict(record)
+    if bench == "hellaswag":
+        translated.update({key: answer.get(key, record[key]) for key in ("activity_label", "ctx_a", "ctx_b")})
+        translated["endings"] = [answer.get(f"ending_{index}", ending) for index, ending in enumerate(record["endings"])]
+        translated["ctx"] = (translated["ctx_a"] + " " + translated["ctx_b"]).strip()
+        return translated
+    translated.update({key: answer[key] for key in translatable_fields(bench, record) if key in answer})
+    return translated
+
+
+def english_source(source: dict) -> dict:
+    """Where a `translate` benchmark's English files are: a released-layout folder or a hub mirror."""
+    if "path" in source:
+        return {"source": "local", "path": source["path"]}
+    return {"source": "hub", "hub_id": source["hub_id"]}
+
+
+def translate_benchmark(bench: str, lang: str, source: dict, splits: list[str], prompt_file, llm_settings: dict,
+                        out_path, qa_path, threads: int = 1) -> dict:
+    """Translate the English splits of one benchmark into `lang` through the LLM layer.
+
+    One request per record (question and options together), cached per (benchmark,
+    language, split); the answers go through the instruction data's checks, and the
+    translated records through the released-format checks. A rejected record is left
+    out and listed in the QA report; the job fails when more than `max_reject_share`
+    of the records were rejected (after writing its outputs).
+    """
+    from okapi_pipeline.cost import BudgetExceeded, tokens
+    from okapi_pipeline.languages import language_name
+    from okapi_pipeline.llm import LLMClient, Rejected, cache_file, check_reject_share
+    from okapi_pipeline.translate import field_request, load_prompt, strict_checks, translation_check
+
+    system = load_prompt(prompt_file, language=language_name(lang))
+    english = {split: load_split(bench, "en", split, english_source(source)) for split in splits}
+    requests = {split: [field_request(system, translatable_fields(bench, record)) for record in records]
+                for split, records in english.items()}
+    _check_benchmark_budget(requests, llm_settings, f"benchmark translation {bench} {lang}", tokens, BudgetExceeded)
+    data = {"benchmark": bench, "language": lang, "source": source, "splits": {}}
+    qa = {"benchmark": bench, "language": lang, "total": 0, "accepted": 0, "rejected": 0, "unchanged": 0,
+          "reasons": {}, "splits": {}}
+    for split, records in english.items():
+        cache_name = f"benchmarks/{bench}/{lang}/{split}"
+        client = LLMClient.from_settings(llm_settings, cache_file(llm_settings, cache_name), threads)
+        try:
+            results = client.json_requests(requests[split], check=translation_check(lang, strict_checks(llm_settings)))
+        finally:
+            client.close()
+        kept, rejects, unchanged = [], [], 0
+        for index, (record, result) in enumerate(zip(records, results)):
+            if isinstance(result, Rejected):
+                rejects.append({"index": index, "reason": result.reason})
+                continue
+            kept.append(translated_record(bench, record, result))
+            unchanged += all(result.get(key) == text for key, text in translatable_fields(bench, record).items())
+        data["splits"][split] = check_records(bench, kept, f"{bench} {split} translated into {lang}")
+        reasons = {}
+        for reject in rejects:
+            reasons[reject["reason"]] = reasons.get(reject["reason"], 0) + 1
+        qa["splits"][split] = {"total": len(records), "accepted": len(kept), "rejected": len(rejects),
+                               "unchanged": unchanged, "reasons": reasons, "rejects": rejects[:50]}
+        for key in ("total", "accepted", "rejected", "unchanged"):
+            qa[key] += qa["splits"][split][key]
+        for reason, count in reasons.items():
+            qa["reasons"][reason] = qa["reasons"].get(reason, 0) + count
+        log.info("%s %s %s: %d of %d records translated; rejected: %s", bench, lang, split, len(kept),
+                 len(records), reasons)
+    data["translation"] = {key: qa[key] for key in ("total", "accepted", "rejected", "unchanged")}
+    write_json(out_path, data)
+    write_json(qa_path, qa)
+    check_reject_share(qa, llm_settings, f"benchmark translation {bench} {lang}",
+                       cache_file(llm_settings, f"benchmarks/{bench}/{lang}"))
+    return qa
+
+
+def _check_benchmark_budget(requests: dict, settings: dict, what: str, tokens, error) -> None:
+    """A paid backend refuses to start when this job's estimate is over budget_usd."""
+    budget = settings.get("budget_usd", 0.0)
+    if settings["backend"] != "openai" or budget is None:
+        return
+    sent = [request for split in requests.values() for request in split]
+    input_tokens = sum(tokens(request.system) + tokens(request.user_text()) for request in sent)
+    output_tokens = sum(tokens(request.user_text()) for request in sent)
+    cost = (input_tokens / 1000 * settings.get("price_input_per_1k", 0.0)
+            + output_tokens / 1000 * settings.get("price_output_per_1k", 0.0))
+    if cost > budget:
+        raise error(f"{what}: the estimated cost ${cost:,.2f} exceeds budget_usd ${budget:,.2f}; to allow it, "
+                    f"set benchmarks.llm.budget_usd to at least {math.ceil(cost)} in your config file and run again")
+    log.info("%s: estimated cost $%.2f within the budget of $%s", what, cost, budget)

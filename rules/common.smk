@@ -106,6 +106,11 @@ def llm_is_remote(stage):
     return llm_settings(config, stage)["backend"] == "openai"
 
 
+def shard_group(stage, group):
+    """Local-model shards share cluster jobs (slurm/ says how many); API shards stay localrules."""
+    return None if llm_is_remote(stage) else group
+
+
 # ---- data ----------------------------------------------------------------------
 
 

@@ -34,6 +34,7 @@ rule rank_shard:
     benchmark:
         "benchmarks/ranking/{model}/{lang}/{shard}.tsv"
     localrule: llm_is_remote("ranking")
+    group: shard_group("ranking", "rank")
     conda:
         "../envs/data.yaml"
     params:

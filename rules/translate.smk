@@ -14,6 +14,7 @@ rule translate_shard:
     benchmark:
         "benchmarks/translate/{lang}/{split}/{shard}.tsv"
     localrule: llm_is_remote("translation")
+    group: shard_group("translation", "translate")
     conda:
         "../envs/data.yaml"
     params:

@@ -235,3 +235,15 @@ def test_a_killed_translation_job_repeats_no_answered_request_and_the_key_stays_
     leaks = [path for folder in ("results", "logs", ".snakemake", ".cache") if (work / folder).exists()
              for path in files_containing(work / folder, CANARY_KEY)]
     assert leaks == []
+
+
+def test_settings_that_leave_a_request_identical_cost_nothing_on_rerun(fake_openai, openai_settings, tmp_path):
+    first, sent = run(openai_settings, tmp_path / "c.jsonl", requests(4))
+    assert sent == 4
+    openai_settings.update(max_concurrency=1, requests_per_minute=6000, tokens_per_minute=10**6, timeout_s=5,
+                           price_input_per_1k=1.0, budget_usd=None, max_reject_share=0.0)
+    again, sent = run(openai_settings, tmp_path / "c.jsonl", requests(4))
+    assert sent == 0 and again == first
+    openai_settings["max_new_tokens"] = 100  # a different request
+    _, sent = run(openai_settings, tmp_path / "c.jsonl", requests(4))
+    assert sent == 4
