@@ -13,7 +13,11 @@ import logging
 import math
 from pathlib import Path
 
+from okapi_pipeline.cost import BudgetExceeded, tokens
 from okapi_pipeline.jsonl import write_json
+from okapi_pipeline.languages import language_name
+from okapi_pipeline.llm import LLMClient, Rejected, cache_file, check_reject_share
+from okapi_pipeline.translate import field_request, load_prompt, strict_checks, translation_check
 
 log = logging.getLogger(__name__)
 
@@ -182,16 +186,11 @@ def translate_benchmark(bench: str, lang: str, source: dict, splits: list[str], 
     out and listed in the QA report; the job fails when more than `max_reject_share`
     of the records were rejected (after writing its outputs).
     """
-    from okapi_pipeline.cost import BudgetExceeded, tokens
-    from okapi_pipeline.languages import language_name
-    from okapi_pipeline.llm import LLMClient, Rejected, cache_file, check_reject_share
-    from okapi_pipeline.translate import field_request, load_prompt, strict_checks, translation_check
-
     system = load_prompt(prompt_file, language=language_name(lang))
     english = {split: load_split(bench, "en", split, english_source(source)) for split in splits}
     requests = {split: [field_request(system, translatable_fields(bench, record)) for record in records]
                 for split, records in english.items()}
-    _check_benchmark_budget(requests, llm_settings, f"benchmark translation {bench} {lang}", tokens, BudgetExceeded)
+    _check_budget(requests, llm_settings, f"benchmark translation {bench} {lang}")
     data = {"benchmark": bench, "language": lang, "source": source, "splits": {}}
     qa = {"benchmark": bench, "language": lang, "total": 0, "accepted": 0, "rejected": 0, "unchanged": 0,
           "reasons": {}, "splits": {}}
@@ -229,7 +228,7 @@ def translate_benchmark(bench: str, lang: str, source: dict, splits: list[str], 
     return qa
 
 
-def _check_benchmark_budget(requests: dict, settings: dict, what: str, tokens, error) -> None:
+def _check_budget(requests: dict, settings: dict, what: str) -> None:
     """A paid backend refuses to start when this job's estimate is over budget_usd."""
     budget = settings.get("budget_usd", 0.0)
     if settings["backend"] != "openai" or budget is None:
@@ -240,6 +239,6 @@ def _check_benchmark_budget(requests: dict, settings: dict, what: str, tokens, e
     cost = (input_tokens / 1000 * settings.get("price_input_per_1k", 0.0)
             + output_tokens / 1000 * settings.get("price_output_per_1k", 0.0))
     if cost > budget:
-        raise error(f"{what}: the estimated cost ${cost:,.2f} exceeds budget_usd ${budget:,.2f}; to allow it, "
+        raise BudgetExceeded(f"{what}: the estimated cost ${cost:,.2f} exceeds budget_usd ${budget:,.2f}; to allow it, "
                     f"set benchmarks.llm.budget_usd to at least {math.ceil(cost)} in your config file and run again")
     log.info("%s: estimated cost $%.2f within the budget of $%s", what, cost, budget)

@@ -90,13 +90,17 @@ def _check_cross_keys(config: dict) -> None:
                 f"({', '.join(sorted(config['base_models']))})")
     for bench in BENCHMARKS:
         source = config["benchmarks"][bench]
-        needed = {"local": "path", "hub": "hub_id"}[source["source"]]
-        if needed not in source:
-            raise ConfigError(f"config: missing key 'benchmarks.{bench}.{needed}' (source is {source['source']})")
+        needed = {"local": "path", "hub": "hub_id", "translate": "path"}[source["source"]]
+        if needed not in source and not (source["source"] == "translate" and "hub_id" in source):
+            alternative = " or hub_id" if source["source"] == "translate" else ""
+            raise ConfigError(
+                f"config: missing key 'benchmarks.{bench}.{needed}'{alternative} (source is {source['source']})")
         protocol = config["evaluation"][bench]
         if protocol.get("num_fewshot", 0) > 0 and not protocol.get("fewshot_split"):
             raise ConfigError(f"config: 'evaluation.{bench}.fewshot_split' is needed for num_fewshot > 0")
-    for stage in LLM_STAGES:
+    _check_checkpoints(config)
+    # The benchmark translation is an LLM stage too (benchmarks.llm overrides llm).
+    for stage in (*LLM_STAGES, "benchmarks"):
         llm = llm_settings(config, stage)
         if llm["backend"] == "openai" and not llm.get("api_key_env"):
             raise ConfigError(f"config: '{stage}.llm.api_key_env' is needed for the openai backend")
@@ -107,6 +111,19 @@ def _check_cross_keys(config: dict) -> None:
         if section["effective_batch_size"] % section["per_device_batch_size"]:
             raise ConfigError(
                 f"config: '{name}.effective_batch_size' must be a multiple of per_device_batch_size")
+
+
+def _check_checkpoints(config: dict) -> None:
+    checkpoints = config["evaluation"]["checkpoints"]
+    if not config["models"] and not checkpoints:
+        raise ConfigError("config: 'models' is empty and there are no evaluation.checkpoints: nothing to evaluate")
+    for name, entry in checkpoints.items():
+        if name in config["base_models"]:
+            raise ConfigError(f"config: 'evaluation.checkpoints.{name}': the name is already a base_models entry")
+        for lang in entry.get("languages") or []:
+            if lang not in config["languages"]:
+                raise ConfigError(
+                    f"config: 'evaluation.checkpoints.{name}.languages': '{lang}' is not in languages")
 
 
 def llm_settings(config: dict, stage: str) -> dict:

@@ -35,7 +35,7 @@ def tokens(text: str) -> int:
 
 
 def estimate_costs(instructions, seed_tasks, prompts: dict, languages: list[str], models: list[str],
-                   sizes: dict, self_instruct: dict, ranking: dict, llm: dict, out_path) -> list[dict]:
+                   sizes: dict, self_instruct: dict, ranking: dict, llm: dict, out_path=None) -> list[dict]:
     """One row per (stage, language, model): requests, tokens and USD at the stage's prices.
 
     `instructions` gives the average English record; `prompts` maps translation,
@@ -44,7 +44,7 @@ def estimate_costs(instructions, seed_tasks, prompts: dict, languages: list[str]
     """
     from okapi_pipeline.self_instruct import EXAMPLES_PER_PROMPT, format_examples, seed_records
 
-    records = read_jsonl(instructions)
+    records = read_jsonl(instructions) if instructions else []
     record_tokens = mean(tokens(json.dumps({k: r[k] for k in ("instruction", "input", "output") if r[k]},
                                            ensure_ascii=False)) for r in records) if records else 0
     prompt_tokens = mean(tokens(r["instruction"] + r["input"]) for r in records) if records else 0
@@ -77,6 +77,8 @@ def estimate_costs(instructions, seed_tasks, prompts: dict, languages: list[str]
             rows.append(_row("ranking", lang, model, 2 * sizes["rm"], sizes["rm"] * (back_in + rank_in),
                              sizes["rm"] * (english + RANKING_ANSWER_TOKENS), llm["ranking"]))
 
+    if out_path is None:
+        return rows
     with open(out_path, "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=COLUMNS)
         writer.writeheader()
@@ -102,21 +104,33 @@ def _usd(input_tokens: int, output_tokens: int, settings: dict) -> float:
                  + output_tokens / 1000 * settings.get("price_output_per_1k", 0.0), 4)
 
 
-def check_budget(estimate_path, stage: str, settings: dict) -> None:
+def config_estimate(config: dict, instructions=None) -> list[dict]:
+    """The estimate of every stage from the workflow config (the rows the CSV holds).
+
+    Without `instructions` (self-instruct runs before them) records count as empty.
+    """
+    from okapi_pipeline.config import LLM_STAGES, llm_settings
+
+    prompts = {"translation": config["translation"]["prompt"], "self_instruct": config["self_instruct"]["prompt"],
+               "rank": config["ranking"]["prompt"], "back_translation": config["ranking"]["back_translation_prompt"]}
+    return estimate_costs(instructions, config["self_instruct"]["seed_tasks"], prompts, config["languages"],
+                          config["models"], config["split"]["sizes"], config["self_instruct"], config["ranking"],
+                          {stage: llm_settings(config, stage) for stage in LLM_STAGES})
+
+
+def check_budget(config: dict, stage: str, settings: dict, instructions=None) -> None:
     """Refuse to start a paid stage whose estimate (all its languages and models) is over budget.
 
-    Runs before any request; the hf backend is free and never checked.
+    Called by the stage's jobs before any request, with the same estimate as
+    `snakemake cost_estimate`; the hf backend is free and never checked.
     """
     budget = settings.get("budget_usd", 0.0)
     if settings["backend"] != "openai" or budget is None:
         return
-    if estimate_path is None:
-        raise BudgetExceeded(f"{stage}: a paid stage with budget_usd {budget} needs the cost estimate")
-    with open(estimate_path, newline="", encoding="utf-8") as handle:
-        cost = sum(float(row["usd"]) for row in csv.DictReader(handle) if row["stage"] == stage)
+    cost = sum(row["usd"] for row in config_estimate(config, instructions) if row["stage"] == stage)
     if cost > budget:
         raise BudgetExceeded(
-            f"{stage}: the estimated cost ${cost:,.2f} ({estimate_path}) exceeds budget_usd ${budget:,.2f}; "
-            f"to allow it, set llm.budget_usd (or {stage}.llm.budget_usd) to at least {math.ceil(cost)} "
-            "in your config file and run again")
+            f"{stage}: the estimated cost ${cost:,.2f} (see `snakemake cost_estimate`) exceeds budget_usd "
+            f"${budget:,.2f}; to allow it, set llm.budget_usd (or {stage}.llm.budget_usd) to at least "
+            f"{math.ceil(cost)} in your config file and run again")
     log.info("%s: estimated cost $%.2f within the budget of $%s", stage, cost, budget)

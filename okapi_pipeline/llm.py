@@ -7,6 +7,11 @@ Snakemake's outputs: one append-only JSONL file per (stage, language, shard),
 keyed by a SHA-256 of the full request and fsynced per answer, so a killed or
 rerun job never sends an answered request again. Files, not SQLite, because many
 jobs on many nodes share the filesystem.
+
+Online, requests run concurrently (up to max_concurrency) paced to the RPM/TPM
+limits with aiolimiter; the openai client retries 429 (honouring Retry-After),
+5xx, timeouts and dropped connections. `mode: batch` sends the same requests
+through the OpenAI Batch API instead (okapi_pipeline.batch), into the same cache.
 """
 
 from __future__ import annotations
@@ -22,6 +27,19 @@ from pathlib import Path
 from typing import Callable, Sequence
 
 log = logging.getLogger(__name__)
+
+
+# Settings that change no answer (how fast, where cached, what it may cost): kept out of
+# the rule params, so a new rate limit or a higher budget reruns no finished job.
+OPERATIONAL_SETTINGS = (
+    "api_key_env", "max_concurrency", "requests_per_minute", "tokens_per_minute", "timeout_s", "cache_dir",
+    "mode", "batch_poll_s", "price_input_per_1k", "price_output_per_1k", "budget_usd", "max_reject_share",
+)
+
+
+def answer_settings(settings: dict) -> dict:
+    """The settings that shape the answers (the rule params)."""
+    return {key: value for key, value in settings.items() if key not in OPERATIONAL_SETTINGS}
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ directory or a hub id goes through the Auto classes either way.
 import hashlib
 import json
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass
@@ -152,9 +153,13 @@ def gradient_accumulation(effective_batch_size: int, per_device_batch_size: int,
 
 
 def world_size() -> int:
-    import os
-
+    """Processes in this run (`accelerate launch` sets WORLD_SIZE; 1 otherwise)."""
     return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def is_main_process() -> bool:
+    """The process that writes shared files (the only one outside `accelerate launch`)."""
+    return int(os.environ.get("RANK", "0")) == 0
 
 
 # ---- checkpoints ---------------------------------------------------------------------
@@ -181,20 +186,56 @@ def prepare_checkpoints(checkpoint_dir, run_fingerprint: str) -> str | None:
     """The checkpoint to resume from, or None.
 
     Checkpoints of a run with other settings or inputs are removed: a rerun after a
-    config change must start afresh, not continue the old run.
+    config change must start afresh, not continue the old run. A checkpoint is complete
+    once its trainer_state.json exists (the trainers write it last); one cut short by a
+    kill is skipped. Under `accelerate launch` the main process looks first, so that
+    the others find the checkpoint directory as it left it.
     """
+    from accelerate import PartialState
+
     checkpoint_dir = Path(checkpoint_dir)
     stamp = checkpoint_dir / "fingerprint.txt"
-    if checkpoint_dir.exists() and (not stamp.exists() or stamp.read_text() != run_fingerprint):
-        log.info("removing checkpoints of another run in %s", checkpoint_dir)
-        shutil.rmtree(checkpoint_dir)
-    checkpoint_dir.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(run_fingerprint)
-    checkpoints = sorted(checkpoint_dir.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+    with PartialState().main_process_first():
+        if checkpoint_dir.exists() and (not stamp.exists() or stamp.read_text() != run_fingerprint):
+            log.info("removing checkpoints of another run in %s", checkpoint_dir)
+            shutil.rmtree(checkpoint_dir)
+        checkpoint_dir.mkdir(parents=True, exist_ok=True)
+        if is_main_process():
+            stamp.write_text(run_fingerprint)
+    checkpoints = sorted(
+        (path for path in checkpoint_dir.glob("checkpoint-*") if (path / "trainer_state.json").exists()),
+        key=lambda p: int(p.name.split("-")[1]),
+    )
     if checkpoints:
         log.info("resuming from %s", checkpoints[-1])
         return str(checkpoints[-1])
     return None
+
+
+def checkpoint_step(checkpoint: str | None) -> int:
+    """The step a run resumes from (0: it starts afresh)."""
+    return int(Path(checkpoint).name.split("-")[1]) if checkpoint else 0
+
+
+def save_trained_model(trainer, out_dir, tokenizer):
+    """Save the trained model (LoRA merged) and tokenizer; return the model as saved.
+
+    Every process calls this: under FSDP the full weights are gathered from the shards
+    first; the main process writes. LoRA runs unsharded (DDP), so each process merges
+    its own copy.
+    """
+    accelerator = trainer.accelerator
+    model = accelerator.unwrap_model(trainer.model)
+    state_dict = None
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()
+    elif accelerator.num_processes > 1:
+        state_dict = accelerator.get_state_dict(trainer.model)
+    if accelerator.is_main_process:
+        model.save_pretrained(out_dir, state_dict=state_dict)
+        tokenizer.save_pretrained(out_dir)
+    accelerator.wait_for_everyone()
+    return model
 
 
 def clear_checkpoints(checkpoint_dir) -> None:

@@ -4,21 +4,33 @@ trl 1.12's `trl.experimental.ppo` (PPO left trl after 1.12). The value model sta
 from the reward model; a frozen copy of the SFT model is the KL reference. Only the
 top blocks of the policy and of the value model train, as in the original.
 
-Differences from the original trlx setup, which trl does not offer: the KL
-coefficient is fixed (no adaptive controller with target 6) and rewards are not
-clipped at 10.
+Two pieces of the original trlx setup that trl lacks are added here: the adaptive KL
+controller (Ziegler et al. 2019) and reward clipping. trl's PPO can neither save a
+resumable checkpoint nor resume; `ResumablePPOTrainer` adds both.
 """
 
+import json
 import logging
+import shutil
 import time
+from pathlib import Path
 
-from okapi_pipeline.jsonl import read_jsonl
+import torch
+from transformers import TrainerCallback
+from trl.experimental.ppo import PPOTrainer
+from trl.experimental.ppo.ppo_trainer import OnlineTrainerState
+
+from okapi_pipeline.jsonl import read_jsonl, write_json
 from okapi_pipeline.modeling import (
+    checkpoint_step,
     clear_checkpoints,
+    fingerprint,
     freeze_all_but_top_blocks,
+    is_main_process,
     load_causal_lm,
     load_scorer,
     load_tokenizer,
+    prepare_checkpoints,
     run_precision,
     world_size,
     write_training_summary,
@@ -27,14 +39,16 @@ from okapi_pipeline.template import alpaca_prompt
 
 log = logging.getLogger(__name__)
 
-# What training_summary.json keeps of trl's per-step PPO metrics.
+# What training_summary.json keeps of the per-step PPO metrics.
 CURVES = {
     "reward": "objective/scores",
     "rlhf_reward": "objective/rlhf_reward",
     "kl": "objective/kl",
+    "kl_coef": "kl_coef",
     "value_loss": "loss/value_avg",
     "entropy": "objective/entropy",
 }
+CHECKPOINTS_KEPT = 2
 
 
 def tokenize_prompts(records: list[dict], tokenizer, max_prompt_length: int) -> list[list[int]]:
@@ -50,10 +64,140 @@ def curve(log_history: list[dict], key: str) -> list[dict]:
     return [{"step": e["step"], "episode": e.get("episode"), "value": e[key]} for e in log_history if key in e]
 
 
+# ---- the original's KL control and reward clipping ----------------------------------
+
+
+def adaptive_kl_coef(kl_coef: float, kl: float, target: float, horizon: int, episodes: int) -> float:
+    """One update of Ziegler et al.'s controller (trlx's AdaptiveKLController).
+
+    The coefficient grows when the measured KL is above the target and shrinks when
+    below, by at most 20% of episodes / horizon per batch.
+    """
+    error = min(max(kl / target - 1, -0.2), 0.2)
+    return kl_coef * (1 + error * episodes / horizon)
+
+
+class AdaptiveKLController(TrainerCallback):
+    """Updates `args.kl_coef` from each rollout batch's KL (summed over the response,
+    averaged over the batch, as trl logs it). trl reads `args.kl_coef` when it computes
+    a batch's rewards, so the new value applies from the next batch on. Every process
+    sees the same gathered KL, so the coefficient stays in step across processes.
+    """
+
+    def __init__(self, target: float, horizon: int):
+        self.target = target
+        self.horizon = horizon
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "objective/kl" in logs:
+            state.log_history[-1]["kl_coef"] = args.kl_coef  # the value this batch used
+            args.kl_coef = adaptive_kl_coef(args.kl_coef, logs["objective/kl"], self.target, self.horizon, args.batch_size)
+
+
+class ClippedScore(torch.nn.Module):
+    """A reward head whose scores are clipped to [-bound, bound] (trlx's cliprange_reward).
+
+    trl reads the reward at `model.score(hidden states)`, so wrapping the head clips
+    every reward PPO sees and nothing else.
+    """
+
+    def __init__(self, head: torch.nn.Module, bound: float):
+        super().__init__()
+        self.head = head
+        self.bound = bound
+
+    def forward(self, hidden):
+        return self.head(hidden).clamp(-self.bound, self.bound)
+
+
+# ---- checkpoints ---------------------------------------------------------------------
+
+
+class _SkipFirstBatches:
+    """The dataloader, less the batches a resumed run already used in the current pass."""
+
+    def __init__(self, dataloader, skip: int):
+        self.dataloader = dataloader
+        self.skip = skip
+
+    def __len__(self):
+        return len(self.dataloader)
+
+    def __iter__(self):
+        batches = iter(self.dataloader)
+        for _ in range(self.skip):
+            next(batches)
+        self.skip = 0
+        yield from batches
+
+
+class _RestoreProgress(TrainerCallback):
+    """trl's train() zeroes the step and episode before `on_train_begin`: put them back."""
+
+    def __init__(self, saved: OnlineTrainerState, max_steps: int):
+        self.saved = saved
+        self.max_steps = max_steps
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        state.global_step = self.saved.global_step
+        state.episode = self.saved.episode
+        state.log_history = self.saved.log_history
+        state.max_steps = self.max_steps
+
+
+class ResumablePPOTrainer(PPOTrainer):
+    """trl's PPOTrainer with checkpoints that a killed run resumes from.
+
+    trl 1.12's checkpoints hold the policy only and its train() always starts at update
+    1. Here a checkpoint is accelerate's whole state (policy and value model, optimizer,
+    scheduler, random generators) plus the trainer state (step, episode, log history)
+    and the KL coefficient. It is written under a temporary name and renamed when
+    complete, so a kill during a save leaves the previous checkpoint usable. Resuming
+    loads it and lets train() run only the remaining updates.
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.accelerator.register_for_checkpointing(self.lr_scheduler)
+
+    def _save_checkpoint(self, model, trial):
+        if self.state.global_step >= self.state.max_steps:
+            return  # the final model is saved next: nothing is left to resume
+        root = Path(self.args.output_dir)
+        final = root / f"checkpoint-{self.state.global_step}"
+        partial = root / f"partial-{final.name}"
+        self.accelerator.save_state(str(partial))
+        self.accelerator.wait_for_everyone()
+        if self.accelerator.is_main_process:
+            self.state.save_to_json(str(partial / "trainer_state.json"))
+            write_json(partial / "ppo.json", {"kl_coef": self.args.kl_coef})
+            shutil.rmtree(final, ignore_errors=True)
+            partial.rename(final)
+            older = sorted(root.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
+            for stale in older[:-CHECKPOINTS_KEPT]:
+                shutil.rmtree(stale)
+        self.accelerator.wait_for_everyone()
+
+    def train(self, resume_from_checkpoint: str | None = None):
+        if resume_from_checkpoint:
+            checkpoint = Path(resume_from_checkpoint)
+            self.accelerator.load_state(str(checkpoint))
+            saved = OnlineTrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
+            self.args.kl_coef = json.loads((checkpoint / "ppo.json").read_text())["kl_coef"]
+            total = self.args.num_total_batches
+            self.args.num_total_batches = total - saved.global_step
+            self.dataloader = _SkipFirstBatches(self.dataloader, saved.global_step % len(self.dataloader))
+            self.add_callback(_RestoreProgress(saved, total))
+        super().train()
+
+
+# ---- training ----------------------------------------------------------------------------
+
+
 def train_ppo(sft_dir, reward_model_dir, prompts_path, out_dir, settings: dict, checkpoint_dir, threads: int = 1) -> dict:
     """PPO from the SFT model; save the policy as a plain causal LM with a summary."""
     from datasets import Dataset
-    from trl.experimental.ppo import PPOConfig, PPOTrainer
+    from trl.experimental.ppo import PPOConfig
 
     started = time.time()
     precision = run_precision(threads)
@@ -65,12 +209,15 @@ def train_ppo(sft_dir, reward_model_dir, prompts_path, out_dir, settings: dict, 
     if len(records) < rollouts_per_device:
         raise ValueError(f"{len(records)} prompts in {prompts_path}, fewer than one rollout batch ({rollouts_per_device})")
 
+    resume = prepare_checkpoints(checkpoint_dir, fingerprint(sft_dir, reward_model_dir, prompts_path, settings))
     # Left padding: generation continues every prompt from its last token.
     tokenizer = load_tokenizer(sft_dir, padding_side="left")
     policy = load_causal_lm(sft_dir, tokenizer, precision.train_dtype)
     reference = load_causal_lm(sft_dir, tokenizer, precision.dtype)
     reward_model = load_scorer(reward_model_dir, tokenizer, settings["seed"], precision.dtype)
     value_model = load_scorer(reward_model_dir, tokenizer, settings["seed"], precision.train_dtype)
+    if settings["reward_clip"] is not None:
+        reward_model.score = ClippedScore(reward_model.score, settings["reward_clip"])
     for frozen in (reference, reward_model):
         frozen.requires_grad_(False)
         frozen.eval()
@@ -104,14 +251,18 @@ def train_ppo(sft_dir, reward_model_dir, prompts_path, out_dir, settings: dict, 
         stop_token="eos",
         num_sample_generations=0,
         seed=settings["seed"],
-        save_strategy="no",  # trl's PPO cannot resume from a checkpoint
+        save_strategy="steps",
+        save_steps=settings["save_steps"],
         logging_steps=1,
         report_to="none",
         disable_tqdm=True,
         gradient_checkpointing=False,
         **precision.trainer_arguments(),
     )
-    trainer = PPOTrainer(
+    callbacks = []
+    if settings["kl_control"] == "adaptive":
+        callbacks.append(AdaptiveKLController(settings["kl_target"], settings["kl_horizon"]))
+    trainer = ResumablePPOTrainer(
         args=args,
         processing_class=tokenizer,
         model=policy,
@@ -119,23 +270,33 @@ def train_ppo(sft_dir, reward_model_dir, prompts_path, out_dir, settings: dict, 
         reward_model=reward_model,
         train_dataset=dataset,
         value_model=value_model,
+        callbacks=callbacks,
     )
-    trainer.train()
+    trainer.train(resume_from_checkpoint=resume)
 
     policy = trainer.accelerator.unwrap_model(trainer.model).policy
-    policy.save_pretrained(out_dir)
-    load_tokenizer(sft_dir).save_pretrained(out_dir)
-    clear_checkpoints(checkpoint_dir)
     history = trainer.state.log_history
-    return write_training_summary(
-        out_dir,
-        stage="ppo",
-        log_history=[{"step": e["step"], "loss": e["loss/policy_avg"]} for e in history if "loss/policy_avg" in e],
-        steps=trainer.state.global_step,
-        started=started,
-        model=policy,
-        trainable=trainable,
-        settings=settings,
-        precision=precision,
-        extra={"episodes": trainer.state.episode, **{name: curve(history, key) for name, key in CURVES.items()}},
-    )
+    summary = None
+    if is_main_process():
+        policy.save_pretrained(out_dir)
+        load_tokenizer(sft_dir).save_pretrained(out_dir)
+        summary = write_training_summary(
+            out_dir,
+            stage="ppo",
+            log_history=[{"step": e["step"], "loss": e["loss/policy_avg"]} for e in history if "loss/policy_avg" in e],
+            steps=trainer.state.global_step,
+            started=started,
+            model=policy,
+            trainable=trainable,
+            settings=settings,
+            precision=precision,
+            extra={
+                "episodes": trainer.state.episode,
+                "resumed_from_step": checkpoint_step(resume),
+                "final_kl_coef": trainer.args.kl_coef,
+                **{name: curve(history, key) for name, key in CURVES.items()},
+            },
+        )
+        clear_checkpoints(checkpoint_dir)
+    trainer.accelerator.wait_for_everyone()
+    return summary

@@ -9,7 +9,6 @@ import logging
 from collections import Counter
 from itertools import combinations
 
-from okapi_pipeline.cost import check_budget
 from okapi_pipeline.jsonl import iter_jsonl, read_jsonl, write_json, write_jsonl
 from okapi_pipeline.languages import language_name
 from okapi_pipeline.llm import JsonRequest, LLMClient, Rejected, cache_file, check_reject_share
@@ -80,16 +79,15 @@ def back_translation_fields(record: dict) -> dict[str, str]:
 
 def rank_shard(responses_path, shard_index: int, items_per_shard: int, ranked_path, rejects_path,
                report_path, language: str, rank_prompt_file, back_translation_prompt_file,
-               llm_settings: dict, cache_name: str, threads: int = 1, cost_estimate=None) -> dict:
+               llm_settings: dict, cache_name: str, threads: int = 1) -> dict:
     """Back-translate and rank the items of one shard of the responses file.
 
     Fails (after writing the outputs) when more items were rejected than
-    `max_reject_share` accepts; a paid backend first checks the cost estimate.
+    `max_reject_share` accepts.
     """
     items = list(iter_jsonl(responses_path))[shard_index * items_per_shard:(shard_index + 1) * items_per_shard]
     ranked, rejects = [], []
     if items:
-        check_budget(cost_estimate, "ranking", llm_settings)
         client = LLMClient.from_settings(llm_settings, cache_file(llm_settings, cache_name), threads)
         try:
             ranked, rejects = _rank(client, items, language, rank_prompt_file, back_translation_prompt_file)

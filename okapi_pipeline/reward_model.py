@@ -10,14 +10,17 @@ import time
 
 from okapi_pipeline.jsonl import read_jsonl
 from okapi_pipeline.modeling import (
+    checkpoint_step,
     clear_checkpoints,
     fingerprint,
     freeze_all_but_top_blocks,
     gradient_accumulation,
+    is_main_process,
     load_scorer,
     load_tokenizer,
     prepare_checkpoints,
     run_precision,
+    save_trained_model,
     world_size,
     write_training_summary,
 )
@@ -129,11 +132,11 @@ def train_reward_model(sft_dir, pairs_path, out_dir, settings: dict, checkpoint_
     )
     trainer.train(resume_from_checkpoint=resume)
 
-    model = trainer.model
-    accuracy = pair_accuracy(model, tokenizer, held_out_examples)
+    accuracy = pair_accuracy(trainer.model, tokenizer, held_out_examples)
     log.info("held-out pair accuracy: %s", accuracy)
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    model = save_trained_model(trainer, out_dir, tokenizer)
+    if not is_main_process():
+        return None
     summary = write_training_summary(
         out_dir,
         stage="reward_model",
@@ -148,6 +151,7 @@ def train_reward_model(sft_dir, pairs_path, out_dir, settings: dict, checkpoint_
             "train_pairs": len(train),
             "held_out_pairs": len(held_out),
             "held_out_accuracy": accuracy,
+            "resumed_from_step": checkpoint_step(resume),
             "train_accuracy": [
                 {"step": e["step"], "accuracy": e["accuracy"]} for e in trainer.state.log_history if "accuracy" in e
             ],

@@ -7,7 +7,6 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from okapi_pipeline.cost import check_budget
 from okapi_pipeline.jsonl import read_jsonl, write_json, write_jsonl
 from okapi_pipeline.llm import JsonRequest, LLMClient, Rejected, cache_file
 
@@ -85,7 +84,7 @@ class RougeFilter:
 
 def self_instruct(seed_tasks, prompt_file, llm_settings: dict, target_count: int, max_attempts: int,
                   rouge_l_threshold: float, seed: int, out_path, report_path,
-                  cache_name: str = "self_instruct", threads: int = 1, cost_estimate=None) -> dict:
+                  cache_name: str = "self_instruct", threads: int = 1) -> dict:
     """Generate until `target_count` tasks pass the filters or `max_attempts` were made.
 
     Rejects are expected here (the filters); they are counted, not a reason to fail.
@@ -97,10 +96,7 @@ def self_instruct(seed_tasks, prompt_file, llm_settings: dict, target_count: int
     kept: list[dict] = []
     rejected: Counter = Counter()
     attempts = unused = 0
-    client = None
-    if target_count:
-        check_budget(cost_estimate, "self_instruct", llm_settings)
-        client = LLMClient.from_settings(llm_settings, cache_file(llm_settings, cache_name), threads)
+    client = LLMClient.from_settings(llm_settings, cache_file(llm_settings, cache_name), threads) if target_count else None
     try:
         while len(kept) < target_count and attempts < max_attempts:
             size = min(llm_settings["max_concurrency"], max_attempts - attempts)

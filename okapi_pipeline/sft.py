@@ -11,13 +11,16 @@ import time
 
 from okapi_pipeline.jsonl import read_jsonl
 from okapi_pipeline.modeling import (
+    checkpoint_step,
     clear_checkpoints,
     fingerprint,
     gradient_accumulation,
+    is_main_process,
     load_causal_lm,
     load_tokenizer,
     prepare_checkpoints,
     run_precision,
+    save_trained_model,
     trainable_parameters,
     world_size,
     write_training_summary,
@@ -42,6 +45,13 @@ def held_out_split(records: list, fraction: float, seed: int) -> tuple[list, lis
 
 def prompt_completion(record: dict) -> dict:
     return {"prompt": alpaca_prompt(record["instruction"], record.get("input", "")), "completion": record["output"]}
+
+
+def tokens_per_second(log_history: list[dict]) -> float | None:
+    """Training tokens (padding excluded, all processes) per second of the training loop."""
+    tokens = [entry["num_tokens"] for entry in log_history if "num_tokens" in entry]
+    runtime = [entry["train_runtime"] for entry in log_history if "train_runtime" in entry]
+    return round(tokens[-1] / runtime[-1], 1) if tokens and runtime else None
 
 
 def train_sft(base_dir, data_path, out_dir, settings: dict, checkpoint_dir, threads: int = 1) -> dict:
@@ -101,12 +111,10 @@ def train_sft(base_dir, data_path, out_dir, settings: dict, checkpoint_dir, thre
     )
     trainer.train(resume_from_checkpoint=resume)
 
-    model = trainer.model
-    trainable = trainable_parameters(model)
-    if peft_config is not None:
-        model = model.merge_and_unload()
-    model.save_pretrained(out_dir)
-    tokenizer.save_pretrained(out_dir)
+    trainable = trainable_parameters(trainer.model)
+    model = save_trained_model(trainer, out_dir, tokenizer)
+    if not is_main_process():
+        return None
     summary = write_training_summary(
         out_dir,
         stage="sft",
@@ -117,7 +125,12 @@ def train_sft(base_dir, data_path, out_dir, settings: dict, checkpoint_dir, thre
         trainable=trainable,
         settings=settings,
         precision=precision,
-        extra={"train_examples": len(train), "held_out_examples": len(held_out)},
+        extra={
+            "train_examples": len(train),
+            "held_out_examples": len(held_out),
+            "resumed_from_step": checkpoint_step(resume),
+            "tokens_per_second": tokens_per_second(trainer.state.log_history),
+        },
     )
     clear_checkpoints(checkpoint_dir)
     return summary

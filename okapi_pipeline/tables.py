@@ -174,17 +174,47 @@ def to_markdown(table: pd.DataFrame, title: str, sources: list[str]) -> str:
     return "\n".join(lines)
 
 
+HTML_STYLE = (
+    "body{font-family:sans-serif;margin:1em}table{border-collapse:collapse;font-size:14px}"
+    "th,td{padding:3px 10px;text-align:right;border-bottom:1px solid #ddd}"
+    "th{border-bottom:2px solid #333}td:nth-child(-n+2),th:nth-child(-n+2){text-align:left}"
+    "tr.average td{font-weight:bold;background:#f4f4f4}"
+)
+
+
+def to_html(table: pd.DataFrame, title: str, sources: list[str]) -> str:
+    """A standalone page for the Snakemake report (average rows in bold)."""
+    lines = table.to_html(index=False, escape=True, border=0).split("\n")
+    marked = []
+    for index, line in enumerate(lines):
+        # pandas writes "<tr>", then one "<td>" line per cell: the second cell is the language.
+        following = lines[index + 2].strip() if index + 2 < len(lines) else ""
+        marked.append(line.replace("<tr>", '<tr class="average">')
+                      if line.strip() == "<tr>" and following == f"<td>{AVERAGE}</td>" else line)
+    note = f"<p>Paper columns: {', '.join(sources)} (see reference/README.md).</p>" if sources else ""
+    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
+            f"<style>{HTML_STYLE}</style></head>\n<body><h2>{title}</h2>\n" + "\n".join(marked)
+            + f"\n{note}</body></html>\n")
+
+
 def to_latex(table: pd.DataFrame, title: str, sources: list[str]) -> str:
     """A booktabs table (needs \\usepackage{booktabs}); missing cells as "--"."""
-    latex_table = table.replace(MISSING, "--")
     caption = title + (f". Paper columns: {', '.join(sources)}." if sources else "")
-    return latex_table.to_latex(
+    return table.replace(MISSING, "--").to_latex(
         index=False,
         escape=True,
         column_format="ll" + "r" * (len(table.columns) - 2),
-        caption=caption,
+        caption=latex_escape(caption),  # pandas escapes the cells, not the caption
         label=f"tab:{title.split()[0].lower()}",
-    ).replace("\\-\\-", "--")
+    )
+
+
+LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(LATEX_SPECIALS.get(char, char) for char in text)
 
 
 def paper_tables(
@@ -200,9 +230,10 @@ def paper_tables(
     csv_paths: list,
     markdown_paths: list,
     latex_paths: list,
+    html_paths: list,
     checkpoints: dict | None = None,
 ) -> dict:
-    """Write one CSV, Markdown and LaTeX table per benchmark (paths in `benchmarks` order).
+    """Write one CSV, Markdown, LaTeX and HTML table per benchmark (paths in `benchmarks` order).
 
     checkpoints: evaluation-only checkpoint name -> the reference (model, variant) its
     numbers are compared with, or None; each adds a "{name} checkpoint" column.
@@ -216,7 +247,8 @@ def paper_tables(
     reference_of = {column: column for column in columns}
     reference_of.update({(name, CHECKPOINT): tuple(compared) for name, compared in checkpoints.items() if compared})
     tables = {}
-    for bench, csv_path, markdown_path, latex_path in zip(benchmarks, csv_paths, markdown_paths, latex_paths):
+    for bench, csv_path, markdown_path, latex_path, html_path in zip(
+            benchmarks, csv_paths, markdown_paths, latex_paths, html_paths):
         ours = {key[1:]: value for key, value in scores.items() if key[0] == bench}
         shown = {row[3] for row in table_rows(languages, language_groups)}
         published = paper_numbers(reference, bench, metrics[bench], splits[bench])
@@ -230,6 +262,7 @@ def paper_tables(
         table.to_csv(csv_path, index=False)
         Path(markdown_path).write_text(to_markdown(table, title, sources), encoding="utf-8")
         Path(latex_path).write_text(to_latex(table, title, sources), encoding="utf-8")
+        Path(html_path).write_text(to_html(table, title, sources), encoding="utf-8")
         log.info("%s: %d rows, %d columns -> %s", bench, len(table), len(table.columns), csv_path)
         tables[bench] = table
     return tables

@@ -7,7 +7,6 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from okapi_pipeline.cost import check_budget
 from okapi_pipeline.jsonl import iter_jsonl, read_jsonl, write_json, write_jsonl
 from okapi_pipeline.languages import OKAPI_GROUPS, language_name
 from okapi_pipeline.llm import JsonRequest, LLMClient, Rejected, cache_file, check_reject_share
@@ -145,18 +144,16 @@ def strict_checks(llm_settings: dict) -> bool:
 
 
 def translate_shard(source, translated_path, rejects_path, report_path, language: str,
-                    prompt_file, llm_settings: dict, cache_name: str, threads: int = 1,
-                    cost_estimate=None) -> dict:
+                    prompt_file, llm_settings: dict, cache_name: str, threads: int = 1) -> dict:
     """Translate one shard: instruction, input and output of a record in one request.
 
     Fails (after writing the outputs) when more records were rejected than
-    `max_reject_share` accepts; a paid backend first checks the cost estimate.
+    `max_reject_share` accepts.
     """
     records = read_jsonl(source)
     system = load_prompt(prompt_file, language=language_name(language))
     requests = [field_request(system, {key: record[key] for key in FIELDS}) for record in records]
     if requests:
-        check_budget(cost_estimate, "translation", llm_settings)
         client = LLMClient.from_settings(llm_settings, cache_file(llm_settings, cache_name), threads)
         try:
             results = client.json_requests(requests, check=translation_check(language, strict_checks(llm_settings)))

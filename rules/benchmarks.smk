@@ -9,6 +9,8 @@ rule benchmark_data:
         "results/benchmark_data/{bench}/{lang}.json",
     log:
         "logs/benchmarks/{bench}/{lang}.log",
+    wildcard_constraints:
+        bench=alternation(RELEASED_BENCHMARKS),
     localrule: True
     conda:
         "../envs/eval.yaml"
@@ -17,3 +19,32 @@ rule benchmark_data:
         splits=benchmark_splits,
     script:
         "../scripts/benchmark_data.py"
+
+
+rule translate_benchmark:
+    """The English benchmark translated through the LLM layer, for languages with no released files."""
+    input:
+        unpack(benchmark_translation_inputs),
+    output:
+        data="results/benchmark_data/{bench}/{lang}.json",
+        qa=report(
+            "results/qa/benchmarks/{bench}/{lang}.json",
+            caption="../report/benchmark_translation_qa.rst",
+            category="Translation QA",
+            subcategory="Benchmarks",
+        ),
+    log:
+        "logs/benchmarks/{bench}/{lang}.log",
+    benchmark:
+        "benchmarks/translate_benchmark/{bench}/{lang}.tsv"
+    wildcard_constraints:
+        bench=alternation(TRANSLATED_BENCHMARKS),
+    localrule: llm_is_remote("benchmarks")
+    conda:
+        "../envs/data.yaml"
+    params:
+        source=benchmark_source,
+        splits=benchmark_splits,
+        llm=llm_for("benchmarks"),
+    script:
+        "../scripts/translate_benchmark.py"

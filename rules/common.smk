@@ -13,6 +13,7 @@ from okapi_pipeline.config import (
     shard_ids,
     validate_config,
 )
+from okapi_pipeline.llm import answer_settings
 
 try:
     # Defaults filled in place, so `config` everywhere (scripts included) sees them.
@@ -25,7 +26,9 @@ LANGUAGES = config["languages"]
 MODELS = config["models"]
 BUILT_MODELS = [name for name, entry in config["base_models"].items() if "build" in entry]
 HUB_MODELS = [name for name, entry in config["base_models"].items() if "hub_id" in entry]
-VARIANTS = ["base", "sft", "rlhf"]
+# Scored variants: base, SFT, then one per RLHF method (PPO is the paper's "rlhf").
+RLHF_VARIANTS = {"ppo": "rlhf", "dpo": "dpo"}
+VARIANTS = ["base", "sft", *(RLHF_VARIANTS[method] for method in config["rlhf"]["methods"])]
 # Evaluation-only checkpoints: scored under the same protocol as variant "checkpoint".
 CHECKPOINTS = config["evaluation"]["checkpoints"]
 
@@ -83,6 +86,15 @@ def llm_for(stage):
     return settings
 
 
+def llm_answer_params(stage):
+    """Only the LLM settings that shape answers, as a rule param.
+
+    Operational ones (limits, cache, budget) the script reads from config, so that
+    changing them reruns no finished job.
+    """
+    return answer_settings(llm_for(stage))
+
+
 def llm_model_input(stage):
     """The local model directory an `hf`-backend stage needs as input, if any."""
     settings = llm_settings(config, stage)
@@ -92,12 +104,12 @@ def llm_model_input(stage):
 
 
 def llm_cost_input(stage):
-    """Paid (openai) stages read the cost estimate and refuse to start over budget.
+    """What a paid (openai) job estimates its stage's cost from before any request.
 
-    `ancient`: a new estimate (say, new prices) does not rerun finished jobs.
+    Self-instruct needs only its seed tasks; the others the English instructions.
     """
-    if llm_settings(config, stage)["backend"] == "openai":
-        return [ancient("results/cost/estimate.csv")]
+    if llm_settings(config, stage)["backend"] == "openai" and stage != "self_instruct":
+        return "results/data/en/instructions.jsonl"
     return []
 
 
@@ -156,13 +168,20 @@ def benchmark_files(wildcards):
 
 
 def all_scores():
-    return expand(
-        "results/scores/{model}/{variant}/{lang}/{bench}.json",
-        model=MODELS,
-        variant=VARIANTS,
-        lang=LANGUAGES,
-        bench=BENCHMARKS,
-    ) + checkpoint_scores()
+    return (
+        expand(
+            "results/scores/{model}/{variant}/{lang}/{bench}.json",
+            model=MODELS,
+            variant=VARIANTS,
+            lang=LANGUAGES,
+            bench=BENCHMARKS,
+        )
+        + checkpoint_score_files()
+    )
+
+
+# The preference-tuned variants the figures set against SFT.
+TUNED_VARIANTS = [variant for variant in VARIANTS if variant not in ("base", "sft")]
 
 
 def trained_scores():
@@ -170,10 +189,19 @@ def trained_scores():
     return expand(
         "results/scores/{model}/{variant}/{lang}/{bench}.json",
         model=MODELS,
-        variant=["sft", "rlhf"],
+        variant=["sft", *TUNED_VARIANTS],
         lang=LANGUAGES,
         bench=BENCHMARKS,
     )
+
+
+def trained_models(wildcards):
+    """Every trained model of one (model, language), by stage: their summaries make the curves."""
+    stages = ["sft"] + (["rm"] if "rlhf" in VARIANTS else []) + TUNED_VARIANTS
+    return {
+        stage: f"results/models/{wildcards.model}/{wildcards.lang}/{stage}"
+        for stage in stages
+    }
 
 
 # ---- evaluation-only checkpoints ---------------------------------------------------
@@ -183,7 +211,7 @@ def checkpoint_languages(name):
     return CHECKPOINTS[name].get("languages") or LANGUAGES
 
 
-def checkpoint_scores():
+def checkpoint_score_files():
     return [
         f"results/scores/{name}/checkpoint/{lang}/{bench}.json"
         for name in CHECKPOINTS
@@ -207,7 +235,7 @@ def checkpoint_dir(name, lang):
 def checkpoint_hub_source(wildcards):
     entry = CHECKPOINTS[wildcards.checkpoint]
     return {
-        "hub_id": entry["hub_id"].format(lang=wildcards.copy),
+        "hub_id": entry["hub_id"].format(lang=wildcards.lang_or_all),
         "revision": entry.get("revision", "main"),
     }
 
@@ -215,9 +243,11 @@ def checkpoint_hub_source(wildcards):
 def checkpoint_references():
     """Checkpoint name -> the (model, variant) whose published numbers it is set against."""
     return {
-        name: [entry["compare_with"]["model"], entry["compare_with"]["variant"]]
-        if "compare_with" in entry
-        else None
+        name: (
+            [entry["compare_with"]["model"], entry["compare_with"]["variant"]]
+            if "compare_with" in entry
+            else None
+        )
         for name, entry in CHECKPOINTS.items()
     }
 
@@ -227,7 +257,6 @@ def self_instruct_inputs(wildcards):
         "seed_tasks": config["self_instruct"]["seed_tasks"],
         "prompt": config["self_instruct"]["prompt"],
         "model": llm_model_input("self_instruct"),
-        "cost": llm_cost_input("self_instruct"),
     }
 
 
@@ -244,7 +273,7 @@ def translation_inputs(wildcards):
         "shard": f"results/data/en/{wildcards.split}/shards/{wildcards.shard}.jsonl",
         "prompt": config["translation"]["prompt"],
         "model": llm_model_input("translation"),
-        "cost": llm_cost_input("translation"),
+        "instructions": llm_cost_input("translation"),
     }
 
 
@@ -258,7 +287,7 @@ def ranking_inputs(wildcards):
         "prompt": config["ranking"]["prompt"],
         "back_translation_prompt": config["ranking"]["back_translation_prompt"],
         "judge": llm_model_input("ranking"),
-        "cost": llm_cost_input("ranking"),
+        "instructions": llm_cost_input("ranking"),
     }
 
 
@@ -284,12 +313,30 @@ def benchmark_splits(wildcards):
 
 
 def benchmark_source_files(wildcards):
-    """Local released files are inputs (a changed file reruns); hub sources have none."""
+    """Local released files are inputs (a changed file reruns); hub sources have none.
+
+    A translated benchmark reads the English files (en_{split}.json) of its folder.
+    """
     source = config["benchmarks"][wildcards.bench]
-    if source["source"] != "local":
+    if "path" not in source or source["source"] == "hub":
         return []
     folder = RELEASED_FOLDERS[wildcards.bench]
+    lang = "en" if source["source"] == "translate" else wildcards.lang
     return [
-        f"{source['path']}/{folder}/{wildcards.lang}_{split}.json"
+        f"{source['path']}/{folder}/{lang}_{split}.json"
         for split in benchmark_splits(wildcards)
     ]
+
+
+TRANSLATED_BENCHMARKS = [
+    b for b in BENCHMARKS if config["benchmarks"][b]["source"] == "translate"
+]
+RELEASED_BENCHMARKS = [b for b in BENCHMARKS if b not in TRANSLATED_BENCHMARKS]
+
+
+def benchmark_translation_inputs(wildcards):
+    return {
+        "english": benchmark_source_files(wildcards),
+        "prompt": config["benchmarks"]["prompt"],
+        "model": llm_model_input("benchmarks"),
+    }

@@ -27,6 +27,6 @@ rule cost_estimate:
         sizes=config["split"]["sizes"],
         self_instruct=config["self_instruct"],
         ranking=config["ranking"],
-        llm={stage: llm_for(stage) for stage in LLM_STAGES},
+        llm={stage: llm_settings(config, stage) for stage in LLM_STAGES},
     script:
         "../scripts/cost_estimate.py"

@@ -20,7 +20,11 @@ rule evaluate:
     threads: 1
     params:
         # Without the checkpoint list: adding a checkpoint reruns no other evaluation.
-        protocol={key: value for key, value in config["evaluation"].items() if key != "checkpoints"},
+        protocol={
+            key: value
+            for key, value in config["evaluation"].items()
+            if key != "checkpoints"
+        },
         benchmarks=list(BENCHMARKS),
         workdir="results/eval_tasks/{model}/{variant}/{lang}",
     script:
@@ -36,12 +40,14 @@ rule scores:
 rule fetch_checkpoint:
     """Download an evaluation-only checkpoint from the hub (login node: compute nodes have no network)."""
     output:
-        directory("resources/checkpoints/{checkpoint}/{copy}"),
-    wildcard_constraints:
-        checkpoint=alternation([name for name, entry in CHECKPOINTS.items() if "hub_id" in entry]),
-        copy=alternation([*LANGUAGES, "all"]),
+        directory("resources/checkpoints/{checkpoint}/{lang_or_all}"),
     log:
-        "logs/checkpoints/{checkpoint}/{copy}.log",
+        "logs/checkpoints/{checkpoint}/{lang_or_all}.log",
+    wildcard_constraints:
+        checkpoint=alternation(
+            [name for name, entry in CHECKPOINTS.items() if "hub_id" in entry]
+        ),
+        lang_or_all=alternation([*LANGUAGES, "all"]),
     localrule: True
     conda:
         "../envs/train.yaml"
@@ -54,4 +60,4 @@ rule fetch_checkpoint:
 rule checkpoint_scores:
     """Target: the scores of the evaluation-only checkpoints (no training)."""
     input:
-        checkpoint_scores(),
+        checkpoint_score_files(),

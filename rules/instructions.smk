@@ -32,7 +32,7 @@ rule self_instruct:
     conda:
         "../envs/data.yaml"
     params:
-        llm=llm_for("self_instruct"),
+        llm=llm_answer_params("self_instruct"),
         target_count=config["self_instruct"]["count"],
         max_attempts=config["self_instruct"]["max_attempts"],
         rouge_l_threshold=config["self_instruct"]["rouge_l_threshold"],

@@ -38,7 +38,7 @@ rule rank_shard:
     conda:
         "../envs/data.yaml"
     params:
-        llm=llm_for("ranking"),
+        llm=llm_answer_params("ranking"),
         shard_index=shard_index,
         items_per_shard=config["translation"]["items_per_shard"],
         cache_name="ranking/{model}/{lang}/{shard}",

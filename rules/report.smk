@@ -25,6 +25,7 @@ rule paper_figures:
         "../envs/report.yaml"
     params:
         models=MODELS,
+        variants=TUNED_VARIANTS,
         languages=LANGUAGES,
         benchmarks=list(BENCHMARKS),
         metrics={bench: config["evaluation"][bench]["metric"] for bench in BENCHMARKS},
@@ -34,11 +35,9 @@ rule paper_figures:
 
 
 rule training_curves:
-    """Loss of SFT and the reward model, and PPO's loss, reward and KL, of one model."""
+    """Loss of SFT and the reward model, PPO's loss, reward and KL (and DPO's loss) of one model."""
     input:
-        sft="results/models/{model}/{lang}/sft",
-        rm="results/models/{model}/{lang}/rm",
-        rlhf="results/models/{model}/{lang}/rlhf",
+        unpack(trained_models),
     output:
         report(
             "results/figures/training/{model}/{lang}.png",
@@ -60,4 +59,6 @@ rule figures:
     """Target: the paper's figures and every model's training curves."""
     input:
         rules.paper_figures.output if MODELS else [],
-        expand("results/figures/training/{model}/{lang}.png", model=MODELS, lang=LANGUAGES),
+        expand(
+            "results/figures/training/{model}/{lang}.png", model=MODELS, lang=LANGUAGES
+        ),

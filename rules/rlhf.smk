@@ -1,4 +1,4 @@
-"""RLHF: PPO from the SFT policy against the reward model."""
+"""RLHF: PPO from the SFT policy against the reward model; DPO (beyond the paper) on the pairs."""
 
 
 rule train_ppo:
@@ -27,3 +27,30 @@ rule rlhf:
     """Target: every RLHF (PPO) model."""
     input:
         expand("results/models/{model}/{lang}/rlhf", model=MODELS, lang=LANGUAGES),
+
+
+rule train_dpo:
+    """DPO from the SFT model on the same preference pairs as the reward model."""
+    input:
+        sft="results/models/{model}/{lang}/sft",
+        pairs="results/rankings/{model}/{lang}/pairs.jsonl",
+    output:
+        directory("results/models/{model}/{lang}/dpo"),
+    log:
+        "logs/dpo/{model}/{lang}.log",
+    benchmark:
+        "benchmarks/dpo/{model}/{lang}.tsv"
+    params:
+        settings=config["dpo"],
+        checkpoints="results/checkpoints/{model}/{lang}/dpo",
+    threads: 1
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/train_dpo.py"
+
+
+rule dpo:
+    """Target: every DPO model."""
+    input:
+        expand("results/models/{model}/{lang}/dpo", model=MODELS, lang=LANGUAGES),

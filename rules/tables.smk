@@ -2,7 +2,7 @@
 
 
 rule paper_tables:
-    """Scores and the paper's reference numbers into CSV and Markdown tables."""
+    """Scores and the paper's reference numbers into CSV, Markdown, LaTeX and HTML tables."""
     input:
         scores=all_scores(),
         reference="reference/paper_scores.csv",
@@ -14,6 +14,11 @@ rule paper_tables:
         ),
         markdown=expand("results/tables/{bench}.md", bench=BENCHMARKS),
         latex=expand("results/tables/{bench}.tex", bench=BENCHMARKS),
+        html=report(
+            expand("results/tables/{bench}.html", bench=BENCHMARKS),
+            caption="../report/paper_tables.rst",
+            category="Paper tables",
+        ),
     log:
         "logs/tables/paper_tables.log",
     localrule: True

@@ -18,7 +18,7 @@ rule translate_shard:
     conda:
         "../envs/data.yaml"
     params:
-        llm=llm_for("translation"),
+        llm=llm_answer_params("translation"),
         cache_name="translation/{lang}/{split}/{shard}",
     script:
         "../scripts/translate_shard.py"

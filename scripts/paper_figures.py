@@ -8,6 +8,7 @@ logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 paper_figures(
     score_files=list(snakemake.input.scores),
     models=list(snakemake.params.models),
+    variants=list(snakemake.params.variants),
     languages=list(snakemake.params.languages),
     benchmarks=list(snakemake.params.benchmarks),
     metrics=dict(snakemake.params.metrics),

@@ -18,5 +18,6 @@ paper_tables(
     csv_paths=list(snakemake.output.csv),
     markdown_paths=list(snakemake.output.markdown),
     latex_paths=list(snakemake.output.latex),
+    html_paths=list(snakemake.output.html),
     checkpoints=dict(snakemake.params.checkpoints),
 )

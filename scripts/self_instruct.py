@@ -1,16 +1,21 @@
 import logging
 import sys
 
-from okapi_pipeline.cost import BudgetExceeded
+from okapi_pipeline.config import llm_settings
+from okapi_pipeline.cost import BudgetExceeded, check_budget
 from okapi_pipeline.self_instruct import self_instruct
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+# Operational settings (limits, cache, budget) from config, those that shape answers from params.
+settings = {**llm_settings(snakemake.config, "self_instruct"), **snakemake.params.llm}
 try:
+    # Before any request: a paid stage over its budget refuses to start.
+    check_budget(snakemake.config, "self_instruct", settings, None)
     self_instruct(
         seed_tasks=snakemake.input.seed_tasks,
         prompt_file=snakemake.input.prompt,
-        llm_settings=snakemake.params.llm,
+        llm_settings=settings,
         target_count=snakemake.params.target_count,
         max_attempts=snakemake.params.max_attempts,
         rouge_l_threshold=snakemake.params.rouge_l_threshold,
@@ -19,7 +24,6 @@ try:
         report_path=snakemake.output.report,
         cache_name=snakemake.params.cache_name,
         threads=snakemake.threads,
-        cost_estimate=snakemake.input.cost or None,
     )
 except BudgetExceeded as error:
     sys.exit(str(error))

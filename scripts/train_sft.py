@@ -1,16 +1,20 @@
 import logging
 import sys
 
-from okapi_pipeline.sft import train_sft
+from okapi_pipeline.train import run_stage
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 sys.stdout = sys.stderr  # the trainer prints its progress
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-train_sft(
-    base_dir=snakemake.input.base,
-    data_path=snakemake.input.data,
-    out_dir=snakemake.output[0],
-    settings=dict(snakemake.params.settings),
-    checkpoint_dir=snakemake.params.checkpoints,
-    threads=snakemake.threads,
+# On several GPUs this relaunches itself through `accelerate launch`.
+run_stage(
+    "sft",
+    dict(
+        base_dir=snakemake.input.base,
+        data_path=snakemake.input.data,
+        out_dir=snakemake.output[0],
+        settings=dict(snakemake.params.settings),
+        checkpoint_dir=snakemake.params.checkpoints,
+        threads=snakemake.threads,
+    ),
 )

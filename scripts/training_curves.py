@@ -7,7 +7,7 @@ from okapi_pipeline.figures import plot_training_curves
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 plot_training_curves(
-    summary_paths={stage: Path(snakemake.input[stage]) / "training_summary.json" for stage in ("sft", "rm", "rlhf")},
+    summary_paths={stage: Path(model_dir) / "training_summary.json" for stage, model_dir in snakemake.input.items()},
     title=f"{snakemake.wildcards.model} {snakemake.wildcards.lang}: training curves",
     out_path=snakemake.output[0],
 )

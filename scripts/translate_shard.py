@@ -1,13 +1,18 @@
 import logging
 import sys
 
-from okapi_pipeline.cost import BudgetExceeded
+from okapi_pipeline.config import llm_settings
+from okapi_pipeline.cost import BudgetExceeded, check_budget
 from okapi_pipeline.llm import TooManyRejects
 from okapi_pipeline.translate import translate_shard
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+# Operational settings (limits, cache, budget) from config, those that shape answers from params.
+settings = {**llm_settings(snakemake.config, "translation"), **snakemake.params.llm}
 try:
+    # Before any request: a paid stage over its budget refuses to start.
+    check_budget(snakemake.config, "translation", settings, snakemake.input.instructions)
     translate_shard(
         source=snakemake.input.shard,
         translated_path=snakemake.output.translated,
@@ -15,10 +20,9 @@ try:
         report_path=snakemake.output.report,
         language=snakemake.wildcards.lang,
         prompt_file=snakemake.input.prompt,
-        llm_settings=snakemake.params.llm,
+        llm_settings=settings,
         cache_name=snakemake.params.cache_name,
         threads=snakemake.threads,
-        cost_estimate=snakemake.input.cost or None,
     )
 except (BudgetExceeded, TooManyRejects) as error:
     # One line at the end of the log; the cache keeps every answer.

@@ -12,7 +12,10 @@ from okapi_pipeline.benchmarks import (
     read_hub_split,
     read_released_file,
     released_path,
+    translate_benchmark,
 )
+from okapi_pipeline.llm import TooManyRejects
+from tests.fake_openai import fake_openai, fake_translation, openai_settings  # noqa: F401
 
 REAL_SAMPLES = Path("/work/shared/reference/okapi-samples")
 SHOTS = 25
@@ -167,3 +170,80 @@ def test_the_demo_files_are_what_their_generator_writes(tmp_path):
     written = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*.json"))
     assert written == sorted(p.relative_to(demo / "benchmarks") for p in (demo / "benchmarks").rglob("*.json"))
     assert all((tmp_path / p).read_bytes() == (demo / "benchmarks" / p).read_bytes() for p in written)
+
+
+# ---- translation of the English benchmark ---------------------------------------------
+
+ENGLISH = {
+    ("arc", "train"): [{"id": f"Mercury_{i}", "answer": "B", "instruction": f"Which planet is number {i} from the sun?",
+                        "option_a": "The planet Mars", "option_b": "The planet Venus",
+                        "option_c": "The planet Jupiter", "option_d": "The planet Saturn"} for i in range(3)],
+    ("arc", "test"): [{"id": "Mercury_9", "answer": "C", "instruction": "What do plants need to make their food?",
+                       "option_a": "Only darkness", "option_b": "Cold winter air", "option_c": "Light from the sun"}],
+    ("hellaswag", "validation"): [{
+        "ind": 7, "activity_label": "Cooking rice", "ctx_a": "A man washes the rice in cold water.",
+        "ctx_b": "he puts the rice in the pot", "ctx": "A man washes the rice in cold water. he puts the rice in the pot",
+        "endings": ["and adds water to cover it.", "and throws the pot away.", "and sings to the rice.",
+                    "and goes to sleep."], "source_id": "activitynet~v_1", "split": "val",
+        "split_type": "indomain", "label": "0"}],
+}
+PROMPT = Path(__file__).parent.parent / "prompts" / "translate_benchmark.txt"
+
+
+def english_layout(root: Path) -> Path:
+    for (bench, split), records in ENGLISH.items():
+        path = released_path(root, bench, "en", split)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(records), encoding="utf-8")
+    return root
+
+
+def test_translated_benchmark_is_checked_in_the_released_format_and_cached(tmp_path, fake_openai, openai_settings):
+    source = {"source": "translate", "path": str(english_layout(tmp_path / "en"))}
+    out, qa_path = tmp_path / "arc" / "id.json", tmp_path / "qa" / "arc" / "id.json"
+    qa = translate_benchmark("arc", "id", source, ["test", "train"], PROMPT, openai_settings, out, qa_path)
+    data = json.loads(out.read_text(encoding="utf-8"))
+    assert (data["benchmark"], data["language"], list(data["splits"])) == ("arc", "id", ["test", "train"])
+    test_item = data["splits"]["test"][0]
+    english_item = ENGLISH[("arc", "test")][0]
+    assert (test_item["id"], test_item["answer"]) == (english_item["id"], english_item["answer"])
+    assert len(option_texts(test_item)) == 3 and "option_d" not in test_item
+    assert test_item["instruction"] == fake_translation(english_item["instruction"], "Indonesian")
+    assert option_texts(test_item) == [fake_translation(text, "Indonesian") for text in option_texts(english_item)]
+    assert [f" {i} " in r["instruction"] for i, r in enumerate(data["splits"]["train"])] == [True] * 3  # numbers kept
+    system = fake_openai.requests[0]["messages"][0]["content"]
+    assert "into Indonesian" in system
+    assert qa["total"] == 4 and qa["accepted"] == 4 and qa["rejected"] == 0
+    assert json.loads(qa_path.read_text())["splits"]["test"]["total"] == 1
+    sent = fake_openai.count
+    assert sent == 4
+    translate_benchmark("arc", "id", source, ["test", "train"], PROMPT, openai_settings, out, qa_path)
+    assert fake_openai.count == sent  # every answer came from the cache
+    assert sorted(p.name for p in (Path(openai_settings["cache_dir"]) / "benchmarks" / "arc" / "id").iterdir()) == [
+        "test.jsonl", "train.jsonl"]
+
+
+def test_translated_hellaswag_keeps_label_and_four_endings(tmp_path, fake_openai, openai_settings):
+    source = {"source": "translate", "path": str(english_layout(tmp_path / "en"))}
+    out = tmp_path / "hellaswag.json"
+    translate_benchmark("hellaswag", "vi", source, ["validation"], PROMPT, openai_settings, out, tmp_path / "qa.json")
+    item = json.loads(out.read_text(encoding="utf-8"))["splits"]["validation"][0]
+    english = ENGLISH[("hellaswag", "validation")][0]
+    assert (item["ind"], item["label"], len(item["endings"])) == (7, "0", 4)
+    assert item["ctx"] == item["ctx_a"] + " " + item["ctx_b"]
+    assert all(ours != theirs for ours, theirs in zip(item["endings"], english["endings"]))
+    assert json.loads(fake_openai.requests[0]["messages"][-1]["content"])["ending_3"] == "and goes to sleep."
+
+
+def test_a_rejected_benchmark_record_is_left_out_listed_and_fails_the_job_over_the_limit(
+        tmp_path, fake_openai, openai_settings):
+    source = {"source": "translate", "path": str(english_layout(tmp_path / "en"))}
+    # One of the three first answers is malformed, and so are both of its re-asks.
+    fake_openai.faults = [("malformed",), ("none",), ("none",), ("malformed",), ("malformed",)]
+    settings = {**openai_settings, "max_reject_share": 0.1}
+    out, qa_path = tmp_path / "arc.json", tmp_path / "qa.json"
+    with pytest.raises(TooManyRejects, match="1 of 3 items rejected"):
+        translate_benchmark("arc", "id", source, ["train"], PROMPT, settings, out, qa_path)
+    qa = json.loads(qa_path.read_text())
+    assert (qa["accepted"], qa["rejected"], qa["reasons"]) == (2, 1, {"not JSON": 1})
+    assert len(json.loads(out.read_text())["splits"]["train"]) == 2

@@ -149,3 +149,29 @@ def test_score_files_hold_metrics_and_what_produced_them(scored):
         assert (score["run"]["device"], score["run"]["dtype"]) == ("cpu", "float32")
         assert score["task_config"]["dataset_path"] == "json"
         assert len(score["example_prompts"]) == 3
+
+
+# ---- model backends ---------------------------------------------------------------------
+
+
+def test_model_arguments_for_hf_and_vllm():
+    from okapi_pipeline.evaluate import model_arguments
+
+    assert model_arguments("hf", "/m/sft", "bfloat16", PROTOCOL) == "pretrained=/m/sft,dtype=bfloat16"
+    vllm = dict(item.split("=", 1) for item in model_arguments(
+        "vllm", "/m/sft", "bfloat16", {**PROTOCOL, "gpu_memory_utilization": 0.8}).split(","))
+    assert vllm == {"pretrained": "/m/sft", "dtype": "bfloat16", "tensor_parallel_size": "1",
+                    "gpu_memory_utilization": "0.8", "seed": "1234"}
+    with pytest.raises(ValueError, match="unknown backend 'onnx'"):
+        model_arguments("onnx", "/m/sft", "float32", PROTOCOL)
+
+
+def test_vllm_chosen_but_not_installed_fails_in_one_line(tmp_path, monkeypatch):
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real_find_spec(name, *a))
+    with pytest.raises(RuntimeError) as error:
+        evaluate_model(tmp_path / "model", {}, {**PROTOCOL, "backend": "vllm"}, {}, tmp_path / "work")
+    assert "\n" not in str(error.value)
+    assert str(error.value).startswith("evaluation.backend is vllm but the vllm package is not installed")

@@ -12,12 +12,12 @@ import pytest
 import yaml
 
 from okapi_pipeline.batch import request_lines
-from okapi_pipeline.cost import BudgetExceeded, check_budget, estimate_costs
+from okapi_pipeline.cost import BudgetExceeded, check_budget, config_estimate, estimate_costs
 from okapi_pipeline.jsonl import read_jsonl, write_jsonl
 from okapi_pipeline.llm import JsonRequest, LLMClient, TooManyRejects
 from okapi_pipeline.translate import translate_shard, translation_problem, translation_qa
 from tests.fake_openai import (  # noqa: F401
-    CANARY_KEY, KEY_VARIABLE, FakeOpenAI, fake_openai, fake_translation, files_containing, openai_settings)
+    CANARY_KEY, FakeOpenAI, fake_openai, fake_translation, files_containing, openai_settings)
 from tests.workflow import REPO, copy_workflow, snakemake
 
 PROMPTS = REPO / "prompts"
@@ -156,17 +156,28 @@ def test_cost_estimate_and_the_budget_gate(fake_openai, openai_settings, tmp_pat
     assert bn["output_tokens"] > vi["output_tokens"]  # Bengali script takes more tokens
     assert vi["usd"] == pytest.approx(vi["input_tokens"] / 1000 * 0.0005 + vi["output_tokens"] / 1000 * 0.0015)
     assert rows[3]["usd"] == 0.0 and rows[3]["input_tokens"] > 0  # hf is free
-    total = vi["usd"] + bn["usd"]
-    with pytest.raises(BudgetExceeded, match=r"raise|set llm.budget_usd .*translation.llm.budget_usd") as failure:
-        check_budget(tmp_path / "estimate.csv", "translation", llm(budget_usd=round(total / 2, 2)))
-    assert "\n" not in str(failure.value)
-    check_budget(tmp_path / "estimate.csv", "translation", llm(budget_usd=total + 0.01))
-    check_budget(tmp_path / "estimate.csv", "ranking", llm("hf", budget_usd=0))
-    # An over-budget stage sends nothing.
-    openai_settings["budget_usd"] = 0.01
-    with pytest.raises(BudgetExceeded):
-        translate_shard(*shard(tmp_path, 2), openai_settings, "tr", cost_estimate=tmp_path / "estimate.csv")
-    assert fake_openai.count == 0
+
+
+def test_a_paid_stage_over_budget_refuses_with_a_line_that_says_how_to_raise_it():
+    from okapi_pipeline.config import llm_settings, load_schema, validate_config
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["llm"] = {"backend": "openai", "model": "gpt", "price_input_per_1k": 0.5, "price_output_per_1k": 1.5}
+    config["ranking"]["llm"] = {"backend": "hf", "model": "tiny-llama"}
+    config = validate_config(config, load_schema(REPO / "schemas/config.schema.yaml"))
+    instructions = REPO / "demo/instructions.jsonl"
+    cost = sum(r["usd"] for r in config_estimate(config, instructions) if r["stage"] == "translation")
+    settings = llm_settings(config, "translation")
+    with pytest.raises(BudgetExceeded) as failure:
+        check_budget(config, "translation", dict(settings, budget_usd=cost / 2), instructions)
+    message = str(failure.value)
+    assert "\n" not in message and message.startswith(f"translation: the estimated cost ${cost:,.2f}")
+    assert "set llm.budget_usd (or translation.llm.budget_usd) to at least" in message
+    check_budget(config, "translation", dict(settings, budget_usd=cost + 0.01), instructions)
+    check_budget(config, "translation", dict(settings, budget_usd=None), instructions)
+    check_budget(config, "ranking", dict(llm_settings(config, "ranking"), budget_usd=0), instructions)  # hf: free
+    with pytest.raises(BudgetExceeded, match="self_instruct"):
+        check_budget(config, "self_instruct", llm_settings(config, "self_instruct"))
 
 
 def test_translation_qa_language_share_and_broken_code(tmp_path):
@@ -210,6 +221,14 @@ def test_a_killed_translation_job_repeats_no_answered_request_and_the_key_stays_
         target = "results/data/vi/sft/shards/0000.jsonl"
         args = ["--configfile", "override.yaml", "--cores", "1", target]
         snakemake(work, *args, "--until", "split_instructions", env={"OKAPI_TEST_KEY": CANARY_KEY})
+        # Priced over budget: the paid job refuses before any request, in one line.
+        (work / "paid.yaml").write_text(yaml.safe_dump({"llm": {**overrides["llm"], "budget_usd": 0.0,
+                                                                "price_input_per_1k": 0.5}}))
+        refused = snakemake(work, "--configfile", "override.yaml", "paid.yaml", "--cores", "1", target, check=False,
+                            env={"OKAPI_TEST_KEY": CANARY_KEY})
+        assert refused.returncode != 0 and count_translations(fake.requests) == [], refused.stdout + refused.stderr
+        last = (work / "logs/translate/vi/sft/0000.log").read_text().splitlines()[-1]
+        assert last.startswith("translation: the estimated cost $") and "set llm.budget_usd" in last, last
         fake.latency = 0.1
         before = len(count_translations(fake.answered))
         env = dict(os.environ, OKAPI_TEST_KEY=CANARY_KEY, HF_HUB_OFFLINE="1")
@@ -229,6 +248,11 @@ def test_a_killed_translation_job_repeats_no_answered_request_and_the_key_stays_
         repeated = answered & set(count_translations(fake.requests[first:]))
         assert len(repeated) <= 2  # at most the requests in flight (max_concurrency)
         assert len(read_jsonl(work / target)) == 40
+        # New limits or a new budget change no answer: nothing reruns.
+        (work / "faster.yaml").write_text(yaml.safe_dump({"llm": {**overrides["llm"], "max_concurrency": 16,
+                                                                  "requests_per_minute": 100, "budget_usd": 5}}))
+        plan = snakemake(work, "--configfile", "override.yaml", "faster.yaml", "-n", target)
+        assert "Nothing to be done" in plan.stdout + plan.stderr
     finally:
         fake.stop()
     assert fake.authorizations[-1] == f"Bearer {CANARY_KEY}"
@@ -247,3 +271,17 @@ def test_settings_that_leave_a_request_identical_cost_nothing_on_rerun(fake_open
     openai_settings["max_new_tokens"] = 100  # a different request
     _, sent = run(openai_settings, tmp_path / "c.jsonl", requests(4))
     assert sent == 4
+
+
+def test_llm_defaults_fill_the_top_block_and_batch_needs_the_openai_backend():
+    from okapi_pipeline.config import ConfigError, llm_settings, load_schema, validate_config
+
+    schema = load_schema(REPO / "schemas/config.schema.yaml")
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["llm"] = {"backend": "hf", "model": "tiny-llama"}
+    config["translation"]["llm"] = {"max_reject_share": 0.5}
+    settings = llm_settings(validate_config(config, schema), "translation")
+    assert settings["mode"] == "online" and settings["budget_usd"] == 0 and settings["max_reject_share"] == 0.5
+    config["ranking"]["llm"] = {"mode": "batch"}
+    with pytest.raises(ConfigError, match=r"^config: 'ranking.llm.mode': batch needs the openai backend$"):
+        validate_config(config, schema)

@@ -144,8 +144,10 @@ def test_paper_tables_writes_csv_and_markdown(tmp_path):
              for model in ("bloom-7b1", "tiny-llama") for variant in ("base", "sft") for lang in ("vi", "bn")]
     paths.pop()  # tiny-llama sft bn
     csv_path, md_path = tmp_path / "tables" / "hellaswag.csv", tmp_path / "tables" / "hellaswag.md"
+    tex_path, html_path = tmp_path / "tables" / "hellaswag.tex", tmp_path / "tables" / "hellaswag.html"
     paper_tables(paths, REFERENCE, ["vi", "bn"], ["bloom-7b1", "tiny-llama"], ["base", "sft"], ["hellaswag"],
-                 {"hellaswag": "acc_norm"}, {"hellaswag": "validation"}, {}, [csv_path], [md_path])
+                 {"hellaswag": "acc_norm"}, {"hellaswag": "validation"}, {}, [csv_path], [md_path], [tex_path],
+                 [html_path])
     table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     assert list(table.columns) == ["group", "language", "bloom-7b1 base", "bloom-7b1 base (paper)",
                                    "bloom-7b1 base (diff)", "bloom-7b1 sft", "bloom-7b1 sft (paper)",
@@ -159,6 +161,41 @@ def test_paper_tables_writes_csv_and_markdown(tmp_path):
     markdown = md_path.read_text(encoding="utf-8")
     assert markdown.startswith("# HellaSwag (acc_norm, %, validation split)")
     assert "| high    | vi         | 40.0" in markdown and MISSING in markdown
+    html = html_path.read_text(encoding="utf-8")
+    assert "<h2>HellaSwag (acc_norm, %, validation split)</h2>" in html
+    assert html.count('<tr class="average">') == 3 and "<td>-8.3</td>" in html
+
+
+def test_latex_table_is_booktabs_with_dashes_for_missing_cells(tmp_path):
+    paths = [write_score(tmp_path / "scores", "tiny_llama", "sft", "vi", "hellaswag", 0.3, 0.4)]
+    tex_path = tmp_path / "hellaswag.tex"
+    paper_tables(paths, REFERENCE, ["vi", "bn"], ["tiny_llama"], ["sft"], ["hellaswag"], {"hellaswag": "acc_norm"},
+                 {"hellaswag": "validation"}, {}, [tmp_path / "h.csv"], [tmp_path / "h.md"], [tex_path],
+                 [tmp_path / "h.html"])
+    latex = tex_path.read_text(encoding="utf-8")
+    lines = [line.strip() for line in latex.splitlines()]
+    assert "\\toprule" in lines and "\\midrule" in lines and "\\bottomrule" in lines
+    assert "group & language & tiny\\_llama sft \\\\" in lines  # escaped for LaTeX
+    assert "high & vi & 40.0 \\\\" in lines
+    assert "low & bn & -- \\\\" in lines and "all & average & -- \\\\" in lines
+    assert MISSING not in latex
+    assert "\\caption{HellaSwag (acc\\_norm, \\%, validation split)}" in latex
+
+
+def test_a_checkpoint_column_is_set_against_the_model_it_reproduces(tmp_path):
+    paths = [write_score(tmp_path / "scores", "okapi-bloom", "checkpoint", lang, "hellaswag", 0.3, 0.5)
+             for lang in ("vi", "bn")]
+    paths.append(write_score(tmp_path / "scores", "tiny-llama", "base", "vi", "hellaswag", 0.3, 0.4))
+    csv_path = tmp_path / "hellaswag.csv"
+    paper_tables(paths, REFERENCE, ["vi", "bn"], ["tiny-llama"], ["base"], ["hellaswag"], {"hellaswag": "acc_norm"},
+                 {"hellaswag": "validation"}, {}, [csv_path], [tmp_path / "h.md"], [tmp_path / "h.tex"],
+                 [tmp_path / "h.html"], checkpoints={"okapi-bloom": ["bloom-7b1", "base"]})
+    table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
+    assert list(table.columns) == ["group", "language", "tiny-llama base", "okapi-bloom checkpoint",
+                                   "okapi-bloom checkpoint (paper)", "okapi-bloom checkpoint (diff)"]
+    vi = table[table["language"] == "vi"].iloc[0]
+    assert (vi["okapi-bloom checkpoint"], vi["okapi-bloom checkpoint (paper)"],
+            vi["okapi-bloom checkpoint (diff)"]) == ("50.0", "48.3", "+1.7")
 
 
 @pytest.mark.parametrize("value, signed, text", [(None, False, MISSING), (float("nan"), True, MISSING),

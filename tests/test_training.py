@@ -2,22 +2,30 @@
 
 import json
 import random
+import signal
+import subprocess
+import time
+from pathlib import Path
 
 import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from okapi_pipeline.jsonl import write_jsonl
+from okapi_pipeline.dpo import train_dpo
 from okapi_pipeline.modeling import (
     fingerprint,
     freeze_all_but_top_blocks,
     gradient_accumulation,
+    load_scorer,
+    load_tokenizer,
     prepare_checkpoints,
     transformer_blocks,
 )
-from okapi_pipeline.ppo import train_ppo
+from okapi_pipeline.ppo import ClippedScore, adaptive_kl_coef, train_ppo
 from okapi_pipeline.reward_model import train_reward_model
 from okapi_pipeline.sft import train_sft
+from okapi_pipeline.train import CONFIG_DIR, launch_command
 
 SFT_SETTINGS = {
     "finetuning": "full", "epochs": 3, "learning_rate": 3e-3, "lr_scheduler": "cosine", "warmup_steps": 1,
@@ -35,6 +43,13 @@ PPO_SETTINGS = {
     "learning_rate": 1e-3, "weight_decay": 1e-6, "kl_coef": 0.1, "cliprange": 0.2, "cliprange_value": 0.2,
     "vf_coef": 1.0, "gamma": 1.0, "lam": 0.95, "max_prompt_length": 64, "response_length": 8,
     "temperature": 1.0, "trainable_top_blocks": 1, "seed": 0,
+    # A short horizon, so that the adaptive coefficient visibly moves in two updates.
+    "kl_control": "adaptive", "kl_target": 6.0, "kl_horizon": 8, "reward_clip": 0.01, "save_steps": 1,
+}
+DPO_SETTINGS = {
+    "beta": 0.1, "epochs": 2, "learning_rate": 1e-3, "lr_scheduler": "cosine", "warmup_steps": 1,
+    "weight_decay": 0.0, "max_length": 96, "per_device_batch_size": 8, "effective_batch_size": 8,
+    "trainable_top_blocks": 2, "held_out_fraction": 0.25, "seed": 0, "save_steps": 500,
 }
 SUMMARY_FIELDS = {"stage", "steps", "loss", "wall_time_s", "trainable_parameters", "total_parameters", "settings"}
 
@@ -175,6 +190,142 @@ def test_ppo_trains_the_top_blocks_and_saves_a_causal_lm(reward_model, sft_data,
     assert result["steps"] == 2 and result["episodes"] == 16  # 16 episodes / 8 rollouts
     assert [point["step"] for point in result["reward"]] == [1, 2]
     assert abs(result["kl"][0]["value"]) < 1e-3  # the first rollout comes from the reference policy itself
+    # Adaptive KL: a KL far below the target of 6 shrinks the coefficient by the largest
+    # step, 20% x 8 episodes / horizon 8, before the second batch.
+    assert [point["value"] for point in result["kl_coef"]] == [0.1, pytest.approx(0.08)]
+    assert all(abs(point["value"]) <= 0.01 for point in result["reward"])  # clipped (unclipped: about 0.1)
+    assert result["resumed_from_step"] == 0
+    assert not (tmp_path / "checkpoints").exists()
+
+
+def test_adaptive_kl_follows_the_original_controller():
+    # Ziegler et al.: beta *= 1 + clip(KL / target - 1, -0.2, 0.2) * n / horizon
+    assert adaptive_kl_coef(0.1, kl=9.0, target=6.0, horizon=10000, episodes=128) == pytest.approx(0.1 * (1 + 0.2 * 128 / 10000))
+    assert adaptive_kl_coef(0.1, kl=6.6, target=6.0, horizon=10000, episodes=128) == pytest.approx(0.1 * (1 + 0.1 * 128 / 10000))
+    assert adaptive_kl_coef(0.1, kl=0.0, target=6.0, horizon=10000, episodes=128) == pytest.approx(0.1 * (1 - 0.2 * 128 / 10000))
+    assert adaptive_kl_coef(0.1, kl=6.0, target=6.0, horizon=10000, episodes=128) == 0.1
+    # Held far above the target, the coefficient grows by 0.256% per batch of 128.
+    coef = 0.1
+    for _ in range(10):
+        coef = adaptive_kl_coef(coef, kl=20.0, target=6.0, horizon=10000, episodes=128)
+    assert coef == pytest.approx(0.1 * 1.00256 ** 10)
+
+
+def test_reward_clip_bounds_the_scores_ppo_reads(tiny_llama_dir):
+    from trl.experimental.utils import get_reward
+
+    scorer = load_scorer(tiny_llama_dir, load_tokenizer(tiny_llama_dir), seed=0, dtype=torch.float32)
+    with torch.no_grad():
+        scorer.score.weight.mul_(1000)  # scores far outside the bound
+        ids = torch.tensor([[1, 5, 6, 7], [1, 8, 9, 10]])
+        raw = get_reward(scorer, ids, pad_token_id=0, context_length=2)[1]
+        scorer.score = ClippedScore(scorer.score, 10.0)
+        clipped = get_reward(scorer, ids, pad_token_id=0, context_length=2)[1]
+    assert raw.abs().max() > 10
+    assert torch.equal(clipped, raw.clamp(-10, 10))
+
+
+# ---- DPO --------------------------------------------------------------------------------------
+
+
+def test_dpo_prefers_the_chosen_responses_and_trains_only_the_top_blocks(tmp_path, tiny_llama_dir):
+    write_jsonl(tmp_path / "pairs.jsonl", marker_pairs(16))
+    train_dpo(tiny_llama_dir, tmp_path / "pairs.jsonl", tmp_path / "dpo", DPO_SETTINGS, tmp_path / "checkpoints", threads=1)
+    result = summary(tmp_path / "dpo")
+    assert SUMMARY_FIELDS | {"reward_accuracy", "held_out_reward_accuracy"} <= set(result)
+    assert result["stage"] == "dpo" and result["held_out_pairs"] == 12
+    assert result["loss"][-1]["loss"] < result["loss"][0]["loss"]
+    assert result["held_out_reward_accuracy"][-1]["value"] > 0.9
+    changed = changed_blocks(state(tiny_llama_dir), state(tmp_path / "dpo"), "model.")
+    assert changed and all(name.startswith(("layers.2.", "layers.3.", "norm.")) for name in changed)
+    assert (tmp_path / "dpo" / "tokenizer.json").exists()
+
+
+# ---- running anywhere: the launcher --------------------------------------------------------
+
+
+def test_one_device_runs_in_process_and_several_launch_through_accelerate(tmp_path):
+    single = launch_command("sft", tmp_path / "a.json", SFT_SETTINGS, processes=1)
+    assert single[1:] == ["-m", "okapi_pipeline.train", "sft", "--args-json", str(tmp_path / "a.json")]
+    eight = launch_command("sft", tmp_path / "a.json", SFT_SETTINGS, processes=8)
+    assert eight[1:3] == ["-m", "accelerate.commands.launch"]
+    assert eight[eight.index("--num_processes") + 1] == "8"
+    assert eight[eight.index("--config_file") + 1].endswith("accelerate/fsdp.yaml")
+    assert eight[-5:] == single[1:]  # the same stage command, once per process
+    config = lambda stage, settings: Path(launch_command(stage, "a.json", settings, 8)[4]).name  # noqa: E731
+    assert config("reward_model", RM_SETTINGS) == "fsdp.yaml"
+    assert config("sft", {**SFT_SETTINGS, "finetuning": "lora"}) == "ddp.yaml"
+    assert config("ppo", PPO_SETTINGS) == config("dpo", DPO_SETTINGS) == "deepspeed_zero2.yaml"
+
+
+def test_the_accelerate_configs_load():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    kinds = {name: load_config_from_file(str(CONFIG_DIR / f"{name}.yaml")).distributed_type
+             for name in ("fsdp", "ddp", "deepspeed_zero2")}
+    assert {name: str(kind).split(".")[-1] for name, kind in kinds.items()} == {
+        "fsdp": "FSDP", "ddp": "MULTI_GPU", "deepspeed_zero2": "DEEPSPEED"}
+
+
+# ---- kill and resume -----------------------------------------------------------------------
+
+
+def kill_after_checkpoint(stage: str, arguments: dict, checkpoint: int, timeout: float = 120) -> None:
+    """Run a stage through the CLI and SIGKILL it once checkpoint-N is complete."""
+    args_json = Path(arguments["out_dir"]).parent / f"{stage}-arguments.json"
+    args_json.write_text(json.dumps(arguments, default=str))
+    process = subprocess.Popen(launch_command(stage, args_json, arguments["settings"], 1),
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    done = Path(arguments["checkpoint_dir"]) / f"checkpoint-{checkpoint}" / "trainer_state.json"
+    deadline = time.time() + timeout
+    while not done.exists():
+        assert process.poll() is None, "the run ended before it was killed"
+        assert time.time() < deadline
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not Path(arguments["out_dir"]).exists()
+
+
+def same_format(resumed, uninterrupted) -> None:
+    """The same files, and tensors of the same names and shapes."""
+    assert sorted(p.name for p in Path(resumed).iterdir()) == sorted(p.name for p in Path(uninterrupted).iterdir())
+    shapes = lambda d: {k: v.shape for k, v in state(d).items()}  # noqa: E731
+    assert shapes(resumed) == shapes(uninterrupted)
+    assert set(summary(Path(resumed))) == set(summary(Path(uninterrupted)))
+
+
+def test_sft_killed_resumes_from_its_last_checkpoint(tmp_path, tiny_llama_dir, sft_data):
+    settings = {**SFT_SETTINGS, "epochs": 8, "save_steps": 2}  # 40 steps
+    arguments = dict(base_dir=str(tiny_llama_dir), data_path=str(sft_data), out_dir=str(tmp_path / "sft"),
+                     settings=settings, checkpoint_dir=str(tmp_path / "checkpoints"), threads=1)
+    kill_after_checkpoint("sft", arguments, checkpoint=4)
+    result = train_sft(**arguments)
+    assert result["resumed_from_step"] >= 4
+    assert result["steps"] == 40
+    assert [point["step"] for point in result["loss"]] == list(range(1, 41))  # the killed run's steps kept
+    train_sft(tiny_llama_dir, sft_data, tmp_path / "whole", {**settings, "epochs": 1}, tmp_path / "ck2", threads=1)
+    same_format(tmp_path / "sft", tmp_path / "whole")
+
+
+@pytest.mark.parametrize("sft_model", ["llama"], indirect=True)  # the checkpoints do not depend on it
+def test_ppo_killed_resumes_from_its_last_checkpoint(tmp_path, reward_model, sft_data):
+    _, sft, rm = reward_model
+    settings = {**PPO_SETTINGS, "total_episodes": 8 * 12}  # 12 updates, a checkpoint after each
+    arguments = dict(sft_dir=str(sft), reward_model_dir=str(rm), prompts_path=str(sft_data),
+                     out_dir=str(tmp_path / "rlhf"), settings=settings,
+                     checkpoint_dir=str(tmp_path / "checkpoints"), threads=1)
+    kill_after_checkpoint("ppo", arguments, checkpoint=3)
+    result = train_ppo(**arguments)
+    assert result["resumed_from_step"] >= 3
+    assert result["steps"] == 12 and result["episodes"] == 96
+    assert [point["step"] for point in result["reward"]] == list(range(1, 13))
+    # The coefficient carries on from the checkpoint instead of restarting at 0.1.
+    coefs = [point["value"] for point in result["kl_coef"]]
+    assert coefs[result["resumed_from_step"]] != 0.1
+    assert not (tmp_path / "checkpoints").exists()
+    train_ppo(sft, rm, sft_data, tmp_path / "whole", PPO_SETTINGS, tmp_path / "ck2", threads=1)
+    same_format(tmp_path / "rlhf", tmp_path / "whole")
 
 
 # ---- shared pieces --------------------------------------------------------------------------
@@ -215,6 +366,8 @@ def test_checkpoints_resume_the_same_run_and_are_dropped_for_another(tmp_path):
     assert prepare_checkpoints(tmp_path / "ck", run) is None
     for step in (9, 10):
         (tmp_path / "ck" / f"checkpoint-{step}").mkdir()
+        (tmp_path / "ck" / f"checkpoint-{step}" / "trainer_state.json").write_text("{}")
+    (tmp_path / "ck" / "checkpoint-11").mkdir()  # cut short by a kill: no trainer_state.json yet
     assert prepare_checkpoints(tmp_path / "ck", run).endswith("checkpoint-10")
     data.write_text("two\n")  # new data: the old run's checkpoints must not be resumed
     assert prepare_checkpoints(tmp_path / "ck", fingerprint(data, {"epochs": 3})) is None

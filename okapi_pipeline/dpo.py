@@ -1,0 +1,125 @@
+"""DPO (beyond the paper): the SFT model trained directly on the preference pairs.
+
+Direct preference optimisation (Rafailov et al. 2023) needs no reward model: the
+policy learns from the same (chosen, rejected) pairs the reward model learns from,
+against a frozen copy of the SFT model. Only the top blocks train, as in PPO, so the
+two methods change the same weights and compare on equal terms in the tables.
+"""
+
+import logging
+import time
+
+from okapi_pipeline.jsonl import read_jsonl
+from okapi_pipeline.modeling import (
+    checkpoint_step,
+    clear_checkpoints,
+    fingerprint,
+    freeze_all_but_top_blocks,
+    gradient_accumulation,
+    is_main_process,
+    load_causal_lm,
+    load_tokenizer,
+    prepare_checkpoints,
+    run_precision,
+    save_trained_model,
+    world_size,
+    write_training_summary,
+)
+from okapi_pipeline.reward_model import split_pairs
+from okapi_pipeline.template import alpaca_prompt
+
+log = logging.getLogger(__name__)
+
+
+def preference_example(pair: dict) -> dict:
+    """A pair in the released key names as trl's prompt / chosen / rejected."""
+    return {
+        "prompt": alpaca_prompt(pair["instruction"], pair.get("input", "")),
+        "chosen": pair["prefered_output"],
+        "rejected": pair["rejected_output"],
+    }
+
+
+def train_dpo(sft_dir, pairs_path, out_dir, settings: dict, checkpoint_dir, threads: int = 1) -> dict:
+    """DPO from the SFT model on preference pairs; save the policy with a summary."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    started = time.time()
+    precision = run_precision(threads)
+    pairs = read_jsonl(pairs_path)
+    if not pairs:
+        raise ValueError(f"no preference pairs in {pairs_path}")
+    train, held_out = split_pairs(pairs, settings["held_out_fraction"], settings["seed"])
+    log.info("DPO on %d pairs (%d held out) from %s", len(train), len(held_out), pairs_path)
+
+    resume = prepare_checkpoints(checkpoint_dir, fingerprint(sft_dir, pairs_path, settings))
+    tokenizer = load_tokenizer(sft_dir)
+    model = load_causal_lm(sft_dir, tokenizer, precision.train_dtype)
+    reference = load_causal_lm(sft_dir, tokenizer, precision.dtype)
+    reference.requires_grad_(False)
+    trainable = freeze_all_but_top_blocks(model, settings["trainable_top_blocks"])
+    log.info("%d trainable parameters (top %d blocks)", trainable, settings["trainable_top_blocks"])
+
+    args = DPOConfig(
+        output_dir=str(checkpoint_dir),
+        beta=settings["beta"],
+        num_train_epochs=settings["epochs"],
+        learning_rate=settings["learning_rate"],
+        lr_scheduler_type=settings["lr_scheduler"],
+        warmup_steps=settings["warmup_steps"],
+        weight_decay=settings["weight_decay"],
+        max_length=settings["max_length"],
+        per_device_train_batch_size=settings["per_device_batch_size"],
+        per_device_eval_batch_size=settings["per_device_batch_size"],
+        gradient_accumulation_steps=gradient_accumulation(
+            settings["effective_batch_size"], settings["per_device_batch_size"], world_size()),
+        seed=settings["seed"],
+        eval_strategy="epoch" if held_out else "no",
+        save_strategy="steps",
+        save_steps=settings["save_steps"],
+        save_total_limit=2,
+        logging_steps=1,
+        report_to="none",
+        disable_tqdm=True,
+        gradient_checkpointing=False,
+        **precision.trainer_arguments(),
+    )
+    trainer = DPOTrainer(
+        model=model,
+        ref_model=reference,
+        args=args,
+        train_dataset=Dataset.from_list([preference_example(p) for p in train]),
+        eval_dataset=Dataset.from_list([preference_example(p) for p in held_out]) if held_out else None,
+        processing_class=tokenizer,
+    )
+    trainer.train(resume_from_checkpoint=resume)
+
+    model = save_trained_model(trainer, out_dir, tokenizer)
+    if not is_main_process():
+        return None
+    history = trainer.state.log_history
+    summary = write_training_summary(
+        out_dir,
+        stage="dpo",
+        log_history=history,
+        steps=trainer.state.global_step,
+        started=started,
+        model=model,
+        trainable=trainable,
+        settings=settings,
+        precision=precision,
+        extra={
+            "train_pairs": len(train),
+            "held_out_pairs": len(held_out),
+            "resumed_from_step": checkpoint_step(resume),
+            # Share of pairs whose implicit reward ranks the chosen response first.
+            "reward_accuracy": [
+                {"step": e["step"], "value": e["rewards/accuracies"]} for e in history if "rewards/accuracies" in e],
+            "held_out_reward_accuracy": [
+                {"step": e["step"], "value": e["eval_rewards/accuracies"]}
+                for e in history if "eval_rewards/accuracies" in e],
+        },
+    )
+    clear_checkpoints(checkpoint_dir)
+    return summary

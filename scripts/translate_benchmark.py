@@ -1,0 +1,18 @@
+import logging
+import sys
+
+from okapi_pipeline.benchmarks import translate_benchmark
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)
+logging.basicConfig(level=logging.INFO, stream=sys.stderr)
+translate_benchmark(
+    bench=snakemake.wildcards.bench,
+    lang=snakemake.wildcards.lang,
+    source=dict(snakemake.params.source),
+    splits=list(snakemake.params.splits),
+    prompt_file=snakemake.input.prompt,
+    llm_settings=dict(snakemake.params.llm),
+    out_path=snakemake.output.data,
+    qa_path=snakemake.output.qa,
+    threads=snakemake.threads,
+)

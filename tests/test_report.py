@@ -1,0 +1,74 @@
+"""Planning of evaluation-only runs, translated benchmarks and the report's outputs (dry runs)."""
+
+import pytest
+import yaml
+
+from tests.workflow import copy_workflow, planned_jobs, snakemake
+
+LANGUAGES = ("vi", "id", "bn")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return copy_workflow(tmp_path_factory.mktemp("report") / "workflow")
+
+
+def dry_run(workdir, override: dict, *targets: str) -> set[tuple]:
+    (workdir / "override.yaml").write_text(yaml.safe_dump(override))
+    result = snakemake(workdir, *targets, "-n", "--cores", "1", "--configfile", "override.yaml")
+    return planned_jobs(result.stdout + result.stderr)
+
+
+def rules_of(jobs) -> set[str]:
+    return {rule for rule, _ in jobs}
+
+
+def test_evaluation_only_run_fetches_and_scores_the_checkpoints_without_training(workdir):
+    override = {"models": [], "evaluation": {"checkpoints": {
+        "okapi-bloom": {"hub_id": "uonlp/okapi-{lang}-bloom", "languages": ["vi", "id"],
+                        "compare_with": {"model": "bloom-7b1", "variant": "rlhf"}},
+        "bloomz": {"hub_id": "bigscience/bloomz-7b1"},
+        "mine": {"path": "demo/benchmarks"}}}}
+    jobs = dry_run(workdir, override, "tables")
+    assert rules_of(jobs) == {"fetch_checkpoint", "benchmark_data", "evaluate", "paper_tables", "tables"}
+    fetched = {dict(wildcards)["checkpoint"] + "/" + dict(wildcards)["lang_or_all"]
+               for rule, wildcards in jobs if rule == "fetch_checkpoint"}
+    # One copy per language when the hub id names it, one for all otherwise; local paths are not fetched.
+    assert fetched == {"okapi-bloom/vi", "okapi-bloom/id", "bloomz/all"}
+    scored = {(dict(w)["model"], dict(w)["variant"], dict(w)["lang"]) for rule, w in jobs if rule == "evaluate"}
+    assert scored == {("okapi-bloom", "checkpoint", "vi"), ("okapi-bloom", "checkpoint", "id")} | {
+        (name, "checkpoint", lang) for name in ("bloomz", "mine") for lang in LANGUAGES}
+
+
+def test_a_translated_benchmark_replaces_the_released_files_for_every_language(workdir):
+    english = workdir / "english" / "m_arc"
+    english.mkdir(parents=True)
+    for split in ("test", "train"):
+        (english / f"en_{split}.json").write_text("[]")
+    jobs = dry_run(workdir, {"benchmarks": {"arc": {"source": "translate", "path": "english"}}}, "scores")
+    translated = {(dict(w)["bench"], dict(w)["lang"]) for rule, w in jobs if rule == "translate_benchmark"}
+    released = {(dict(w)["bench"], dict(w)["lang"]) for rule, w in jobs if rule == "benchmark_data"}
+    assert translated == {("arc", lang) for lang in LANGUAGES}
+    assert released == {(bench, lang) for bench in ("hellaswag", "mmlu") for lang in LANGUAGES}
+
+
+def test_the_default_target_includes_figures_and_training_curves(workdir):
+    jobs = dry_run(workdir, {})
+    assert {"paper_figures", "training_curves", "paper_tables"} <= rules_of(jobs)
+    curves = {(dict(w)["model"], dict(w)["lang"]) for rule, w in jobs if rule == "training_curves"}
+    assert curves == {(model, lang) for model in ("tiny-llama", "tiny-bloom") for lang in LANGUAGES}
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"evaluation": {"checkpoints": {"x": {"path": "m", "languages": ["de"]}}}},
+     "config: 'evaluation.checkpoints.x.languages': 'de' is not in languages"),
+    ({"evaluation": {"checkpoints": {"tiny-llama": {"path": "m"}}}},
+     "config: 'evaluation.checkpoints.tiny-llama': the name is already a base_models entry"),
+    ({"models": []}, "config: 'models' is empty and there are no evaluation.checkpoints: nothing to evaluate"),
+    ({"evaluation": {"backend": "onnx"}}, "config: 'evaluation.backend': 'onnx' is not one of ['hf', 'vllm']"),
+])
+def test_bad_evaluation_config_stops_with_one_line(workdir, override, message):
+    (workdir / "bad.yaml").write_text(yaml.safe_dump(override))
+    result = snakemake(workdir, "-n", "--cores", "1", "--configfile", "bad.yaml", check=False)
+    assert result.returncode != 0
+    assert message in (result.stdout + result.stderr).splitlines()
