@@ -310,7 +310,8 @@ class _OpenAIBackend(_Backend):
         prompt_tokens = sum(estimate_tokens(b["messages"]) for b in bodies)
         log.info("%d requests to %s: about %d prompt tokens, at most %d completion tokens",
                  len(requests), self.model_id, prompt_tokens, len(requests) * self.settings["max_new_tokens"])
-        progress = tqdm(total=len(requests), desc=cache.path.stem, unit="req", mininterval=5, file=sys.stderr)
+        name = "/".join(cache.path.with_suffix("").parts[-3:])
+        progress = tqdm(total=len(requests), desc=name, unit="req", mininterval=5, file=sys.stderr)
         usage = {"prompt_tokens": 0, "completion_tokens": 0}
 
         async def one(body: dict, key: str) -> None:

@@ -12,12 +12,12 @@ rule train_reward_model:
         "logs/reward_model/{model}/{lang}.log",
     benchmark:
         "benchmarks/reward_model/{model}/{lang}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 1
     params:
         settings=config["reward_model"],
         checkpoints="results/checkpoints/{model}/{lang}/rm",
-    threads: 1
-    conda:
-        "../envs/train.yaml"
     script:
         "../scripts/train_reward_model.py"
 

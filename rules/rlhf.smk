@@ -13,12 +13,12 @@ rule train_ppo:
         "logs/rlhf/{model}/{lang}.log",
     benchmark:
         "benchmarks/rlhf/{model}/{lang}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 1
     params:
         settings=config["ppo"],
         checkpoints="results/checkpoints/{model}/{lang}/rlhf",
-    threads: 1
-    conda:
-        "../envs/train.yaml"
     script:
         "../scripts/train_ppo.py"
 
@@ -40,12 +40,12 @@ rule train_dpo:
         "logs/dpo/{model}/{lang}.log",
     benchmark:
         "benchmarks/dpo/{model}/{lang}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 1
     params:
         settings=config["dpo"],
         checkpoints="results/checkpoints/{model}/{lang}/dpo",
-    threads: 1
-    conda:
-        "../envs/train.yaml"
     script:
         "../scripts/train_dpo.py"
 

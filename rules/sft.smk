@@ -12,12 +12,12 @@ rule train_sft:
         "logs/sft/{model}/{lang}.log",
     benchmark:
         "benchmarks/sft/{model}/{lang}.tsv"
+    conda:
+        "../envs/train.yaml"
+    threads: 1
     params:
         settings=config["sft"],
         checkpoints="results/checkpoints/{model}/{lang}/sft",
-    threads: 1
-    conda:
-        "../envs/train.yaml"
     script:
         "../scripts/train_sft.py"
 

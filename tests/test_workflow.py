@@ -29,7 +29,7 @@ def test_demo_writes_the_paper_tables(demo_run):
         languages = set(table["language"])
         assert set(DEMO["languages"]) <= languages
         for model in DEMO["models"]:
-            for variant in ("base", "sft", "rlhf"):
+            for variant in ("base", "sft", "rlhf", "dpo"):  # the demo trains PPO and DPO
                 column = f"{model} {variant}"
                 assert column in table.columns
                 scored = table.loc[table["language"].isin(DEMO["languages"]), column]
@@ -42,7 +42,7 @@ def test_demo_writes_the_paper_tables(demo_run):
 def test_demo_models_and_data_are_where_the_readme_says(demo_run):
     for model in DEMO["models"]:
         for lang in DEMO["languages"]:
-            for stage in ("sft", "rm", "rlhf"):
+            for stage in ("sft", "rm", "rlhf", "dpo"):
                 folder = demo_run / f"results/models/{model}/{lang}/{stage}"
                 assert (folder / "config.json").exists()
                 summary = json.loads((folder / "training_summary.json").read_text())
@@ -78,11 +78,11 @@ def test_changed_translation_reruns_only_that_language(demo_run):
     for model in DEMO["models"]:
         per_model = (("lang", "vi"), ("model", model))
         for rule in ("train_sft", "generate_responses", "preference_pairs",
-                     "train_reward_model", "train_ppo"):
+                     "train_reward_model", "train_ppo", "train_dpo"):
             expected.add((rule, per_model))
         for shard in shard_ids(DEMO, "rm"):
             expected.add(("rank_shard", (("lang", "vi"), ("model", model), ("shard", shard))))
-        for variant in ("sft", "rlhf"):
+        for variant in ("sft", "rlhf", "dpo"):
             expected.add(("evaluate", (("lang", "vi"), ("model", model), ("variant", variant))))
     assert planned_jobs(result.stdout + result.stderr) == expected
 
@@ -104,6 +104,7 @@ def test_paper_dag_plans_every_stage_offline(tmp_path):
                  "preference_pairs"):
         assert counts[rule] == languages * models, rule
     assert counts["evaluate"] == languages * models * 3
+    assert "train_dpo" not in counts  # the paper trains PPO only (rlhf.methods)
     assert counts["fetch_base_model"] == models
     assert counts["benchmark_data"] == languages * len(BENCHMARKS)
 
