@@ -8,6 +8,7 @@ when every language of its group has a score, so a partial run never passes for 
 complete one.
 """
 
+import html
 import json
 import logging
 import math
@@ -192,9 +193,18 @@ def to_html(table: pd.DataFrame, title: str, sources: list[str]) -> str:
         marked.append(line.replace("<tr>", '<tr class="average">')
                       if line.strip() == "<tr>" and following == f"<td>{AVERAGE}</td>" else line)
     note = f"<p>Paper columns: {', '.join(sources)} (see reference/README.md).</p>" if sources else ""
+    title = html.escape(title)
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
             f"<style>{HTML_STYLE}</style></head>\n<body><h2>{title}</h2>\n" + "\n".join(marked)
             + f"\n{note}</body></html>\n")
+
+
+LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(LATEX_SPECIALS.get(char, char) for char in text)
 
 
 def to_latex(table: pd.DataFrame, title: str, sources: list[str]) -> str:
@@ -207,14 +217,6 @@ def to_latex(table: pd.DataFrame, title: str, sources: list[str]) -> str:
         caption=latex_escape(caption),  # pandas escapes the cells, not the caption
         label=f"tab:{title.split()[0].lower()}",
     )
-
-
-LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
-
-
-def latex_escape(text: str) -> str:
-    return "".join(LATEX_SPECIALS.get(char, char) for char in text)
 
 
 def paper_tables(

@@ -16,7 +16,7 @@ rule paper_figures:
             expand("results/figures/{bench}/gain_by_group.png", bench=BENCHMARKS),
             caption="../report/gain_by_group.rst",
             category="Figures",
-            subcategory="RLHF gain by resource group",
+            subcategory="Gain over SFT by resource group",
         ),
     log:
         "logs/figures/paper_figures.log",
