@@ -120,9 +120,6 @@ class _SkipFirstBatches:
         self.dataloader = dataloader
         self.skip = skip
 
-    def __len__(self):
-        return len(self.dataloader)
-
     def __iter__(self):
         batches = iter(self.dataloader)
         for _ in range(self.skip):
