@@ -18,8 +18,10 @@ configfile: "config.yaml"
 # The okapi_pipeline package comes from this checkout: for the rules here and for every
 # job, whatever its environment (the venv, a per-rule conda env, a cluster node).
 sys.path.insert(0, workflow.basedir)
-os.environ["PYTHONPATH"] = os.pathsep.join(
-    filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])
+os.environ.update(
+    PYTHONPATH=os.pathsep.join(
+        filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")])
+    )
 )
 
 

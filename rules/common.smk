@@ -17,18 +17,30 @@ from okapi_pipeline.llm import answer_settings
 
 try:
     # Defaults filled in place, so `config` everywhere (scripts included) sees them.
-    config.update(validate_config(config, load_schema(workflow.source_path("../schemas/config.schema.yaml"))))
+    config.update(
+        validate_config(
+            config, load_schema(workflow.source_path("../schemas/config.schema.yaml"))
+        )
+    )
 except ConfigError as error:
     # One line, before any job runs.
     sys.exit(str(error))
 
 LANGUAGES = config["languages"]
 MODELS = config["models"]
-BUILT_MODELS = [name for name, entry in config["base_models"].items() if "build" in entry]
-HUB_MODELS = [name for name, entry in config["base_models"].items() if "hub_id" in entry]
+BUILT_MODELS = [
+    name for name, entry in config["base_models"].items() if "build" in entry
+]
+HUB_MODELS = [
+    name for name, entry in config["base_models"].items() if "hub_id" in entry
+]
 # Scored variants: base, SFT, then one per RLHF method (PPO is the paper's "rlhf").
 RLHF_VARIANTS = {"ppo": "rlhf", "dpo": "dpo"}
-VARIANTS = ["base", "sft", *(RLHF_VARIANTS[method] for method in config["rlhf"]["methods"])]
+VARIANTS = [
+    "base",
+    "sft",
+    *(RLHF_VARIANTS[method] for method in config["rlhf"]["methods"]),
+]
 # Evaluation-only checkpoints: scored under the same protocol as variant "checkpoint".
 CHECKPOINTS = config["evaluation"]["checkpoints"]
 
@@ -76,7 +88,7 @@ def model_dir(wildcards):
 
 
 def llm_for(stage):
-    """The stage's LLM settings as a rule param: no secrets, only the key's variable name.
+    """The stage's LLM settings for params: no secrets, only the key's variable name.
 
     A `hf` backend model that names a base model is resolved to its local directory.
     """
@@ -161,7 +173,11 @@ def ranked_shards(wildcards):
 
 
 def benchmark_files(wildcards):
-    return expand("results/benchmark_data/{bench}/{lang}.json", bench=BENCHMARKS, lang=wildcards.lang)
+    return expand(
+        "results/benchmark_data/{bench}/{lang}.json",
+        bench=BENCHMARKS,
+        lang=wildcards.lang,
+    )
 
 
 # ---- targets ---------------------------------------------------------------------

@@ -9,10 +9,10 @@ rule tokenizer:
         directory("resources/tokenizer"),
     log:
         "logs/models/tokenizer.log",
-    params:
-        vocab_size=config["tiny_models"]["vocab_size"],
     conda:
         "../envs/train.yaml"
+    params:
+        vocab_size=config["tiny_models"]["vocab_size"],
     script:
         "../scripts/train_tokenizer.py"
 
@@ -24,17 +24,17 @@ rule build_tiny_model:
         corpus=config["tiny_models"]["corpus"],
     output:
         directory("resources/models/{model}"),
-    wildcard_constraints:
-        model=alternation(BUILT_MODELS),
     log:
         "logs/models/{model}.log",
     benchmark:
         "benchmarks/models/{model}.tsv"
+    wildcard_constraints:
+        model=alternation(BUILT_MODELS),
+    conda:
+        "../envs/train.yaml"
     params:
         build=model_build_settings,
         pretraining=config["tiny_models"],
-    conda:
-        "../envs/train.yaml"
     script:
         "../scripts/build_tiny_model.py"
 
@@ -43,14 +43,14 @@ rule fetch_base_model:
     """Download a base model from the hub (login node: compute nodes have no network)."""
     output:
         directory("resources/models/{model}"),
-    wildcard_constraints:
-        model=alternation(HUB_MODELS),
     log:
         "logs/models/{model}.log",
-    params:
-        source=model_hub_source,
+    wildcard_constraints:
+        model=alternation(HUB_MODELS),
     localrule: True
     conda:
         "../envs/train.yaml"
+    params:
+        source=model_hub_source,
     script:
         "../scripts/fetch_base_model.py"

@@ -33,8 +33,9 @@ rule rank_shard:
         "logs/ranking/{model}/{lang}/{shard}.log",
     benchmark:
         "benchmarks/ranking/{model}/{lang}/{shard}.tsv"
+    group:
+        shard_group("ranking", "rank")
     localrule: llm_is_remote("ranking")
-    group: shard_group("ranking", "rank")
     conda:
         "../envs/data.yaml"
     params:

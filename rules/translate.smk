@@ -13,8 +13,9 @@ rule translate_shard:
         "logs/translate/{lang}/{split}/{shard}.log",
     benchmark:
         "benchmarks/translate/{lang}/{split}/{shard}.tsv"
+    group:
+        shard_group("translation", "translate")
     localrule: llm_is_remote("translation")
-    group: shard_group("translation", "translate")
     conda:
         "../envs/data.yaml"
     params:

@@ -14,7 +14,7 @@ import pytest
 from snakemake.profiles import ProfileConfigFileParser
 
 from tests.slurm import cluster as slurm
-from tests.workflow import REPO
+from tests.workflow import REPO, copy_workflow
 
 
 @pytest.fixture(scope="session")
@@ -127,6 +127,59 @@ def test_a_rerun_submits_nothing(small_run, slurm_cluster):
     workdir, _ = small_run
     before = len(slurm_cluster.submissions())
     result = slurm_cluster.snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Nothing to be done" in result.stdout + result.stderr
+    assert len(slurm_cluster.submissions()) == before
+
+
+# The rules that run on GPUs on a cluster (slurm/config.yaml), and how many jobs of each
+# the demo has: one per (model, language) or per (model, variant, language).
+DEMO_GPU_JOBS = {"train_sft": 6, "train_reward_model": 6, "train_ppo": 6,
+                 "generate_responses": 6, "evaluate": 18}
+
+
+@pytest.fixture(scope="module")
+def demo_run(slurm_cluster, tmp_path_factory):
+    """The embedded demo run to the end through the profile; its workdir and submissions."""
+    workdir = copy_workflow(tmp_path_factory.mktemp("slurm-demo"))
+    before = len(slurm_cluster.submissions())
+    # Two jobs at a time on this 2-core machine, one torch thread each.
+    one_thread = [f"{rule}=1" for rule in DEMO_GPU_JOBS]
+    result = slurm_cluster.snakemake(workdir, "--jobs", "2", "--set-threads", *one_thread,
+                                     timeout=1800)
+    assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
+    return workdir, slurm_cluster.submissions()[before:]
+
+
+def rule_of(submission):
+    return submission["args"][submission["args"].index("--comment") + 1]
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_the_demo_runs_through_sbatch_with_gpus_for_the_gpu_rules(demo_run):
+    workdir, submissions = demo_run
+    assert all(s["returncode"] == 0 for s in submissions)
+    for rule, count in DEMO_GPU_JOBS.items():
+        jobs = [s for s in submissions if rule_of(s).startswith(f"rule_{rule}_")]
+        assert len(jobs) == count, rule
+        for job in jobs:
+            assert "--gpus=1" in job["args"]
+            assert job["job"]["TresPerJob"] == "gres:gpu:1"
+            assert job["job"]["Partition"] == "gpu"
+    # Login-node rules were never submitted; the tables came out of the run.
+    submitted_rules = " ".join(rule_of(s) for s in submissions)
+    for rule in ("load_instructions", "gather_translations", "paper_tables"):
+        assert f"rule_{rule}" not in submitted_rules
+    assert (workdir / "results/tables/arc.csv").exists()
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_a_rerun_of_the_demo_submits_nothing(demo_run, slurm_cluster):
+    workdir, _ = demo_run
+    before = len(slurm_cluster.submissions())
+    result = slurm_cluster.snakemake(workdir, "--jobs", "2")
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Nothing to be done" in result.stdout + result.stderr
     assert len(slurm_cluster.submissions()) == before

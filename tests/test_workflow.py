@@ -76,11 +76,12 @@ def test_changed_translation_reruns_only_that_language(demo_run):
     finally:
         data.write_bytes(backup)
 
-    expected = {("all", ()), ("paper_tables", ()), ("translation_qa", (("lang", "vi"),))}
+    expected = {("all", ()), ("paper_tables", ()), ("paper_figures", ()),
+                ("translation_qa", (("lang", "vi"),))}
     for model in DEMO["models"]:
         per_model = (("lang", "vi"), ("model", model))
         for rule in ("train_sft", "generate_responses", "preference_pairs",
-                     "train_reward_model", "train_ppo", "train_dpo"):
+                     "train_reward_model", "train_ppo", "train_dpo", "training_curves"):
             expected.add((rule, per_model))
         for shard in shard_ids(DEMO, "rm"):
             expected.add(("rank_shard", (("lang", "vi"), ("model", model), ("shard", shard))))

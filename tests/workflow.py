@@ -43,7 +43,7 @@ def snakemake(workdir: Path, *args: str, timeout: int = 1200, check: bool = True
     return result
 
 
-_RULE = re.compile(r"^(?:local)?rule (\w+):$")
+_RULE = re.compile(r"^\s*(?:local)?rule (\w+):$")
 _WILDCARDS = re.compile(r"^\s+wildcards: (.*)$")
 
 
