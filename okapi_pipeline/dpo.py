@@ -15,14 +15,13 @@ from okapi_pipeline.modeling import (
     clear_checkpoints,
     fingerprint,
     freeze_all_but_top_blocks,
-    gradient_accumulation,
     is_main_process,
     load_causal_lm,
     load_tokenizer,
     prepare_checkpoints,
     run_precision,
     save_trained_model,
-    world_size,
+    trainer_arguments,
     write_training_summary,
 )
 from okapi_pipeline.reward_model import split_pairs
@@ -62,28 +61,9 @@ def train_dpo(sft_dir, pairs_path, out_dir, settings: dict, checkpoint_dir, thre
     log.info("%d trainable parameters (top %d blocks)", trainable, settings["trainable_top_blocks"])
 
     args = DPOConfig(
-        output_dir=str(checkpoint_dir),
+        **trainer_arguments(settings, checkpoint_dir, precision, evaluate=bool(held_out)),
         beta=settings["beta"],
-        num_train_epochs=settings["epochs"],
-        learning_rate=settings["learning_rate"],
-        lr_scheduler_type=settings["lr_scheduler"],
-        warmup_steps=settings["warmup_steps"],
-        weight_decay=settings["weight_decay"],
-        max_length=settings["max_length"],
-        per_device_train_batch_size=settings["per_device_batch_size"],
-        per_device_eval_batch_size=settings["per_device_batch_size"],
-        gradient_accumulation_steps=gradient_accumulation(
-            settings["effective_batch_size"], settings["per_device_batch_size"], world_size()),
-        seed=settings["seed"],
-        eval_strategy="epoch" if held_out else "no",
-        save_strategy="steps",
-        save_steps=settings["save_steps"],
-        save_total_limit=2,
-        logging_steps=1,
-        report_to="none",
-        disable_tqdm=True,
         gradient_checkpointing=False,
-        **precision.trainer_arguments(),
     )
     trainer = DPOTrainer(
         model=model,

@@ -48,6 +48,36 @@ class Precision:
         return {"use_cpu": self.device == "cpu", "bf16": self.bf16, "fp16": False}
 
 
+def trainer_arguments(settings: dict, checkpoint_dir, precision: Precision, evaluate: bool) -> dict:
+    """The TrainingArguments fields SFT, the reward model and DPO share, from a stage's settings.
+
+    Gradient accumulation makes up `effective_batch_size` over however many processes
+    run, so the schedule is the same on one CPU or eight GPUs.
+    """
+    return dict(
+        output_dir=str(checkpoint_dir),
+        num_train_epochs=settings["epochs"],
+        learning_rate=settings["learning_rate"],
+        lr_scheduler_type=settings["lr_scheduler"],
+        warmup_steps=settings["warmup_steps"],
+        weight_decay=settings["weight_decay"],
+        max_length=settings["max_length"],
+        per_device_train_batch_size=settings["per_device_batch_size"],
+        per_device_eval_batch_size=settings["per_device_batch_size"],
+        gradient_accumulation_steps=gradient_accumulation(
+            settings["effective_batch_size"], settings["per_device_batch_size"], world_size()),
+        seed=settings["seed"],
+        eval_strategy="epoch" if evaluate else "no",
+        save_strategy="steps",
+        save_steps=settings["save_steps"],
+        save_total_limit=2,
+        logging_steps=1,
+        report_to="none",
+        disable_tqdm=True,
+        **precision.trainer_arguments(),
+    )
+
+
 def run_precision(threads: int | None = None) -> Precision:
     """bf16 on a CUDA device that supports it, else fp32 (on CPU with `threads` threads)."""
     import torch

@@ -14,14 +14,13 @@ from okapi_pipeline.modeling import (
     clear_checkpoints,
     fingerprint,
     freeze_all_but_top_blocks,
-    gradient_accumulation,
     is_main_process,
     load_scorer,
     load_tokenizer,
     prepare_checkpoints,
     run_precision,
     save_trained_model,
-    world_size,
+    trainer_arguments,
     write_training_summary,
 )
 from okapi_pipeline.sft import held_out_split
@@ -103,26 +102,9 @@ def train_reward_model(sft_dir, pairs_path, out_dir, settings: dict, checkpoint_
     train_examples = [tokenize_pair(p, tokenizer, settings["max_length"]) for p in train]
     held_out_examples = [tokenize_pair(p, tokenizer, settings["max_length"]) for p in held_out]
     args = RewardConfig(
-        output_dir=str(checkpoint_dir),
-        num_train_epochs=settings["epochs"],
-        learning_rate=settings["learning_rate"],
-        lr_scheduler_type=settings["lr_scheduler"],
-        warmup_steps=settings["warmup_steps"],
-        weight_decay=settings["weight_decay"],
-        max_length=settings["max_length"],
-        per_device_train_batch_size=settings["per_device_batch_size"],
-        gradient_accumulation_steps=gradient_accumulation(
-            settings["effective_batch_size"], settings["per_device_batch_size"], world_size()),
-        seed=settings["seed"],
-        save_strategy="steps",
-        save_steps=settings["save_steps"],
-        save_total_limit=2,
-        logging_steps=1,
-        report_to="none",
-        disable_tqdm=True,
+        **trainer_arguments(settings, checkpoint_dir, precision, evaluate=False),
         # The frozen lower blocks keep no activations for backward: little to save.
         gradient_checkpointing=False,
-        **precision.trainer_arguments(),
     )
     trainer = RewardTrainer(
         model=model,

@@ -14,7 +14,6 @@ from okapi_pipeline.modeling import (
     checkpoint_step,
     clear_checkpoints,
     fingerprint,
-    gradient_accumulation,
     is_main_process,
     load_causal_lm,
     load_tokenizer,
@@ -22,7 +21,7 @@ from okapi_pipeline.modeling import (
     run_precision,
     save_trained_model,
     trainable_parameters,
-    world_size,
+    trainer_arguments,
     write_training_summary,
 )
 from okapi_pipeline.template import alpaca_prompt
@@ -76,30 +75,11 @@ def train_sft(base_dir, data_path, out_dir, settings: dict, checkpoint_dir, thre
 
     beta1, beta2 = settings["adam_betas"]
     args = SFTConfig(
-        output_dir=str(checkpoint_dir),
-        num_train_epochs=settings["epochs"],
-        learning_rate=settings["learning_rate"],
-        lr_scheduler_type=settings["lr_scheduler"],
-        warmup_steps=settings["warmup_steps"],
+        **trainer_arguments(settings, checkpoint_dir, precision, evaluate=bool(held_out)),
         adam_beta1=beta1,
         adam_beta2=beta2,
-        weight_decay=settings["weight_decay"],
-        max_length=settings["max_length"],
-        per_device_train_batch_size=settings["per_device_batch_size"],
-        per_device_eval_batch_size=settings["per_device_batch_size"],
-        gradient_accumulation_steps=gradient_accumulation(
-            settings["effective_batch_size"], settings["per_device_batch_size"], world_size()),
         completion_only_loss=settings["completion_only_loss"],
-        seed=settings["seed"],
-        eval_strategy="epoch" if held_out else "no",
-        save_strategy="steps",
-        save_steps=settings["save_steps"],
-        save_total_limit=2,
-        logging_steps=1,
-        report_to="none",
-        disable_tqdm=True,
         gradient_checkpointing=precision.device != "cpu",
-        **precision.trainer_arguments(),
     )
     trainer = SFTTrainer(
         model=model,
