@@ -84,6 +84,10 @@ def model_dir(wildcards):
     return f"results/models/{wildcards.model}/{wildcards.lang}/{wildcards.variant}"
 
 
+def base_model_of(wildcards):
+    return base_model_dir(wildcards.model)
+
+
 # ---- the LLM-call layer --------------------------------------------------------
 
 
@@ -138,14 +142,6 @@ def shard_group(stage, group):
 # ---- data ----------------------------------------------------------------------
 
 
-def english_shards(wildcards):
-    return expand(
-        "results/data/en/{split}/shards/{shard}.jsonl",
-        split=wildcards.split,
-        shard=shard_ids(config, wildcards.split),
-    )
-
-
 def translated_shards(wildcards):
     return expand(
         "results/data/{lang}/{split}/shards/{shard}.jsonl",
@@ -172,12 +168,101 @@ def ranked_shards(wildcards):
     )
 
 
+def self_instruct_inputs(wildcards):
+    return {
+        "seed_tasks": config["self_instruct"]["seed_tasks"],
+        "prompt": config["self_instruct"]["prompt"],
+        "model": llm_model_input("self_instruct"),
+    }
+
+
+def all_english_shards():
+    return [
+        f"results/data/en/{split}/shards/{shard}.jsonl"
+        for split in SPLITS
+        for shard in shard_ids(config, split)
+    ]
+
+
+def translation_inputs(wildcards):
+    return {
+        "shard": f"results/data/en/{wildcards.split}/shards/{wildcards.shard}.jsonl",
+        "prompt": config["translation"]["prompt"],
+        "model": llm_model_input("translation"),
+        "instructions": llm_cost_input("translation"),
+    }
+
+
+def ranking_inputs(wildcards):
+    return {
+        "responses": f"results/rankings/{wildcards.model}/{wildcards.lang}/responses.jsonl",
+        "prompt": config["ranking"]["prompt"],
+        "back_translation_prompt": config["ranking"]["back_translation_prompt"],
+        "judge": llm_model_input("ranking"),
+        "instructions": llm_cost_input("ranking"),
+    }
+
+
+def shard_index(wildcards):
+    return int(wildcards.shard)
+
+
+# Where each benchmark's split files live in the released layout.
+# ---- benchmarks -----------------------------------------------------------------
+
+
 def benchmark_files(wildcards):
     return expand(
         "results/benchmark_data/{bench}/{lang}.json",
         bench=BENCHMARKS,
         lang=wildcards.lang,
     )
+
+
+RELEASED_FOLDERS = {"arc": "m_arc", "hellaswag": "m_hellaswag", "mmlu": "m_mmlu"}
+
+
+def benchmark_source(wildcards):
+    return config["benchmarks"][wildcards.bench]
+
+
+def benchmark_splits(wildcards):
+    """The splits evaluation reads: the scored one and the one shots come from."""
+    protocol = config["evaluation"][wildcards.bench]
+    splits = [protocol["split"]]
+    if protocol.get("num_fewshot", 0) > 0 and protocol["fewshot_split"] not in splits:
+        splits.append(protocol["fewshot_split"])
+    return splits
+
+
+def benchmark_source_files(wildcards):
+    """Local released files are inputs (a changed file reruns); hub sources have none.
+
+    A translated benchmark reads the English files (en_{split}.json) of its folder.
+    """
+    source = config["benchmarks"][wildcards.bench]
+    if "path" not in source or source["source"] == "hub":
+        return []
+    folder = RELEASED_FOLDERS[wildcards.bench]
+    lang = "en" if source["source"] == "translate" else wildcards.lang
+    return [
+        f"{source['path']}/{folder}/{lang}_{split}.json"
+        for split in benchmark_splits(wildcards)
+    ]
+
+
+TRANSLATED_BENCHMARKS = [
+    b for b in BENCHMARKS if config["benchmarks"][b]["source"] == "translate"
+]
+RELEASED_BENCHMARKS = [b for b in BENCHMARKS if b not in TRANSLATED_BENCHMARKS]
+
+
+def benchmark_translation_inputs(wildcards):
+    return {
+        "english": benchmark_source_files(wildcards),
+        "prompt": config["benchmarks"]["prompt"],
+        "model": llm_model_input("benchmarks"),
+    }
 
 
 # ---- targets ---------------------------------------------------------------------
@@ -265,94 +350,4 @@ def checkpoint_references():
             else None
         )
         for name, entry in CHECKPOINTS.items()
-    }
-
-
-def self_instruct_inputs(wildcards):
-    return {
-        "seed_tasks": config["self_instruct"]["seed_tasks"],
-        "prompt": config["self_instruct"]["prompt"],
-        "model": llm_model_input("self_instruct"),
-    }
-
-
-def all_english_shards():
-    return [
-        f"results/data/en/{split}/shards/{shard}.jsonl"
-        for split in SPLITS
-        for shard in shard_ids(config, split)
-    ]
-
-
-def translation_inputs(wildcards):
-    return {
-        "shard": f"results/data/en/{wildcards.split}/shards/{wildcards.shard}.jsonl",
-        "prompt": config["translation"]["prompt"],
-        "model": llm_model_input("translation"),
-        "instructions": llm_cost_input("translation"),
-    }
-
-
-def base_model_of(wildcards):
-    return base_model_dir(wildcards.model)
-
-
-def ranking_inputs(wildcards):
-    return {
-        "responses": f"results/rankings/{wildcards.model}/{wildcards.lang}/responses.jsonl",
-        "prompt": config["ranking"]["prompt"],
-        "back_translation_prompt": config["ranking"]["back_translation_prompt"],
-        "judge": llm_model_input("ranking"),
-        "instructions": llm_cost_input("ranking"),
-    }
-
-
-def shard_index(wildcards):
-    return int(wildcards.shard)
-
-
-# Where each benchmark's split files live in the released layout.
-RELEASED_FOLDERS = {"arc": "m_arc", "hellaswag": "m_hellaswag", "mmlu": "m_mmlu"}
-
-
-def benchmark_source(wildcards):
-    return config["benchmarks"][wildcards.bench]
-
-
-def benchmark_splits(wildcards):
-    """The splits evaluation reads: the scored one and the one shots come from."""
-    protocol = config["evaluation"][wildcards.bench]
-    splits = [protocol["split"]]
-    if protocol.get("num_fewshot", 0) > 0 and protocol["fewshot_split"] not in splits:
-        splits.append(protocol["fewshot_split"])
-    return splits
-
-
-def benchmark_source_files(wildcards):
-    """Local released files are inputs (a changed file reruns); hub sources have none.
-
-    A translated benchmark reads the English files (en_{split}.json) of its folder.
-    """
-    source = config["benchmarks"][wildcards.bench]
-    if "path" not in source or source["source"] == "hub":
-        return []
-    folder = RELEASED_FOLDERS[wildcards.bench]
-    lang = "en" if source["source"] == "translate" else wildcards.lang
-    return [
-        f"{source['path']}/{folder}/{lang}_{split}.json"
-        for split in benchmark_splits(wildcards)
-    ]
-
-
-TRANSLATED_BENCHMARKS = [
-    b for b in BENCHMARKS if config["benchmarks"][b]["source"] == "translate"
-]
-RELEASED_BENCHMARKS = [b for b in BENCHMARKS if b not in TRANSLATED_BENCHMARKS]
-
-
-def benchmark_translation_inputs(wildcards):
-    return {
-        "english": benchmark_source_files(wildcards),
-        "prompt": config["benchmarks"]["prompt"],
-        "model": llm_model_input("benchmarks"),
     }
