@@ -9,7 +9,6 @@ two methods change the same weights and compare on equal terms in the tables.
 import logging
 import time
 
-from okapi_pipeline.jsonl import read_jsonl
 from okapi_pipeline.modeling import (
     checkpoint_step,
     clear_checkpoints,
@@ -24,7 +23,7 @@ from okapi_pipeline.modeling import (
     trainer_arguments,
     write_training_summary,
 )
-from okapi_pipeline.reward_model import split_pairs
+from okapi_pipeline.reward_model import read_pairs
 from okapi_pipeline.template import alpaca_prompt
 
 log = logging.getLogger(__name__)
@@ -46,10 +45,7 @@ def train_dpo(sft_dir, pairs_path, out_dir, settings: dict, checkpoint_dir, thre
 
     started = time.time()
     precision = run_precision(threads)
-    pairs = read_jsonl(pairs_path)
-    if not pairs:
-        raise ValueError(f"no preference pairs in {pairs_path}")
-    train, held_out = split_pairs(pairs, settings["held_out_fraction"], settings["seed"])
+    train, held_out = read_pairs(pairs_path, settings)
     log.info("DPO on %d pairs (%d held out) from %s", len(train), len(held_out), pairs_path)
 
     resume = prepare_checkpoints(checkpoint_dir, fingerprint(sft_dir, pairs_path, settings))

@@ -39,6 +39,14 @@ def split_pairs(pairs: list[dict], fraction: float, seed: int) -> tuple[list[dic
     return [p for p in pairs if p["id"] in train_ids], [p for p in pairs if p["id"] not in train_ids]
 
 
+def read_pairs(pairs_path, settings: dict) -> tuple[list[dict], list[dict]]:
+    """The preference pairs of a ranking stage, split into train and held out."""
+    pairs = read_jsonl(pairs_path)
+    if not pairs:
+        raise ValueError(f"no preference pairs in {pairs_path}")
+    return split_pairs(pairs, settings["held_out_fraction"], settings["seed"])
+
+
 def tokenize_pair(pair: dict, tokenizer, max_length: int) -> dict:
     """Token ids of prompt + chosen and prompt + rejected, each at most max_length long.
 
@@ -87,10 +95,7 @@ def train_reward_model(sft_dir, pairs_path, out_dir, settings: dict, checkpoint_
 
     started = time.time()
     precision = run_precision(threads)
-    pairs = read_jsonl(pairs_path)
-    if not pairs:
-        raise ValueError(f"no preference pairs in {pairs_path}")
-    train, held_out = split_pairs(pairs, settings["held_out_fraction"], settings["seed"])
+    train, held_out = read_pairs(pairs_path, settings)
     log.info("reward model on %d pairs (%d held out) from %s", len(train), len(held_out), pairs_path)
 
     resume = prepare_checkpoints(checkpoint_dir, fingerprint(sft_dir, pairs_path, settings))
