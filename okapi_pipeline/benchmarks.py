@@ -10,10 +10,9 @@ index, because a silently skipped item changes the score.
 
 import json
 import logging
-import math
 from pathlib import Path
 
-from okapi_pipeline.cost import BudgetExceeded, tokens
+from okapi_pipeline.cost import enforce_budget, is_budgeted, tokens, usd
 from okapi_pipeline.jsonl import write_json
 from okapi_pipeline.languages import language_name
 from okapi_pipeline.llm import LLMClient, Rejected, cache_file, check_reject_share
@@ -230,15 +229,10 @@ def translate_benchmark(bench: str, lang: str, source: dict, splits: list[str], 
 
 def _check_budget(requests: dict, settings: dict, what: str) -> None:
     """A paid backend refuses to start when this job's estimate is over budget_usd."""
-    budget = settings.get("budget_usd", 0.0)
-    if settings["backend"] != "openai" or budget is None:
+    if not is_budgeted(settings):
         return
     sent = [request for split in requests.values() for request in split]
     input_tokens = sum(tokens(request.system) + tokens(request.user_text()) for request in sent)
     output_tokens = sum(tokens(request.user_text()) for request in sent)
-    cost = (input_tokens / 1000 * settings.get("price_input_per_1k", 0.0)
-            + output_tokens / 1000 * settings.get("price_output_per_1k", 0.0))
-    if cost > budget:
-        raise BudgetExceeded(f"{what}: the estimated cost ${cost:,.2f} exceeds budget_usd ${budget:,.2f}; to allow it, "
-                    f"set benchmarks.llm.budget_usd to at least {math.ceil(cost)} in your config file and run again")
-    log.info("%s: estimated cost $%.2f within the budget of $%s", what, cost, budget)
+    enforce_budget(usd(input_tokens, output_tokens, settings), settings, f"{what}: the estimated cost",
+                   "benchmarks.llm.budget_usd")

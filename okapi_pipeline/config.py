@@ -133,6 +133,13 @@ def llm_settings(config: dict, stage: str) -> dict:
     return merged
 
 
+def stage_llm_settings(config: dict, stage: str, answer_params: dict) -> dict:
+    """A job's LLM settings: those that shape answers from its rule's params (they decide
+    reruns), operational ones (limits, cache, prices, budget) from config (changing them
+    reruns nothing)."""
+    return {**llm_settings(config, stage), **answer_params}
+
+
 def shard_count(config: dict, split: str) -> int:
     """Translation shards of a split: fixed by config so the DAG is static."""
     return math.ceil(config["split"]["sizes"][split] / config["translation"]["items_per_shard"])

@@ -93,10 +93,10 @@ def _row(stage, language, model, requests, input_tokens, output_tokens, settings
     input_tokens, output_tokens = round(input_tokens), round(output_tokens)
     return {"stage": stage, "language": language, "model": model, "requests": requests,
             "input_tokens": input_tokens, "output_tokens": output_tokens,
-            "usd": _usd(input_tokens, output_tokens, settings)}
+            "usd": usd(input_tokens, output_tokens, settings)}
 
 
-def _usd(input_tokens: int, output_tokens: int, settings: dict) -> float:
+def usd(input_tokens: int, output_tokens: int, settings: dict) -> float:
     """The hf backend runs locally and costs nothing."""
     if settings["backend"] != "openai":
         return 0.0
@@ -124,13 +124,23 @@ def check_budget(config: dict, stage: str, settings: dict, instructions=None) ->
     Called by the stage's jobs before any request, with the same estimate as
     `snakemake cost_estimate`; the hf backend is free and never checked.
     """
-    budget = settings.get("budget_usd", 0.0)
-    if settings["backend"] != "openai" or budget is None:
+    if not is_budgeted(settings):
         return
     cost = sum(row["usd"] for row in config_estimate(config, instructions) if row["stage"] == stage)
+    enforce_budget(cost, settings, f"{stage}: the estimated cost", f"llm.budget_usd (or {stage}.llm.budget_usd)",
+                   source=" (see `snakemake cost_estimate`)")
+
+
+def is_budgeted(settings: dict) -> bool:
+    """Only a paid (openai) backend with a budget is checked."""
+    return settings["backend"] == "openai" and settings.get("budget_usd", 0.0) is not None
+
+
+def enforce_budget(cost: float, settings: dict, what: str, budget_key: str, source: str = "") -> None:
+    """Raise BudgetExceeded, in one line saying which key to raise, when `cost` is over budget."""
+    budget = settings.get("budget_usd", 0.0)
     if cost > budget:
         raise BudgetExceeded(
-            f"{stage}: the estimated cost ${cost:,.2f} (see `snakemake cost_estimate`) exceeds budget_usd "
-            f"${budget:,.2f}; to allow it, set llm.budget_usd (or {stage}.llm.budget_usd) to at least "
-            f"{math.ceil(cost)} in your config file and run again")
-    log.info("%s: estimated cost $%.2f within the budget of $%s", stage, cost, budget)
+            f"{what} ${cost:,.2f}{source} exceeds budget_usd ${budget:,.2f}; "
+            f"to allow it, set {budget_key} to at least {math.ceil(cost)} in your config file and run again")
+    log.info("%s $%.2f is within the budget of $%s", what, cost, budget)

@@ -45,6 +45,6 @@ rule translate_benchmark:
     params:
         source=benchmark_source,
         splits=benchmark_splits,
-        llm=llm_for("benchmarks"),
+        llm=llm_answer_params("benchmarks"),
     script:
         "../scripts/translate_benchmark.py"

@@ -1,15 +1,14 @@
 import logging
 import sys
 
-from okapi_pipeline.config import llm_settings
+from okapi_pipeline.config import stage_llm_settings
 from okapi_pipeline.cost import BudgetExceeded, check_budget
 from okapi_pipeline.llm import TooManyRejects
 from okapi_pipeline.ranking import rank_shard
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-# Operational settings (limits, cache, budget) from config, those that shape answers from params.
-settings = {**llm_settings(snakemake.config, "ranking"), **snakemake.params.llm}
+settings = stage_llm_settings(snakemake.config, "ranking", snakemake.params.llm)
 try:
     # Before any request: a paid stage over its budget refuses to start.
     check_budget(snakemake.config, "ranking", settings, snakemake.input.instructions)
