@@ -17,7 +17,7 @@ from pathlib import Path
 LETTERS = "ABCDE"
 SIZES = {
     "arc": {"train": 30, "validation": 10, "test": 20},
-    "mmlu": {"dev": 5, "val": 30, "test": 20},
+    "mmlu": {"dev": 30, "val": 30, "test": 20},
     "hellaswag": {"validation": 20},
 }
 

@@ -31,8 +31,9 @@ REQUIRED_KEYS = {
     "hellaswag": ("ind", "activity_label", "ctx_a", "ctx_b", "endings", "label"),
 }
 HELLASWAG_ENDINGS = 4
-# Split names the hub mirrors may use for the released split names.
-HUB_SPLIT_NAMES = {"validation": ("validation", "val"), "val": ("val", "validation")}
+# Split names the hub mirrors may use for the released split names (the alexandrainst
+# MMLU mirror calls the dev file `train`).
+HUB_SPLIT_NAMES = {"validation": ("validation", "val"), "val": ("val", "validation"), "dev": ("dev", "train")}
 
 
 class BenchmarkFormatError(ValueError):
@@ -114,7 +115,10 @@ def read_hub_split(bench: str, hub_id: str, lang: str, split: str) -> list[dict]
     """Read one split of a hub mirror (one config per language) and check it."""
     from datasets import load_dataset
 
-    dataset = load_dataset(hub_id, lang)
+    try:
+        dataset = load_dataset(hub_id, lang)
+    except ValueError as error:  # e.g. no config for this language
+        raise BenchmarkFormatError(f"{hub_id}[{lang}]: {error}") from error
     names = [name for name in HUB_SPLIT_NAMES.get(split, (split,)) if name in dataset]
     if not names:
         raise BenchmarkFormatError(f"{hub_id}[{lang}]: no split {split!r} (has {', '.join(dataset)})")
@@ -130,14 +134,22 @@ def load_split(bench: str, lang: str, split: str, source: dict) -> list[dict]:
     return read_hub_split(bench, source["hub_id"], lang, split)
 
 
-def prepare_benchmark(bench: str, lang: str, source: dict, splits: list[str], out_path) -> dict:
-    """Write the checked splits of one benchmark in one language as one normalised file."""
-    data = {
-        "benchmark": bench,
-        "language": lang,
-        "source": source,
-        "splits": {split: load_split(bench, lang, split, source) for split in splits},
-    }
+def prepare_benchmark(bench: str, lang: str, source: dict, splits: list[str], out_path, strict: bool = True) -> dict:
+    """Write the checked splits of one benchmark in one language as one normalised file.
+
+    A missing file or a malformed record fails the job when `strict`; otherwise the
+    file says the benchmark is unavailable in this language and why, so that its cells
+    show "n/a" and every other cell is still scored (e.g. HellaSwag zh, which the hub
+    mirrors may lack).
+    """
+    data = {"benchmark": bench, "language": lang, "source": source}
+    try:
+        data["splits"] = {split: load_split(bench, lang, split, source) for split in splits}
+    except (BenchmarkFormatError, FileNotFoundError) as error:
+        if strict:
+            raise
+        log.warning("%s %s is not available: %s", bench, lang, error)
+        data.update(splits={}, unavailable=str(error))
     for split, records in data["splits"].items():
         log.info("%s %s %s: %d records", bench, lang, split, len(records))
     write_json(out_path, data)
@@ -187,7 +199,7 @@ def translate_benchmark(bench: str, lang: str, source: dict, splits: list[str], 
     """
     system = load_prompt(prompt_file, language=language_name(lang))
     english = {split: load_split(bench, "en", split, english_source(source)) for split in splits}
-    requests = {split: [field_request(system, translatable_fields(bench, record)) for record in records]
+    requests = {split: [field_request(system, translatable_fields(bench, record), ("en", lang)) for record in records]
                 for split, records in english.items()}
     _check_budget(requests, llm_settings, f"benchmark translation {bench} {lang}")
     data = {"benchmark": bench, "language": lang, "source": source, "splits": {}}

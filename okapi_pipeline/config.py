@@ -12,10 +12,16 @@ import jsonschema
 import yaml
 
 from okapi_pipeline.languages import ISO_639_1
+from okapi_pipeline.split import source_groups
 
 SPLITS = ("sft", "rm", "ppo")
 BENCHMARKS = ("arc", "hellaswag", "mmlu")
-LLM_STAGES = ("self_instruct", "translation", "ranking")
+LLM_STAGES = ("self_instruct", "translation", "ranking", "back_translation")
+# A stage whose settings start from another stage's: back-translation uses the ranking
+# judge's translator unless `back_translation.llm` says otherwise.
+STAGE_PARENTS = {"back_translation": "ranking"}
+# Stages that are not translations: the `mt` backend cannot serve them.
+NOT_TRANSLATION = ("self_instruct", "ranking")
 
 
 class ConfigError(ValueError):
@@ -104,8 +110,26 @@ def _check_cross_keys(config: dict) -> None:
         llm = llm_settings(config, stage)
         if llm["backend"] == "openai" and not llm.get("api_key_env"):
             raise ConfigError(f"config: '{stage}.llm.api_key_env' is needed for the openai backend")
-        if llm["backend"] == "hf" and llm["mode"] == "batch":
+        if llm["backend"] != "openai" and llm["mode"] == "batch":
             raise ConfigError(f"config: '{stage}.llm.mode': batch needs the openai backend")
+        if llm["backend"] == "mt" and stage in NOT_TRANSLATION:
+            what = "the ranking judge (set back_translation.llm for an mt back-translation)" if stage == "ranking" \
+                else "self-instruct"
+            raise ConfigError(f"config: '{stage}.llm.backend': mt only translates; it cannot be {what}")
+    for name, entry in config["translator_comparison"]["translators"].items():
+        llm = {**llm_settings(config, "translation"), **entry}
+        if llm["backend"] == "openai" and not llm.get("api_key_env"):
+            raise ConfigError(f"config: 'translator_comparison.translators.{name}.api_key_env' is needed for openai")
+    seeds = config["self_instruct"]
+    if seeds["seed_tasks"].startswith(("http://", "https://")) and not seeds["seed_tasks_sha256"]:
+        raise ConfigError("config: missing key 'self_instruct.seed_tasks_sha256' (seed_tasks is a URL)")
+    try:
+        source_groups(split_plan(config))
+    except ValueError as error:
+        raise ConfigError(f"config: {error}") from None
+    responder = config["ranking"]["responses_from"]
+    if responder != "own" and responder not in config["base_models"]:
+        raise ConfigError(f"config: 'ranking.responses_from': '{responder}' is neither own nor a base_models entry")
     for name in ("sft", "reward_model"):
         section = config[name]
         if section["effective_batch_size"] % section["per_device_batch_size"]:
@@ -129,8 +153,20 @@ def _check_checkpoints(config: dict) -> None:
 def llm_settings(config: dict, stage: str) -> dict:
     """The LLM-layer settings of one stage: the `llm` block with the stage's overrides."""
     merged = dict(config["llm"])
+    if stage in STAGE_PARENTS:
+        merged.update(config.get(STAGE_PARENTS[stage], {}).get("llm") or {})
     merged.update(config.get(stage, {}).get("llm") or {})
     return merged
+
+
+def translator_settings(config: dict, name: str) -> dict:
+    """One translator of `translator_comparison`: the translation stage's settings with
+    the entry's overrides (an empty list of translators compares the stage's own)."""
+    return {**llm_settings(config, "translation"), **config["translator_comparison"]["translators"].get(name, {})}
+
+
+def translator_names(config: dict) -> list[str]:
+    return list(config["translator_comparison"]["translators"]) or ["translation"]
 
 
 def stage_llm_settings(config: dict, stage: str, answer_params: dict) -> dict:
@@ -140,9 +176,29 @@ def stage_llm_settings(config: dict, stage: str, answer_params: dict) -> dict:
     return {**llm_settings(config, stage), **answer_params}
 
 
+def split_sizes(config: dict) -> dict[str, int]:
+    return {split: config["split"][split]["size"] for split in SPLITS}
+
+
+def split_plan(config: dict) -> dict[str, dict]:
+    """Each split's sources and size, in split order."""
+    return {split: {"sources": config["split"][split]["sources"], "size": config["split"][split]["size"]}
+            for split in SPLITS}
+
+
+def ranking_responders(config: dict) -> list[str]:
+    """The base models whose SFT models answer the rm prompts that are ranked.
+
+    `own`: every trained model ranks its own samples; a model name: that model's
+    samples are ranked once per language and every model's reward model learns from them.
+    """
+    source = config["ranking"]["responses_from"]
+    return list(config["models"]) if source == "own" else [source]
+
+
 def shard_count(config: dict, split: str) -> int:
     """Translation shards of a split: fixed by config so the DAG is static."""
-    return math.ceil(config["split"]["sizes"][split] / config["translation"]["items_per_shard"])
+    return math.ceil(config["split"][split]["size"] / config["translation"]["items_per_shard"])
 
 
 def shard_ids(config: dict, split: str) -> list[str]:

@@ -34,12 +34,13 @@ def tokens(text: str) -> int:
     return math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
-def estimate_costs(instructions, seed_tasks, prompts: dict, languages: list[str], models: list[str],
+def estimate_costs(instructions, seed_tasks, prompts: dict, languages: list[str], responders: list[str],
                    sizes: dict, self_instruct: dict, ranking: dict, llm: dict, out_path=None) -> list[dict]:
     """One row per (stage, language, model): requests, tokens and USD at the stage's prices.
 
     `instructions` gives the average English record; `prompts` maps translation,
-    self_instruct, rank and back_translation to their prompt files; `llm` maps each
+    self_instruct, rank and back_translation to their prompt files; `responders` are
+    the models whose responses are ranked; `sizes` the split sizes; `llm` maps each
     stage to its LLM settings.
     """
     from okapi_pipeline.self_instruct import EXAMPLES_PER_PROMPT, format_examples, seed_records
@@ -54,10 +55,12 @@ def estimate_costs(instructions, seed_tasks, prompts: dict, languages: list[str]
     seeds = seed_records(seed_tasks)
     examples = tokens(format_examples(seeds[:EXAMPLES_PER_PROMPT]))
     task_tokens = mean(tokens(json.dumps(s, ensure_ascii=False)) for s in seeds) if seeds else 0
-    attempts = self_instruct["max_attempts"] if self_instruct["count"] else 0
-    rows.append(_row("self_instruct", "en", "", attempts,
-                     attempts * (tokens(text["self_instruct"]) + examples + MESSAGE_TOKENS),
-                     attempts * task_tokens, llm["self_instruct"]))
+    # Every request shows 3 seed tasks and asks for tasks_per_request new ones.
+    per_request = self_instruct["tasks_per_request"]
+    requests = math.ceil(self_instruct["max_attempts"] / per_request) if self_instruct["count"] else 0
+    rows.append(_row("self_instruct", "en", "", requests,
+                     requests * (tokens(text["self_instruct"]) + examples + MESSAGE_TOKENS),
+                     requests * per_request * task_tokens, llm["self_instruct"]))
 
     items = sum(sizes.values())
     for lang in languages:
@@ -67,7 +70,7 @@ def estimate_costs(instructions, seed_tasks, prompts: dict, languages: list[str]
                          items * record_tokens * factor, llm["translation"]))
 
     k, response_tokens = ranking["responses_per_prompt"], ranking["max_new_tokens"]
-    for model in models:
+    for model in responders:
         for lang in languages:
             factor = TOKEN_FACTOR.get(lang, 1.0)
             english = prompt_tokens + k * response_tokens
@@ -109,12 +112,12 @@ def config_estimate(config: dict, instructions=None) -> list[dict]:
 
     Without `instructions` (self-instruct runs before them) records count as empty.
     """
-    from okapi_pipeline.config import LLM_STAGES, llm_settings
+    from okapi_pipeline.config import LLM_STAGES, llm_settings, ranking_responders, split_sizes
 
     prompts = {"translation": config["translation"]["prompt"], "self_instruct": config["self_instruct"]["prompt"],
                "rank": config["ranking"]["prompt"], "back_translation": config["ranking"]["back_translation_prompt"]}
     return estimate_costs(instructions, config["self_instruct"]["seed_tasks"], prompts, config["languages"],
-                          config["models"], config["split"]["sizes"], config["self_instruct"], config["ranking"],
+                          ranking_responders(config), split_sizes(config), config["self_instruct"], config["ranking"],
                           {stage: llm_settings(config, stage) for stage in LLM_STAGES})
 
 

@@ -13,7 +13,7 @@ from okapi_pipeline.modeling import (
     checkpoint_step,
     clear_checkpoints,
     fingerprint,
-    freeze_all_but_top_blocks,
+    freeze_lower_blocks,
     is_main_process,
     load_causal_lm,
     load_tokenizer,
@@ -53,8 +53,8 @@ def train_dpo(sft_dir, pairs_path, out_dir, settings: dict, checkpoint_dir, thre
     model = load_causal_lm(sft_dir, tokenizer, precision.train_dtype)
     reference = load_causal_lm(sft_dir, tokenizer, precision.dtype)
     reference.requires_grad_(False)
-    trainable = freeze_all_but_top_blocks(model, settings["trainable_top_blocks"])
-    log.info("%d trainable parameters (top %d blocks)", trainable, settings["trainable_top_blocks"])
+    trainable = freeze_lower_blocks(model, settings["trainable_top_blocks"], settings["freeze_embeddings"])
+    log.info("%d trainable parameters (blocks below the top %d frozen)", trainable, settings["trainable_top_blocks"])
 
     args = DPOConfig(
         **trainer_arguments(settings, checkpoint_dir, precision, evaluate=bool(held_out)),

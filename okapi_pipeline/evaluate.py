@@ -279,10 +279,19 @@ def evaluate_model(model_dir, benchmark_files: dict, protocol: dict, out_paths: 
 
     check_backend(protocol.get("backend", "hf"))
     torch.set_num_threads(threads)
-    tasks = {}
+    tasks, scores = {}, {}
     for bench, path in benchmark_files.items():
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+        if "unavailable" in data:
+            # The benchmark data step marked it (benchmarks.strict is off): no score, the reason.
+            scores[bench] = {"benchmark": bench, "language": data["language"], "unavailable": data["unavailable"]}
+            write_json(out_paths[bench], scores[bench])
+            log.warning("%s %s not scored: %s", bench, data["language"], data["unavailable"])
+            continue
         name, config = write_task(bench, path, protocol[bench], workdir)
         tasks[bench] = (name, config, config["metadata"]["language"])
+    if not tasks:
+        return scores
     device, dtype = device_and_dtype()
     log.info("scoring %s on %s (%s, %s)", model_dir, ", ".join(t[0] for t in tasks.values()), device, dtype)
     results, truncated = run_lm_eval(model_dir, [name for name, _, _ in tasks.values()], workdir, protocol, device, dtype)
@@ -297,7 +306,6 @@ def evaluate_model(model_dir, benchmark_files: dict, protocol: dict, out_paths: 
         "lm_eval_version": version("lm_eval"),
         "truncated_requests": truncated,
     }
-    scores = {}
     for bench, (name, config, lang) in tasks.items():
         prompts = logged_prompts(results["samples"][name])
         write_jsonl(Path(workdir) / name / "samples.jsonl", prompts)

@@ -9,7 +9,7 @@ import json
 import logging
 from pathlib import Path
 
-from okapi_pipeline.tables import TITLES, grouped_languages, mean_or_missing, read_scores
+from okapi_pipeline.tables import TITLES, grouped_languages, is_number, mean_or_missing, read_scores
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,8 @@ def paper_figures(score_files: list, models: list[str], variants: list[str], lan
     scores = read_scores(score_files, metrics)
     all_gains = {}
     for bench, comparison_path, gain_path in zip(benchmarks, comparison_paths, gain_paths):
-        ours = {key[1:]: value for key, value in scores.items() if key[0] == bench}
+        # A benchmark not available in a language is left out, like a missing score.
+        ours = {key[1:]: value for key, value in scores.items() if key[0] == bench and is_number(value)}
         name = f"{TITLES.get(bench, bench)} ({metrics[bench]})"
         plot_sft_vs_rlhf(ours, models, languages, variants, f"{name}: SFT vs RLHF", comparison_path,
                          language_groups)

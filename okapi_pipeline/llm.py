@@ -1,8 +1,9 @@
 """The one LLM-call layer behind self-instruct, translation, back-translation and ranking.
 
-Two backends share one interface: `openai` (the official client against any
-OpenAI-compatible server) and `hf` (a local transformers causal LM, for offline
-runs). Every answer goes through a persistent response cache that lives outside
+Three backends share one interface: `openai` (the official client against any
+OpenAI-compatible server), `hf` (a local transformers causal LM, for offline runs)
+and `mt` (a local seq2seq translation model such as NLLB-200, okapi_pipeline.mt).
+Every answer goes through a persistent response cache that lives outside
 Snakemake's outputs: one append-only JSONL file per (stage, language, shard),
 keyed by a SHA-256 of the full request and fsynced per answer, so a killed or
 rerun job never sends an answered request again. Files, not SQLite, because many
@@ -34,12 +35,18 @@ log = logging.getLogger(__name__)
 OPERATIONAL_SETTINGS = (
     "api_key_env", "max_concurrency", "requests_per_minute", "tokens_per_minute", "timeout_s", "cache_dir",
     "mode", "batch_poll_s", "price_input_per_1k", "price_output_per_1k", "budget_usd", "max_reject_share",
+    "segments_per_second",
 )
+
+
+# Settings only the `mt` backend reads: for the others they change no answer.
+MT_SETTINGS = ("num_beams", "max_segment_tokens")
 
 
 def answer_settings(settings: dict) -> dict:
     """The settings that shape the answers (the rule params)."""
-    return {key: value for key, value in settings.items() if key not in OPERATIONAL_SETTINGS}
+    ignored = OPERATIONAL_SETTINGS + (() if settings.get("backend") == "mt" else MT_SETTINGS)
+    return {key: value for key, value in settings.items() if key not in ignored}
 
 
 @dataclass(frozen=True)
@@ -49,12 +56,15 @@ class JsonRequest:
     `user` is sent as the user message (a dict is sent as JSON). `tag` only enters the
     cache key: two requests with the same text but different tags are different
     requests (self-instruct asks the same kind of question many times).
+    `languages` (source, target), ISO 639-1, is set by the translation stages: the `mt`
+    backend translates between them (it reads no prompt).
     """
 
     system: str
     user: dict | str
     keys: tuple[str, ...]
     tag: str = ""
+    languages: tuple[str, str] | None = None
 
     def user_text(self) -> str:
         if isinstance(self.user, str):
@@ -183,8 +193,12 @@ class LLMClient:
             backend = _OpenAIBackend(settings)
         elif kind == "hf":
             backend = _HFBackend(settings, threads)
+        elif kind == "mt":
+            from okapi_pipeline.mt import MTBackend
+
+            backend = MTBackend(settings, threads)
         else:
-            raise ValueError(f"unknown LLM backend '{kind}' (openai or hf)")
+            raise ValueError(f"unknown LLM backend '{kind}' (openai, hf or mt)")
         return cls(settings, cache_path, backend)
 
     def _key(self, request: JsonRequest, attempt: int) -> str:
@@ -236,7 +250,7 @@ class LLMClient:
 
     def _attempts(self) -> int:
         # A local model at temperature 0 gives the same answer every time.
-        if self.settings["backend"] == "hf" and self.settings["temperature"] == 0:
+        if self.settings["backend"] in ("hf", "mt") and self.settings["temperature"] == 0:
             return 1
         return 1 + self.settings["max_retries"]
 
@@ -261,6 +275,9 @@ class _Backend:
     def answer(self, requests: list[JsonRequest], keys: list[str], cache: ResponseCache) -> None:
         """Answer every request and put each answer into the cache as soon as it arrives."""
         raise NotImplementedError
+
+    def prepare(self) -> None:
+        """Load what answering needs (a local model), e.g. before timing it."""
 
 
 class _OpenAIBackend(_Backend):
@@ -383,6 +400,9 @@ class _HFBackend(_Backend):
         self.threads = threads
         self.model_id = _model_fingerprint(settings["model"])
         self.model = None
+
+    def prepare(self) -> None:
+        self._load()
 
     def _load(self) -> None:
         if self.model is not None:

@@ -145,19 +145,22 @@ def final_norm(model):
     return None
 
 
-def freeze_all_but_top_blocks(model, k: int) -> int:
-    """Train only the top k blocks, the final norm and the head(s); return the trainable count.
+def freeze_lower_blocks(model, k: int, freeze_embeddings: bool) -> int:
+    """Freeze the transformer blocks below the top k; return the trainable parameter count.
 
-    The head is everything outside the backbone (`lm_head`, `score`). An output layer tied
-    to the input embeddings (BLOOM) belongs to the backbone and stays frozen, so every
-    layer below the top k is left bit-identical.
+    With `freeze_embeddings: False` that is all, as in the original reward model
+    (`layers[:-k].requires_grad_(False)`) and trlx's PPO of mid-2023: the embeddings
+    (and a tied output layer), the final norm and the head(s) still train. With True only
+    the top k blocks, the final norm and the head(s) outside the backbone (`lm_head`,
+    `score`) train; an output layer tied to the input embeddings (BLOOM) stays frozen.
+    Either way every block below the top k stays bit-identical.
     """
     blocks = transformer_blocks(model)
     if not 0 < k <= len(blocks):
         raise ValueError(f"trainable_top_blocks={k}, but the model has {len(blocks)} blocks")
-    model.requires_grad_(False)
-    for block in blocks[len(blocks) - k :]:
-        block.requires_grad_(True)
+    model.requires_grad_(not freeze_embeddings)
+    for index, block in enumerate(blocks):
+        block.requires_grad_(index >= len(blocks) - k)
     norm = final_norm(model)
     if norm is not None:
         norm.requires_grad_(True)

@@ -11,6 +11,7 @@ resumable checkpoint nor resume; `ResumablePPOTrainer` adds both.
 
 import json
 import logging
+import math
 import shutil
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ from okapi_pipeline.modeling import (
     checkpoint_step,
     clear_checkpoints,
     fingerprint,
-    freeze_all_but_top_blocks,
+    freeze_lower_blocks,
     is_main_process,
     load_causal_lm,
     load_scorer,
@@ -64,6 +65,36 @@ def curve(log_history: list[dict], key: str) -> list[dict]:
     return [{"step": e["step"], "episode": e.get("episode"), "value": e[key]} for e in log_history if key in e]
 
 
+# ---- the schedule ----------------------------------------------------------------------
+
+
+def ppo_schedule(settings: dict, prompts: int, devices: int = 1) -> dict:
+    """Rounds, prompts and optimizer steps of a PPO run, computed from its settings.
+
+    A round generates `rollout_batch_size` responses (over all processes) with the
+    current policy, then makes `num_ppo_epochs` passes over them in minibatches of
+    `mini_batch_size`, one optimizer step each. The original (trlx, 7 processes): 128
+    rollouts and batches of 2 per process, 4 PPO epochs, 5 rounds, so 896 rollouts
+    per round, minibatches of 14 and 5 x 4 x 64 = 1,280 steps on 4,480 prompts.
+    `rounds: null` makes one pass over all prompts.
+    """
+    rollouts, mini = settings["rollout_batch_size"], settings["mini_batch_size"]
+    if rollouts % mini:
+        raise ValueError(f"ppo.rollout_batch_size {rollouts} is not a multiple of ppo.mini_batch_size {mini}")
+    if rollouts % devices or mini % devices:
+        raise ValueError(f"ppo.rollout_batch_size {rollouts} and ppo.mini_batch_size {mini} must divide by the "
+                         f"{devices} processes (the paper's 896 and 14: 1, 2, 7 or 14 GPUs)")
+    rounds = settings["rounds"] or math.ceil(prompts / rollouts)
+    return {
+        "rounds": rounds,
+        "rollouts_per_round": rollouts,
+        "prompts": rounds * rollouts,
+        "mini_batch_size": mini,
+        "optimizer_steps": rounds * settings["num_ppo_epochs"] * (rollouts // mini),
+        "rollouts_per_device": rollouts // devices,
+    }
+
+
 # ---- the original's KL control and reward clipping ----------------------------------
 
 
@@ -78,20 +109,37 @@ def adaptive_kl_coef(kl_coef: float, kl: float, target: float, horizon: int, epi
 
 
 class AdaptiveKLController(TrainerCallback):
-    """Updates `args.kl_coef` from each rollout batch's KL (summed over the response,
-    averaged over the batch, as trl logs it). trl reads `args.kl_coef` when it computes
-    a batch's rewards, so the new value applies from the next batch on. Every process
-    sees the same gathered KL, so the coefficient stays in step across processes.
+    """Updates `args.kl_coef` from each round's KL (summed over the response, averaged
+    over the rollouts, as trl logs it). trl reads `args.kl_coef` when it computes a
+    round's rewards, so the new value applies from the next round on. Every process sees
+    the same gathered KL, so the coefficient stays in step across processes.
+
+    trlx (mid-2023) updated once per minibatch by the per-process batch size, from the
+    KL measured at rollout time: over a round that is one update by its per-process
+    rollouts (`episodes_per_round`, 128 in the original).
     """
 
-    def __init__(self, target: float, horizon: int):
+    def __init__(self, target: float, horizon: int, episodes_per_round: int):
         self.target = target
         self.horizon = horizon
+        self.episodes_per_round = episodes_per_round
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "objective/kl" in logs:
-            state.log_history[-1]["kl_coef"] = args.kl_coef  # the value this batch used
-            args.kl_coef = adaptive_kl_coef(args.kl_coef, logs["objective/kl"], self.target, self.horizon, args.batch_size)
+            state.log_history[-1]["kl_coef"] = args.kl_coef  # the value this round used
+            args.kl_coef = adaptive_kl_coef(args.kl_coef, logs["objective/kl"], self.target, self.horizon,
+                                            self.episodes_per_round)
+
+
+def clip_gradients_before_each_step(optimizer, parameters, max_norm: float) -> None:
+    """Clip the gradient norm before every optimizer step (trl's PPO loop does not clip;
+    the original's DeepSpeed config clipped at 1.0)."""
+    parameters = [p for p in parameters if p.requires_grad]
+
+    def clip(*_) -> None:
+        torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+
+    optimizer.register_step_pre_hook(clip)
 
 
 class ClippedScore(torch.nn.Module):
@@ -199,10 +247,9 @@ def train_ppo(sft_dir, reward_model_dir, prompts_path, out_dir, settings: dict, 
     started = time.time()
     precision = run_precision(threads)
     records = read_jsonl(prompts_path)
-    devices = world_size()
-    rollouts_per_device = settings["rollout_batch_size"] // devices
-    if settings["rollout_batch_size"] % (settings["mini_batch_size"] * devices):
-        raise ValueError("ppo.rollout_batch_size must be a multiple of mini_batch_size x devices")
+    schedule = ppo_schedule(settings, len(records), world_size())
+    rollouts_per_device = schedule["rollouts_per_device"]
+    log.info("PPO schedule: %s", schedule)
     if len(records) < rollouts_per_device:
         raise ValueError(f"{len(records)} prompts in {prompts_path}, fewer than one rollout batch ({rollouts_per_device})")
 
@@ -219,24 +266,29 @@ def train_ppo(sft_dir, reward_model_dir, prompts_path, out_dir, settings: dict, 
         frozen.requires_grad_(False)
         frozen.eval()
     top = settings["trainable_top_blocks"]
-    trainable = freeze_all_but_top_blocks(policy, top)
-    freeze_all_but_top_blocks(value_model, top)
+    trainable = freeze_lower_blocks(policy, top, settings["freeze_embeddings"])
+    # The value model is this project's (trlx put a value head on the policy): top blocks only.
+    freeze_lower_blocks(value_model, top, freeze_embeddings=True)
     log.info("PPO on %d prompts; %d trainable policy parameters (top %d blocks)", len(records), trainable, top)
 
     dataset = Dataset.from_dict({"input_ids": tokenize_prompts(records, tokenizer, settings["max_prompt_length"])})
     args = PPOConfig(
         output_dir=str(checkpoint_dir),
-        total_episodes=settings["total_episodes"],
+        total_episodes=schedule["prompts"],
         num_ppo_epochs=settings["num_ppo_epochs"],
-        # One rollout batch per device step; it is cut into minibatches, one optimizer
-        # step each (gradient accumulation would merge the minibatches' steps).
+        # One round per trl update; it is cut into minibatches, one optimizer step each
+        # (gradient accumulation would merge the minibatches' steps).
         per_device_train_batch_size=rollouts_per_device,
         gradient_accumulation_steps=1,
         num_mini_batches=settings["rollout_batch_size"] // settings["mini_batch_size"],
-        local_rollout_forward_batch_size=settings["mini_batch_size"],
+        # trlx's chunk_size: responses generated and scored at once.
+        local_rollout_forward_batch_size=settings["chunk_size"],
         learning_rate=settings["learning_rate"],
+        # The original's cosine annealing to eta_min = lr is a constant rate.
         lr_scheduler_type="constant",
         weight_decay=settings["weight_decay"],
+        adam_beta1=settings["adam_betas"][0],
+        adam_beta2=settings["adam_betas"][1],
         kl_coef=settings["kl_coef"],
         cliprange=settings["cliprange"],
         cliprange_value=settings["cliprange_value"],
@@ -258,7 +310,8 @@ def train_ppo(sft_dir, reward_model_dir, prompts_path, out_dir, settings: dict, 
     )
     callbacks = []
     if settings["kl_control"] == "adaptive":
-        callbacks.append(AdaptiveKLController(settings["kl_target"], settings["kl_horizon"]))
+        episodes = settings["kl_episodes_per_round"] or settings["rollout_batch_size"]
+        callbacks.append(AdaptiveKLController(settings["kl_target"], settings["kl_horizon"], episodes))
     trainer = ResumablePPOTrainer(
         args=args,
         processing_class=tokenizer,
@@ -269,6 +322,10 @@ def train_ppo(sft_dir, reward_model_dir, prompts_path, out_dir, settings: dict, 
         value_model=value_model,
         callbacks=callbacks,
     )
+    if settings["max_grad_norm"] is not None and not trainer.is_deepspeed_enabled:
+        # Under DeepSpeed its own `gradient_clipping` (accelerate/deepspeed_zero2.yaml) clips.
+        optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # accelerate's wrapper
+        clip_gradients_before_each_step(optimizer, trainer.model.parameters(), settings["max_grad_norm"])
     trainer.train(resume_from_checkpoint=resume)
 
     policy = trainer.accelerator.unwrap_model(trainer.model).policy
@@ -289,6 +346,7 @@ def train_ppo(sft_dir, reward_model_dir, prompts_path, out_dir, settings: dict, 
             precision=precision,
             extra={
                 "episodes": trainer.state.episode,
+                "schedule": schedule,
                 "resumed_from_step": checkpoint_step(resume),
                 "final_kl_coef": trainer.args.kl_coef,
                 **{name: curve(history, key) for name, key in CURVES.items()},

@@ -79,20 +79,30 @@ def back_translation_fields(record: dict) -> dict[str, str]:
 
 def rank_shard(responses_path, shard_index: int, items_per_shard: int, ranked_path, rejects_path,
                report_path, language: str, rank_prompt_file, back_translation_prompt_file,
-               llm_settings: dict, cache_name: str, threads: int = 1) -> dict:
+               llm_settings: dict, cache_name: str, threads: int = 1,
+               back_translation_settings: dict | None = None) -> dict:
     """Back-translate and rank the items of one shard of the responses file.
 
-    Fails (after writing the outputs) when more items were rejected than
-    `max_reject_share` accepts.
+    `back_translation_settings` (the `back_translation` stage) may name another
+    translator than the judge's `llm_settings`, e.g. an `mt` model; its answers are
+    then cached in a file of their own. Fails (after writing the outputs) when more
+    items were rejected than `max_reject_share` accepts.
     """
     items = list(iter_jsonl(responses_path))[shard_index * items_per_shard:(shard_index + 1) * items_per_shard]
     ranked, rejects = [], []
     if items:
         client = LLMClient.from_settings(llm_settings, cache_file(llm_settings, cache_name), threads)
+        back_client = client
+        if back_translation_settings is not None and back_translation_settings != llm_settings:
+            back_client = LLMClient.from_settings(
+                back_translation_settings, cache_file(back_translation_settings, f"{cache_name}.back_translation"),
+                threads)
         try:
-            ranked, rejects = _rank(client, items, language, rank_prompt_file, back_translation_prompt_file)
+            ranked, rejects = _rank(client, items, language, rank_prompt_file, back_translation_prompt_file,
+                                    back_client)
         finally:
             client.close()
+            back_client.close()
     write_jsonl(ranked_path, ranked)
     write_jsonl(rejects_path, rejects)
     report = {
@@ -109,11 +119,13 @@ def rank_shard(responses_path, shard_index: int, items_per_shard: int, ranked_pa
     return report
 
 
-def _rank(client: LLMClient, items, language, rank_prompt_file, back_translation_prompt_file):
+def _rank(client: LLMClient, items, language, rank_prompt_file, back_translation_prompt_file,
+          back_client: LLMClient | None = None):
+    back_client = back_client or client
     system = load_prompt(back_translation_prompt_file, language=language_name(language))
     fields = [back_translation_fields(item) for item in items]
-    check = translation_check("en", strict_checks(client.settings))
-    results = client.json_requests([field_request(system, f) for f in fields], check=check)
+    check = translation_check("en", strict_checks(back_client.settings))
+    results = back_client.json_requests([field_request(system, f, (language, "en")) for f in fields], check=check)
     rejects, english = [], []
     for item, sent, result in zip(items, fields, results):
         if isinstance(result, Rejected):

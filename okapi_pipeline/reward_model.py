@@ -1,8 +1,10 @@
 """Reward model (Okapi section 3.2): the SFT model with a one-logit head.
 
 Trained on (chosen, rejected) pairs with the pairwise loss
--log sigmoid(r_chosen - r_rejected); only the top blocks and the head train, as in
-the original. The text scored is the Alpaca prompt followed by the response.
+-log sigmoid(r_chosen - r_rejected). As in the original, the blocks below the top
+`trainable_top_blocks` are frozen and the rest (top blocks, embeddings, final norm,
+head) trains; `freeze_embeddings: true` freezes the embeddings too. The text scored
+is the Alpaca prompt followed by the response.
 """
 
 import logging
@@ -13,7 +15,7 @@ from okapi_pipeline.modeling import (
     checkpoint_step,
     clear_checkpoints,
     fingerprint,
-    freeze_all_but_top_blocks,
+    freeze_lower_blocks,
     is_main_process,
     load_scorer,
     load_tokenizer,
@@ -101,8 +103,8 @@ def train_reward_model(sft_dir, pairs_path, out_dir, settings: dict, checkpoint_
     resume = prepare_checkpoints(checkpoint_dir, fingerprint(sft_dir, pairs_path, settings))
     tokenizer = load_tokenizer(sft_dir)
     model = load_scorer(sft_dir, tokenizer, settings["seed"], precision.train_dtype)
-    trainable = freeze_all_but_top_blocks(model, settings["trainable_top_blocks"])
-    log.info("%d trainable parameters (top %d blocks + head)", trainable, settings["trainable_top_blocks"])
+    trainable = freeze_lower_blocks(model, settings["trainable_top_blocks"], settings["freeze_embeddings"])
+    log.info("%d trainable parameters (blocks below the top %d frozen)", trainable, settings["trainable_top_blocks"])
 
     train_examples = [tokenize_pair(p, tokenizer, settings["max_length"]) for p in train]
     held_out_examples = [tokenize_pair(p, tokenizer, settings["max_length"]) for p in held_out]

@@ -1,9 +1,17 @@
-"""Self-Instruct as in Alpaca: new English tasks from seed tasks, with Alpaca's filters."""
+"""Self-Instruct as in Alpaca: new English tasks from seed tasks, with Alpaca's filters.
 
+As stanford_alpaca/generate_instruction.py does it: each request shows 3 seed tasks
+drawn at random and asks for several new tasks at once; every new task must pass the
+length, blacklist and first-character filters and have ROUGE-L <= 0.7 against every
+instruction kept so far (seeds included).
+"""
+
+import hashlib
 import json
 import logging
 import random
 import re
+import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -14,12 +22,25 @@ log = logging.getLogger(__name__)
 
 KEYS = ("instruction", "input", "output")
 EXAMPLES_PER_PROMPT = 3
-MIN_WORDS, MAX_WORDS = 3, 150
+# Alpaca drops instructions of 3 words or fewer, or of more than 150.
+MIN_WORDS, MAX_WORDS = 4, 150
 # Tasks a text-only model cannot do (Alpaca's list).
 BLACKLIST = (
     "image", "images", "graph", "graphs", "picture", "pictures", "file", "files", "map", "maps",
     "draw", "plot", "go to", "video", "audio", "music", "flowchart", "diagram",
 )
+
+
+def fetch_seed_tasks(url: str, sha256: str, out_path) -> None:
+    """Download the seed file and keep it only if its SHA-256 is the expected one."""
+    with urllib.request.urlopen(url, timeout=120) as response:
+        data = response.read()
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != sha256:
+        raise ValueError(f"seed tasks from {url}: SHA-256 {digest} is not self_instruct.seed_tasks_sha256 {sha256}")
+    Path(out_path).parent.mkdir(parents=True, exist_ok=True)
+    Path(out_path).write_bytes(data)
+    log.info("%d seed tasks from %s", len(seed_records(out_path)), url)
 
 
 def seed_records(path) -> list[dict]:
@@ -43,6 +64,9 @@ def shape_reason(instruction: str) -> str | None:
         return "length"
     if any(re.search(rf"\b{keyword}\b", instruction.lower()) for keyword in BLACKLIST):
         return "blacklist keyword"
+    # Alpaca: the model tends to prepend this to tasks that need no program.
+    if instruction.startswith("Write a program"):
+        return "write a program"
     first = instruction[0]
     if not first.isascii():
         return "non-ASCII start"
@@ -73,7 +97,7 @@ class RougeFilter:
             return "duplicate"
         tokens = self.scorer._tokenizer.tokenize(instruction)
         best = max((self.score_lcs(tokens, old).fmeasure for old in self.kept_tokens), default=0.0)
-        if best >= self.threshold:
+        if best > self.threshold:
             return "rouge-l"
         return None
 
@@ -82,12 +106,29 @@ class RougeFilter:
         self.seen.add(instruction.lower())
 
 
-def self_instruct(seed_tasks, prompt_file, llm_settings: dict, target_count: int, max_attempts: int,
-                  rouge_l_threshold: float, seed: int, out_path, report_path,
-                  cache_name: str = "self_instruct", threads: int = 1) -> dict:
-    """Generate until `target_count` tasks pass the filters or `max_attempts` were made.
+def task_keys(tasks_per_request: int) -> tuple[str, ...]:
+    """The flat answer keys of one request: instruction_1, input_1, output_1, ... (a local
+    model fills one key at a time, so tasks are not nested)."""
+    return tuple(f"{key}_{number}" for number in range(1, tasks_per_request + 1) for key in KEYS)
 
-    Rejects are expected here (the filters); they are counted, not a reason to fail.
+
+def tasks_request(template: str, examples: list[dict], tasks_per_request: int, tag: str) -> JsonRequest:
+    prompt = template.format(examples=format_examples(examples), count=tasks_per_request)
+    return JsonRequest(system="", user=prompt, keys=task_keys(tasks_per_request), tag=tag)
+
+
+def parse_tasks(answer: dict, tasks_per_request: int) -> list[dict]:
+    """The tasks of one answer, in order."""
+    return [{key: answer[f"{key}_{number}"] for key in KEYS} for number in range(1, tasks_per_request + 1)]
+
+
+def self_instruct(seed_tasks, prompt_file, llm_settings: dict, target_count: int, max_attempts: int,
+                  tasks_per_request: int, rouge_l_threshold: float, seed: int, out_path, report_path,
+                  cache_name: str = "self_instruct", threads: int = 1) -> dict:
+    """Generate until `target_count` tasks pass the filters or `max_attempts` tasks were asked for.
+
+    Each request asks for `tasks_per_request` tasks. Rejects are expected here (the
+    filters); they are counted, not a reason to fail.
     """
     seeds = seed_records(seed_tasks)
     template = Path(prompt_file).read_text(encoding="utf-8")
@@ -95,37 +136,43 @@ def self_instruct(seed_tasks, prompt_file, llm_settings: dict, target_count: int
     rouge = RougeFilter(rouge_l_threshold, [task["instruction"] for task in seeds])
     kept: list[dict] = []
     rejected: Counter = Counter()
-    attempts = unused = 0
+    attempts = requests_sent = unused = 0
     client = LLMClient.from_settings(llm_settings, cache_file(llm_settings, cache_name), threads) if target_count else None
     try:
         while len(kept) < target_count and attempts < max_attempts:
-            size = min(llm_settings["max_concurrency"], max_attempts - attempts)
+            size = min(llm_settings["max_concurrency"], -(-(max_attempts - attempts) // tasks_per_request))
             requests = []
             for _ in range(size):
                 examples = rng.sample(seeds, min(EXAMPLES_PER_PROMPT, len(seeds)))
-                prompt = template.format(examples=format_examples(examples))
-                requests.append(JsonRequest(system="", user=prompt, keys=KEYS, tag=f"seed {seed} attempt {attempts}"))
-                attempts += 1
+                requests.append(tasks_request(template, examples, tasks_per_request,
+                                              tag=f"seed {seed} request {requests_sent}"))
+                requests_sent += 1
             for result in client.json_requests(requests):
-                if len(kept) == target_count:
-                    unused += 1
+                attempts += tasks_per_request
+                if isinstance(result, Rejected):
+                    rejected[result.reason] += tasks_per_request
                     continue
-                reason = result.reason if isinstance(result, Rejected) else task_reason(result, rouge)
-                if reason:
-                    rejected[reason] += 1
-                    continue
-                task = {key: str(result[key]).strip() for key in KEYS}
-                rouge.add(task["instruction"])
-                kept.append({"id": f"selfinstruct-{len(kept):05d}", **task})
+                for task in parse_tasks(result, tasks_per_request):
+                    if len(kept) == target_count:
+                        unused += 1
+                        continue
+                    reason = task_reason(task, rouge)
+                    if reason:
+                        rejected[reason] += 1
+                        continue
+                    task = {key: str(task[key]).strip() for key in KEYS}
+                    rouge.add(task["instruction"])
+                    kept.append({"id": f"selfinstruct-{len(kept):05d}", **task})
     finally:
         if client is not None:
             client.close()
     write_jsonl(out_path, kept)
-    report = {"target": target_count, "attempts": attempts, "kept": len(kept),
-              "rejected": sum(rejected.values()), "reasons": dict(rejected),
-              "not_needed": unused}
+    report = {"target": target_count, "requests": requests_sent, "tasks_per_request": tasks_per_request,
+              "attempts": attempts, "kept": len(kept), "rejected": sum(rejected.values()),
+              "reasons": dict(rejected), "not_needed": unused}
     write_json(report_path, report)
-    log.info("self-instruct: %d kept of %d attempts; rejected %s", len(kept), attempts, dict(rejected))
+    log.info("self-instruct: %d kept of %d tasks from %d requests; rejected %s",
+             len(kept), attempts, requests_sent, dict(rejected))
     return report
 
 

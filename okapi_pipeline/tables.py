@@ -3,15 +3,17 @@
 Rows are the languages of each group (high / medium / low, then any others) with a
 group-average row after each group and an overall average at the end; columns are
 the (model, variant) pairs, each followed by the paper's number and the difference
-where the reference has one. Missing cells show as "–": an average is only taken
-when every language of its group has a score, so a partial run never passes for a
-complete one.
+where the reference has one. Missing cells show as "–" and benchmarks not available
+in a language (no file, or a malformed one) as "n/a", with the reason in the notes
+under the table: an average is only taken when every language of its group has a
+score, so a partial run never passes for a complete one.
 """
 
 import html
 import json
 import logging
 import math
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +23,7 @@ from okapi_pipeline.languages import GROUP_ORDER, OKAPI_GROUPS, language_group
 log = logging.getLogger(__name__)
 
 MISSING = "–"
+NOT_AVAILABLE = "n/a"
 AVERAGE = "average"
 ALL_LANGUAGES = "all"
 # The reference's key for the mean over all languages (a group's mean uses its name).
@@ -31,18 +34,36 @@ CHECKPOINT = "checkpoint"
 TITLES = {"arc": "ARC-Challenge", "hellaswag": "HellaSwag", "mmlu": "MMLU"}
 
 
+@dataclass(frozen=True)
+class Unavailable:
+    """A score that could not be computed: the benchmark is not available in that language."""
+
+    reason: str
+
+
 # ---- arithmetic (pure) -------------------------------------------------------------
+
+
+def is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def mean_or_missing(values: list) -> float | None:
     """The mean, or None when there is nothing to average or any value is missing."""
-    if not values or any(value is None for value in values):
+    if not values or not all(is_number(value) for value in values):
         return None
     return sum(values) / len(values)
 
 
-def difference(ours: float | None, paper: float | None) -> float | None:
-    return None if ours is None or paper is None else ours - paper
+def cell_value(values: list):
+    """A language's score (or "n/a"), or a group's mean."""
+    if len(values) == 1 and isinstance(values[0], Unavailable):
+        return NOT_AVAILABLE
+    return mean_or_missing(values)
+
+
+def difference(ours, paper: float | None) -> float | None:
+    return ours - paper if is_number(ours) and paper is not None else None
 
 
 def grouped_languages(languages: list[str], extra_groups: dict | None = None) -> list[tuple[str, list[str]]]:
@@ -107,7 +128,7 @@ def build_table(
     for group, label, members, reference_key in table_rows(languages, extra_groups):
         record = {"group": group, "language": label}
         for model, variant in columns:
-            ours = mean_or_missing([scores.get((model, variant, lang)) for lang in members])
+            ours = cell_value([scores.get((model, variant, lang)) for lang in members])
             record[column_label(model, variant)] = ours
             if (model, variant) in with_paper:
                 theirs = paper_value(paper, model, variant, members, reference_key)
@@ -118,6 +139,8 @@ def build_table(
 
 
 def format_cell(value, signed: bool = False) -> str:
+    if isinstance(value, str):
+        return value
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return MISSING
     value = round(value, 1) + 0.0  # no "-0.0"
@@ -137,7 +160,8 @@ def format_table(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def read_scores(paths: list, metrics: dict) -> dict:
-    """(benchmark, model, variant, lang) -> percent, each benchmark in its configured metric.
+    """(benchmark, model, variant, lang) -> percent in the benchmark's configured metric,
+    or Unavailable with the reason the benchmark data gave.
 
     Paths follow results/scores/{model}/{variant}/{lang}/{bench}.json.
     """
@@ -146,7 +170,8 @@ def read_scores(paths: list, metrics: dict) -> dict:
         data = json.loads(path.read_text(encoding="utf-8"))
         model, variant = path.parts[-4], path.parts[-3]
         bench = data["benchmark"]
-        scores[(bench, model, variant, data["language"])] = 100 * data["metrics"][metrics[bench]]
+        key = (bench, model, variant, data["language"])
+        scores[key] = Unavailable(data["unavailable"]) if "unavailable" in data else 100 * data["metrics"][metrics[bench]]
     return scores
 
 
@@ -168,10 +193,17 @@ def paper_numbers(reference: pd.DataFrame, bench: str, metric: str, split: str) 
     return numbers
 
 
-def to_markdown(table: pd.DataFrame, title: str, sources: list[str]) -> str:
+def unavailable_notes(scores: dict) -> list[str]:
+    """One line per "n/a" cell: the column, the language and why."""
+    return [f"{NOT_AVAILABLE}: {column_label(model, variant)}, {lang}: {value.reason}"
+            for (model, variant, lang), value in sorted(scores.items()) if isinstance(value, Unavailable)]
+
+
+def to_markdown(table: pd.DataFrame, title: str, sources: list[str], notes: list[str] = ()) -> str:
     lines = [f"# {title}", "", table.to_markdown(index=False, disable_numparse=True), ""]
     if sources:
         lines += [f"Paper columns: {', '.join(sources)} (see reference/README.md).", ""]
+    lines += [f"- {note}" for note in notes] + ([""] if notes else [])
     return "\n".join(lines)
 
 
@@ -183,7 +215,7 @@ HTML_STYLE = (
 )
 
 
-def to_html(table: pd.DataFrame, title: str, sources: list[str]) -> str:
+def to_html(table: pd.DataFrame, title: str, sources: list[str], notes: list[str] = ()) -> str:
     """A standalone page for the Snakemake report (average rows in bold)."""
     lines = table.to_html(index=False, escape=True, border=0).split("\n")
     marked = []
@@ -193,6 +225,7 @@ def to_html(table: pd.DataFrame, title: str, sources: list[str]) -> str:
         marked.append(line.replace("<tr>", '<tr class="average">')
                       if line.strip() == "<tr>" and following == f"<td>{AVERAGE}</td>" else line)
     note = f"<p>Paper columns: {', '.join(sources)} (see reference/README.md).</p>" if sources else ""
+    note += "".join(f"<p>{html.escape(line)}</p>" for line in notes)
     title = html.escape(title)
     return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
             f"<style>{HTML_STYLE}</style></head>\n<body><h2>{title}</h2>\n" + "\n".join(marked)
@@ -262,9 +295,12 @@ def paper_tables(
         title = f"{TITLES.get(bench, bench)} ({metrics[bench]}, %, {splits[bench]} split)"
         Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
         table.to_csv(csv_path, index=False)
-        Path(markdown_path).write_text(to_markdown(table, title, sources), encoding="utf-8")
+        notes = unavailable_notes(ours)
+        for line in notes:
+            log.warning("%s %s", bench, line)
+        Path(markdown_path).write_text(to_markdown(table, title, sources, notes), encoding="utf-8")
         Path(latex_path).write_text(to_latex(table, title, sources), encoding="utf-8")
-        Path(html_path).write_text(to_html(table, title, sources), encoding="utf-8")
+        Path(html_path).write_text(to_html(table, title, sources, notes), encoding="utf-8")
         log.info("%s: %d rows, %d columns -> %s", bench, len(table), len(table.columns), csv_path)
         tables[bench] = table
     return tables

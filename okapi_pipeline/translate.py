@@ -133,10 +133,23 @@ def translation_check(language: str, strict: bool = True):
     return check
 
 
-def field_request(system: str, fields: dict[str, str]) -> JsonRequest:
-    """Only the non-empty fields are sent: an empty string stays empty without asking."""
+def field_request(system: str, fields: dict[str, str], languages: tuple[str, str] | None = None) -> JsonRequest:
+    """Only the non-empty fields are sent: an empty string stays empty without asking.
+
+    `languages` (source, target) is what the `mt` backend translates between.
+    """
     sent = {key: value for key, value in fields.items() if value}
-    return JsonRequest(system=system, user=sent, keys=tuple(sent))
+    return JsonRequest(system=system, user=sent, keys=tuple(sent), languages=languages)
+
+
+def segment_counts(results) -> dict:
+    """What the `mt` backend reports with its answers: segments translated and sentences
+    cut to the model's limit (absent for the other backends)."""
+    counts = Counter()
+    for result in results:
+        if isinstance(result, dict):
+            counts.update(result.get("_mt", {}))
+    return dict(counts)
 
 
 def strict_checks(llm_settings: dict) -> bool:
@@ -152,7 +165,7 @@ def translate_shard(source, translated_path, rejects_path, report_path, language
     """
     records = read_jsonl(source)
     system = load_prompt(prompt_file, language=language_name(language))
-    requests = [field_request(system, {key: record[key] for key in FIELDS}) for record in records]
+    requests = [field_request(system, {key: record[key] for key in FIELDS}, ("en", language)) for record in records]
     if requests:
         client = LLMClient.from_settings(llm_settings, cache_file(llm_settings, cache_name), threads)
         try:
@@ -176,6 +189,8 @@ def translate_shard(source, translated_path, rejects_path, report_path, language
         "rejected": len(rejects),
         "reasons": dict(Counter(reject["reason"] for reject in rejects)),
     }
+    if segment_counts(results):
+        report["segments"] = segment_counts(results)
     write_json(report_path, report)
     log.info("%s: %d of %d records translated; rejected: %s", language, len(translated), len(records),
              report["reasons"])
@@ -188,7 +203,7 @@ def gather(inputs, output) -> int:
     return write_jsonl(output, (record for path in inputs for record in iter_jsonl(path)))
 
 
-def _split_stats(english: list[dict], translated: list[dict], language: str) -> dict:
+def split_stats(english: list[dict], translated: list[dict], language: str) -> dict:
     source = {record["id"]: record for record in english}
     pairs = [(source[record["id"]], record) for record in translated if record["id"] in source]
     untranslated = sum(1 for en, tr in pairs if tr["output"].strip() == en["output"].strip())
@@ -229,19 +244,25 @@ def translation_qa(english_paths, translated_paths, report_paths, out_path, lang
     language = language or Path(translated_paths[0]).parent.name
     splits = {}
     for english_path, translated_path in zip(english_paths, translated_paths):
-        splits[Path(english_path).stem] = _split_stats(read_jsonl(english_path), read_jsonl(translated_path),
+        splits[Path(english_path).stem] = split_stats(read_jsonl(english_path), read_jsonl(translated_path),
                                                        language)
     rejected = {name: Counter() for name in splits}
+    segmented = {name: Counter() for name in splits}
     for path in report_paths:
         report = json.loads(Path(path).read_text(encoding="utf-8"))
         rejected[Path(path).parents[1].name].update(report["reasons"])
+        segmented[Path(path).parents[1].name].update(report.get("segments", {}))
     for name, reasons in rejected.items():
         splits[name]["rejected"] = sum(reasons.values())
         splits[name]["reasons"] = dict(reasons)
+        if segmented[name]:
+            # The mt backend: sentences translated, and those cut to the model's limit.
+            splits[name]["segments"] = segmented[name]["segments"]
+            splits[name]["segments_cut"] = segmented[name]["cut"]
     totals = {key: sum(split[key] for split in splits.values())
               for key in ("english", "translated", "missing", "rejected", "untranslated_outputs",
-                          "length_ratio_outliers", "broken_code", "language_judged")
-              if all(split[key] is not None for split in splits.values())}
+                          "length_ratio_outliers", "broken_code", "language_judged", "segments", "segments_cut")
+              if all(split.get(key) is not None for split in splits.values())}
     judged = [split for split in splits.values() if split["in_target_language_share"] is not None]
     totals["in_target_language_share"] = round(
         sum(s["in_target_language_share"] * s["language_judged"] for s in judged)

@@ -4,7 +4,7 @@
 rule benchmark_data:
     """One benchmark in one language: the needed splits, validated and normalised."""
     input:
-        benchmark_source_files,
+        released_benchmark_files,
     output:
         "results/benchmark_data/{bench}/{lang}.json",
     log:
@@ -17,6 +17,7 @@ rule benchmark_data:
     params:
         source=benchmark_source,
         splits=benchmark_splits,
+        strict=config["benchmarks"]["strict"],
     script:
         "../scripts/benchmark_data.py"
 

@@ -1,5 +1,6 @@
 """Config checks, wildcard constraints, input functions and target lists."""
 
+import os
 import re
 import sys
 
@@ -10,7 +11,12 @@ from okapi_pipeline.config import (
     ConfigError,
     llm_settings,
     load_schema,
+    ranking_responders,
     shard_ids,
+    split_plan,
+    split_sizes,
+    translator_names,
+    translator_settings,
     validate_config,
 )
 from okapi_pipeline.llm import answer_settings
@@ -70,6 +76,18 @@ def model_build_settings(wildcards):
     return config["base_models"][wildcards.model]["build"]
 
 
+# Tiny translation models train their own tokenizer (with language tokens).
+MT_ARCHITECTURES = ("nllb", "m2m100", "madlad")
+
+
+def tiny_model_inputs(wildcards):
+    """The corpus, and the shared tokenizer for a causal model."""
+    inputs = {"corpus": config["tiny_models"]["corpus"]}
+    if model_build_settings(wildcards)["architecture"] not in MT_ARCHITECTURES:
+        inputs["tokenizer"] = "resources/tokenizer"
+    return inputs
+
+
 def model_hub_source(wildcards):
     entry = config["base_models"][wildcards.model]
     return {"hub_id": entry["hub_id"], "revision": entry.get("revision", "main")}
@@ -94,11 +112,18 @@ def base_model_of(wildcards):
 def llm_for(stage):
     """The stage's LLM settings for params: no secrets, only the key's variable name.
 
-    A `hf` backend model that names a base model is resolved to its local directory.
+    A local (`hf`, `mt`) model that names a base model is resolved to its local directory.
     """
-    settings = llm_settings(config, stage)
-    if settings["backend"] == "hf" and settings["model"] in config["base_models"]:
-        settings["model"] = base_model_dir(settings["model"])
+    return local_model_resolved(llm_settings(config, stage))
+
+
+# Backends that run a model on the job's own CPU or GPU.
+LOCAL_BACKENDS = ("hf", "mt")
+
+
+def local_model_resolved(settings):
+    if settings["backend"] in LOCAL_BACKENDS and settings["model"] in config["base_models"]:
+        settings = {**settings, "model": base_model_dir(settings["model"])}
     return settings
 
 
@@ -112,9 +137,12 @@ def llm_answer_params(stage):
 
 
 def llm_model_input(stage):
-    """The local model directory an `hf`-backend stage needs as input, if any."""
-    settings = llm_settings(config, stage)
-    if settings["backend"] == "hf" and settings["model"] in config["base_models"]:
+    """The local model directory an `hf`- or `mt`-backend stage needs as input, if any."""
+    return local_model_input(llm_settings(config, stage))
+
+
+def local_model_input(settings):
+    if settings["backend"] in LOCAL_BACKENDS and settings["model"] in config["base_models"]:
         return [base_model_dir(settings["model"])]
     return []
 
@@ -168,9 +196,19 @@ def ranked_shards(wildcards):
     )
 
 
+def is_url(source):
+    return source.startswith(("http://", "https://"))
+
+
+def seed_tasks_file():
+    """The seed tasks: a local file as given, a URL's copy fetched into resources/."""
+    source = config["self_instruct"]["seed_tasks"]
+    return "resources/self_instruct/seed_tasks.jsonl" if is_url(source) else source
+
+
 def self_instruct_inputs(wildcards):
     return {
-        "seed_tasks": config["self_instruct"]["seed_tasks"],
+        "seed_tasks": seed_tasks_file(),
         "prompt": config["self_instruct"]["prompt"],
         "model": llm_model_input("self_instruct"),
     }
@@ -199,8 +237,17 @@ def ranking_inputs(wildcards):
         "prompt": config["ranking"]["prompt"],
         "back_translation_prompt": config["ranking"]["back_translation_prompt"],
         "judge": llm_model_input("ranking"),
-        "instructions": llm_cost_input("ranking"),
+        "back_translator": llm_model_input("back_translation"),
+        "instructions": llm_cost_input("ranking") or llm_cost_input("back_translation"),
     }
+
+
+def preference_pairs_for(wildcards):
+    """The pairs a model's reward model (or DPO) learns from: its own, or those of the
+    one model whose responses are ranked for every model (`ranking.responses_from`)."""
+    source = config["ranking"]["responses_from"]
+    responder = wildcards.model if source == "own" else source
+    return f"results/rankings/{responder}/{wildcards.lang}/pairs.jsonl"
 
 
 def shard_index(wildcards):
@@ -251,6 +298,16 @@ def benchmark_source_files(wildcards):
     ]
 
 
+def released_benchmark_files(wildcards):
+    """A released benchmark's local files. Unless `benchmarks.strict`, a missing one is
+    left out, so the job runs and marks the benchmark not available in that language
+    (and a file added later reruns it)."""
+    files = benchmark_source_files(wildcards)
+    if config["benchmarks"]["strict"]:
+        return files
+    return [path for path in files if os.path.exists(path)]
+
+
 TRANSLATED_BENCHMARKS = [
     b for b in BENCHMARKS if config["benchmarks"][b]["source"] == "translate"
 ]
@@ -263,6 +320,42 @@ def benchmark_translation_inputs(wildcards):
         "prompt": config["benchmarks"]["prompt"],
         "model": llm_model_input("benchmarks"),
     }
+
+
+# ---- choosing a translator ----------------------------------------------------------
+
+TRANSLATORS = translator_names(config)
+# API translators run on the login node (the network), local ones on GPU nodes.
+REMOTE_TRANSLATORS = [
+    name
+    for name in TRANSLATORS
+    if translator_settings(config, name)["backend"] == "openai"
+]
+LOCAL_TRANSLATORS = [name for name in TRANSLATORS if name not in REMOTE_TRANSLATORS]
+
+
+def translator_answer_params(wildcards):
+    """The translator's answer-shaping settings (a rule param: a change reruns its samples)."""
+    return answer_settings(
+        local_model_resolved(translator_settings(config, wildcards.translator))
+    )
+
+
+def translator_sample_inputs(wildcards):
+    return {
+        "english": f"results/data/en/{config['translator_comparison']['split']}.jsonl",
+        "prompt": config["translation"]["prompt"],
+        "back_translation_prompt": config["ranking"]["back_translation_prompt"],
+        "model": local_model_input(translator_settings(config, wildcards.translator)),
+    }
+
+
+def translator_samples():
+    return expand(
+        "results/translators/{translator}/{lang}.json",
+        translator=TRANSLATORS,
+        lang=LANGUAGES,
+    )
 
 
 # ---- targets ---------------------------------------------------------------------

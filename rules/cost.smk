@@ -5,7 +5,7 @@ rule cost_estimate:
     """Token counts and USD per API stage, language and model at the configured prices."""
     input:
         instructions="results/data/en/instructions.jsonl",
-        seed_tasks=config["self_instruct"]["seed_tasks"],
+        seed_tasks=seed_tasks_file(),
         translation_prompt=config["translation"]["prompt"],
         self_instruct_prompt=config["self_instruct"]["prompt"],
         rank_prompt=config["ranking"]["prompt"],
@@ -23,8 +23,8 @@ rule cost_estimate:
         "../envs/data.yaml"
     params:
         languages=LANGUAGES,
-        models=MODELS,
-        sizes=config["split"]["sizes"],
+        responders=ranking_responders(config),
+        sizes=split_sizes(config),
         self_instruct=config["self_instruct"],
         ranking=config["ranking"],
         llm={stage: llm_settings(config, stage) for stage in LLM_STAGES},

@@ -17,6 +17,22 @@ rule load_instructions:
         "../scripts/load_instructions.py"
 
 
+rule fetch_seed_tasks:
+    """The seed tasks from their URL (Alpaca's 175 in the paper), checked against the SHA-256."""
+    output:
+        "resources/self_instruct/seed_tasks.jsonl",
+    log:
+        "logs/instructions/fetch_seed_tasks.log",
+    localrule: True
+    conda:
+        "../envs/data.yaml"
+    params:
+        url=config["self_instruct"]["seed_tasks"],
+        sha256=config["self_instruct"]["seed_tasks_sha256"],
+    script:
+        "../scripts/fetch_seed_tasks.py"
+
+
 rule self_instruct:
     """New English instructions from seed tasks (Self-Instruct with the Alpaca filters)."""
     input:
@@ -35,6 +51,7 @@ rule self_instruct:
         llm=llm_answer_params("self_instruct"),
         target_count=config["self_instruct"]["count"],
         max_attempts=config["self_instruct"]["max_attempts"],
+        tasks_per_request=config["self_instruct"]["tasks_per_request"],
         rouge_l_threshold=config["self_instruct"]["rouge_l_threshold"],
         seed=config["self_instruct"]["seed"],
         cache_name="self_instruct",
@@ -43,10 +60,10 @@ rule self_instruct:
 
 
 rule split_instructions:
-    """Split the English pool into the sft / rm / ppo sets and cut each into shards."""
+    """The sft / rm / ppo sets, each from its configured sources, cut into shards."""
     input:
-        "results/data/en/instructions.jsonl",
-        "results/data/en/self_instruct.jsonl",
+        alpaca="results/data/en/instructions.jsonl",
+        self_instruct="results/data/en/self_instruct.jsonl",
     output:
         splits=expand("results/data/en/{split}.jsonl", split=SPLITS),
         shards=all_english_shards(),
@@ -55,7 +72,7 @@ rule split_instructions:
     conda:
         "../envs/data.yaml"
     params:
-        sizes=config["split"]["sizes"],
+        plan=split_plan(config),
         seed=config["split"]["seed"],
         items_per_shard=config["translation"]["items_per_shard"],
     script:

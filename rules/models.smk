@@ -20,8 +20,7 @@ rule tokenizer:
 rule build_tiny_model:
     """A tiny model from its config, briefly pretrained on the bundled corpus."""
     input:
-        tokenizer="resources/tokenizer",
-        corpus=config["tiny_models"]["corpus"],
+        unpack(tiny_model_inputs),
     output:
         directory("resources/models/{model}"),
     log:

@@ -40,6 +40,7 @@ rule rank_shard:
         "../envs/data.yaml"
     params:
         llm=llm_answer_params("ranking"),
+        back_translation_llm=llm_answer_params("back_translation"),
         shard_index=shard_index,
         items_per_shard=config["translation"]["items_per_shard"],
         cache_name="ranking/{model}/{lang}/{shard}",
@@ -63,8 +64,10 @@ rule preference_pairs:
 
 
 rule rankings:
-    """Target: preference pairs for every (model, language)."""
+    """Target: preference pairs for every (responding model, language)."""
     input:
         expand(
-            "results/rankings/{model}/{lang}/pairs.jsonl", model=MODELS, lang=LANGUAGES
+            "results/rankings/{model}/{lang}/pairs.jsonl",
+            model=ranking_responders(config),
+            lang=LANGUAGES,
         ),

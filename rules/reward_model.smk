@@ -5,7 +5,7 @@ rule train_reward_model:
     """One reward model per (base model, language); only the top blocks train."""
     input:
         sft="results/models/{model}/{lang}/sft",
-        pairs="results/rankings/{model}/{lang}/pairs.jsonl",
+        pairs=preference_pairs_for,
     output:
         directory("results/models/{model}/{lang}/rm"),
     log:

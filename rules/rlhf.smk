@@ -33,7 +33,7 @@ rule train_dpo:
     """DPO from the SFT model on the same preference pairs as the reward model."""
     input:
         sft="results/models/{model}/{lang}/sft",
-        pairs="results/rankings/{model}/{lang}/pairs.jsonl",
+        pairs=preference_pairs_for,
     output:
         directory("results/models/{model}/{lang}/dpo"),
     log:

@@ -15,7 +15,7 @@ estimate_costs(
         "back_translation": snakemake.input.back_translation_prompt,
     },
     languages=snakemake.params.languages,
-    models=snakemake.params.models,
+    responders=snakemake.params.responders,
     sizes=snakemake.params.sizes,
     self_instruct=snakemake.params.self_instruct,
     ranking=snakemake.params.ranking,

@@ -17,6 +17,7 @@ try:
         llm_settings=settings,
         target_count=snakemake.params.target_count,
         max_attempts=snakemake.params.max_attempts,
+        tasks_per_request=snakemake.params.tasks_per_request,
         rouge_l_threshold=snakemake.params.rouge_l_threshold,
         seed=snakemake.params.seed,
         out_path=snakemake.output.instructions,

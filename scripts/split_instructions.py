@@ -10,8 +10,8 @@ logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 # Shard paths are results/data/en/{split}/shards/{shard}.jsonl.
 shards = {split: [p for p in snakemake.output.shards if Path(p).parents[1].name == split] for split in SPLITS}
 split_instructions(
-    inputs=list(snakemake.input),
-    sizes=snakemake.params.sizes,
+    sources={"alpaca": snakemake.input.alpaca, "self_instruct": snakemake.input.self_instruct},
+    plan=snakemake.params.plan,
     seed=snakemake.params.seed,
     items_per_shard=snakemake.params.items_per_shard,
     split_paths=dict(zip(SPLITS, snakemake.output.splits)),

@@ -256,10 +256,15 @@ def answer(body: dict) -> str:
     target = re.search(r"into ([A-Z][a-z]+)", system)
     if isinstance(obj, dict) and target:
         return json.dumps({k: fake_translation(v, target.group(1)) for k, v in obj.items()}, ensure_ascii=False)
-    # Six pseudo-words drawn from a thousand: new tasks rarely resemble each other.
+    # Self-instruct: as many tasks as the prompt's numbered keys ask for, each about six
+    # pseudo-words drawn from a thousand, so new tasks rarely resemble each other.
     rng = random.Random(hashlib.sha256(user.encode()).hexdigest())
-    topics = " ".join(f"topic{rng.randrange(1000)}" for _ in range(6))
-    return json.dumps({"instruction": f"Explain {topics}.", "input": "", "output": f"An explanation of {topics}."})
+    tasks = {}
+    for number in range(1, max([int(n) for n in re.findall(r"instruction_(\d+)", user)], default=1) + 1):
+        topics = " ".join(f"topic{rng.randrange(1000)}" for _ in range(6))
+        tasks.update({f"instruction_{number}": f"Explain {topics}.", f"input_{number}": "",
+                      f"output_{number}": f"An explanation of {topics}."})
+    return json.dumps(tasks)
 
 
 def completion(body: dict, content: str, finish_reason: str) -> dict:

@@ -53,7 +53,7 @@ RELEASED = {
     ("arc", "train"): [arc_item("train", i) for i in range(28)] + [arc_item("train", 28, 3), arc_item("train", 29, 5)],
     ("arc", "validation"): [arc_item("validation", i) for i in range(3)],
     ("arc", "test"): [arc_item("test", 0), arc_item("test", 1, 3), arc_item("test", 2, 5), arc_item("test", 3)],
-    ("mmlu", "dev"): [mmlu_item("dev", i) for i in range(5)],
+    ("mmlu", "dev"): [mmlu_item("dev", i) for i in range(SHOTS + 1)],
     ("mmlu", "val"): [mmlu_item("val", i) for i in range(SHOTS + 1)],
     ("mmlu", "test"): [mmlu_item("test", i) for i in range(4)],
     ("hellaswag", "validation"): [hellaswag_item(i) for i in range(4)],
@@ -93,7 +93,7 @@ def test_the_bundled_demo_benchmarks_are_valid():
     demo = Path(__file__).parent.parent / "demo" / "benchmarks"
     for lang in ("vi", "id", "bn"):
         assert len(read_released_file("arc", released_path(demo, "arc", lang, "train"))) >= SHOTS
-        assert len(read_released_file("mmlu", released_path(demo, "mmlu", lang, "val"))) >= SHOTS
+        assert len(read_released_file("mmlu", released_path(demo, "mmlu", lang, "dev"))) >= SHOTS
         for bench, split in [("arc", "test"), ("arc", "validation"), ("mmlu", "test"), ("mmlu", "dev"),
                              ("hellaswag", "validation")]:
             assert read_released_file(bench, released_path(demo, bench, lang, split))
@@ -247,3 +247,35 @@ def test_a_rejected_benchmark_record_is_left_out_listed_and_fails_the_job_over_t
     qa = json.loads(qa_path.read_text())
     assert (qa["accepted"], qa["rejected"], qa["reasons"]) == (2, 1, {"not JSON": 1})
     assert len(json.loads(out.read_text())["splits"]["train"]) == 2
+
+
+def test_a_missing_benchmark_file_is_marked_unavailable_unless_strict(released, tmp_path):
+    source = {"source": "local", "path": str(released)}
+    out = tmp_path / "hellaswag" / "zh.json"
+    data = prepare_benchmark("hellaswag", "zh", source, ["validation"], out, strict=False)
+    assert data["splits"] == {} and "zh_validation.json" in data["unavailable"]
+    assert json.loads(out.read_text(encoding="utf-8"))["unavailable"] == data["unavailable"]
+    with pytest.raises(FileNotFoundError):
+        prepare_benchmark("hellaswag", "zh", source, ["validation"], tmp_path / "strict.json", strict=True)
+
+
+def test_a_malformed_record_is_marked_unavailable_with_its_file_and_index(released, tmp_path):
+    path = released_path(released, "mmlu", "vi", "test")
+    records = json.loads(path.read_text(encoding="utf-8"))
+    records[2]["answer"] = "Z"
+    path.write_text(json.dumps(records), encoding="utf-8")
+    data = prepare_benchmark("mmlu", "vi", {"source": "local", "path": str(released)}, ["test"],
+                             tmp_path / "out.json", strict=False)
+    assert data["unavailable"].startswith(f"{path}: record 2: answer 'Z'")
+
+
+def test_an_unavailable_benchmark_is_not_scored_and_its_score_file_says_why(tmp_path):
+    from okapi_pipeline.evaluate import evaluate_model
+
+    data = tmp_path / "hellaswag.json"
+    data.write_text(json.dumps({"benchmark": "hellaswag", "language": "zh", "splits": {},
+                                "unavailable": "m_hellaswag/zh_validation.json: no such file"}), encoding="utf-8")
+    out = tmp_path / "score.json"
+    # No model is loaded: the path does not even exist.
+    evaluate_model(tmp_path / "no-model", {"hellaswag": data}, {"hellaswag": {}}, {"hellaswag": out}, tmp_path / "w")
+    assert json.loads(out.read_text(encoding="utf-8"))["unavailable"] == "m_hellaswag/zh_validation.json: no such file"

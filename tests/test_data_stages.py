@@ -13,7 +13,7 @@ from okapi_pipeline.jsonl import read_jsonl, write_jsonl
 from okapi_pipeline.llm import JsonRequest
 from okapi_pipeline.ranking import generate_responses, preference_pairs, rank_shard, valid_ranking
 from okapi_pipeline.self_instruct import RougeFilter, self_instruct, shape_reason
-from okapi_pipeline.split import scaled_sizes, split_instructions
+from okapi_pipeline.split import scaled_sizes, source_groups, split_instructions
 from okapi_pipeline.translate import gather, translate_shard, translation_qa
 from tests.fake_openai import CANARY_KEY, fake_openai, fake_translation, files_containing, openai_settings  # noqa: F401
 
@@ -71,33 +71,60 @@ def split_paths(tmp_path, shards: dict[str, int]):
     return splits, shard_paths
 
 
-def test_split_takes_sizes_and_fills_fixed_shards(tmp_path):
-    write_jsonl(tmp_path / "a.jsonl", english(30))
-    write_jsonl(tmp_path / "b.jsonl", english(20, "selfinstruct"))
+PAPER_PLAN = {"sft": {"sources": ["alpaca"], "size": 20}, "rm": {"sources": ["self_instruct"], "size": 10},
+              "ppo": {"sources": ["self_instruct"], "size": 15}}
+POOLED_PLAN = {name: {"sources": ["alpaca", "self_instruct"], "size": size}
+               for name, size in {"sft": 32, "rm": 24, "ppo": 24}.items()}
+
+
+def write_sources(tmp_path, alpaca: int, self_instruct: int) -> dict:
+    write_jsonl(tmp_path / "a.jsonl", english(alpaca))
+    write_jsonl(tmp_path / "b.jsonl", english(self_instruct, "selfinstruct"))
+    return {"alpaca": tmp_path / "a.jsonl", "self_instruct": tmp_path / "b.jsonl"}
+
+
+def test_sft_takes_only_alpaca_records_and_rm_ppo_only_self_instruct(tmp_path):
+    sources = write_sources(tmp_path, 30, 25)
     splits, shards = split_paths(tmp_path, {"sft": 2, "rm": 1, "ppo": 2})
-    taken = split_instructions([tmp_path / "a.jsonl", tmp_path / "b.jsonl"], {"sft": 20, "rm": 10, "ppo": 15},
-                               seed=0, items_per_shard=10, split_paths=splits, shard_paths=shards)
+    taken = split_instructions(sources, PAPER_PLAN, seed=0, items_per_shard=10, split_paths=splits,
+                               shard_paths=shards)
     assert taken == {"sft": 20, "rm": 10, "ppo": 15}
+    assert all(r["id"].startswith("alpaca-") for r in read_jsonl(splits["sft"]))
+    assert all(r["id"].startswith("selfinstruct-") for name in ("rm", "ppo") for r in read_jsonl(splits[name]))
     ids = [r["id"] for name in splits for r in read_jsonl(splits[name])]
     assert len(ids) == len(set(ids)) == 45
     assert [len(read_jsonl(p)) for p in shards["ppo"]] == [10, 5]
     assert read_jsonl(splits["sft"]) == read_jsonl(shards["sft"][0]) + read_jsonl(shards["sft"][1])
 
 
-def test_split_scales_down_proportionally_with_empty_trailing_shards(tmp_path):
-    write_jsonl(tmp_path / "a.jsonl", english(40))
+def test_a_short_source_scales_down_only_its_own_splits(tmp_path):
+    sources = write_sources(tmp_path, 30, 10)  # rm + ppo want 25 self-instruct records
+    splits, shards = split_paths(tmp_path, {"sft": 2, "rm": 1, "ppo": 2})
+    taken = split_instructions(sources, PAPER_PLAN, seed=0, items_per_shard=10, split_paths=splits,
+                               shard_paths=shards)
+    assert taken == {"sft": 20, "rm": 4, "ppo": 6}
+
+
+def test_pooled_split_scales_down_proportionally_with_empty_trailing_shards(tmp_path):
+    sources = write_sources(tmp_path, 25, 15)
     splits, shards = split_paths(tmp_path, {"sft": 4, "rm": 3, "ppo": 3})
-    sizes = {"sft": 32, "rm": 24, "ppo": 24}
-    taken = split_instructions([tmp_path / "a.jsonl"], sizes, seed=1, items_per_shard=8,
-                               split_paths=splits, shard_paths=shards)
+    taken = split_instructions(sources, POOLED_PLAN, seed=1, items_per_shard=8, split_paths=splits,
+                               shard_paths=shards)
     assert taken == {"sft": 16, "rm": 12, "ppo": 12}
+    assert {r["id"].split("-")[0] for r in read_jsonl(splits["sft"])} == {"alpaca", "selfinstruct"}
     assert [len(read_jsonl(p)) for p in shards["sft"]] == [8, 8, 0, 0]
     assert scaled_sizes({"sft": 52, "rm": 42, "ppo": 64}, 100) == {"sft": 33, "rm": 27, "ppo": 40}
     # The same seed gives the same split.
     first = read_jsonl(splits["rm"])
-    split_instructions([tmp_path / "a.jsonl"], sizes, seed=1, items_per_shard=8, split_paths=splits,
-                       shard_paths=shards)
+    split_instructions(sources, POOLED_PLAN, seed=1, items_per_shard=8, split_paths=splits, shard_paths=shards)
     assert read_jsonl(splits["rm"]) == first
+
+
+def test_splits_must_share_their_sources_or_none():
+    with pytest.raises(ValueError, match="equal or disjoint|same sources or disjoint"):
+        source_groups({"sft": {"sources": ["alpaca"], "size": 1},
+                       "rm": {"sources": ["alpaca", "self_instruct"], "size": 1},
+                       "ppo": {"sources": ["self_instruct"], "size": 1}})
 
 
 # ---- self-instruct -------------------------------------------------------------------
@@ -133,13 +160,13 @@ def test_self_instruct_reaches_the_target_and_a_rerun_is_free(fake_openai, opena
     fake_openai.faults = [("malformed",)] * 2
     openai_settings["max_retries"] = 0
     kwargs = dict(seed_tasks=tmp_path / "seeds.jsonl", prompt_file=f"{PROMPTS}/self_instruct.txt",
-                  llm_settings=openai_settings, target_count=6, max_attempts=40, rouge_l_threshold=0.7, seed=3,
-                  out_path=tmp_path / "si.jsonl", report_path=tmp_path / "si.report.json")
+                  llm_settings=openai_settings, target_count=6, max_attempts=40, tasks_per_request=2,
+                  rouge_l_threshold=0.7, seed=3, out_path=tmp_path / "si.jsonl", report_path=tmp_path / "si.report.json")
     report = self_instruct(**kwargs)
     kept = read_jsonl(tmp_path / "si.jsonl")
     assert report["kept"] == len(kept) == 6
     assert report["kept"] + report["rejected"] + report["not_needed"] == report["attempts"]
-    assert report["reasons"]["not JSON"] == 2
+    assert report["reasons"]["not JSON"] == 2 * 2  # two unusable answers, two tasks each
     assert [r["id"] for r in kept] == [f"selfinstruct-{i:05d}" for i in range(6)]
     sent = fake_openai.count
     assert self_instruct(**kwargs) == report and fake_openai.count == sent
@@ -150,10 +177,22 @@ def test_self_instruct_stops_at_max_attempts(fake_openai, openai_settings, tmp_p
     write_jsonl(tmp_path / "seeds.jsonl", english(5))
     openai_settings["max_retries"] = 0
     fake_openai.faults = [("malformed",)] * 100
-    report = self_instruct(tmp_path / "seeds.jsonl", f"{PROMPTS}/self_instruct.txt", openai_settings, 5, 9, 0.7, 0,
-                           tmp_path / "si.jsonl", tmp_path / "si.report.json")
-    assert report == {"target": 5, "attempts": 9, "kept": 0, "rejected": 9, "reasons": {"not JSON": 9},
-                      "not_needed": 0}
+    report = self_instruct(tmp_path / "seeds.jsonl", f"{PROMPTS}/self_instruct.txt", openai_settings, 5, 9, 3, 0.7,
+                           0, tmp_path / "si.jsonl", tmp_path / "si.report.json")
+    assert report == {"target": 5, "requests": 3, "tasks_per_request": 3, "attempts": 9, "kept": 0,
+                      "rejected": 9, "reasons": {"not JSON": 9}, "not_needed": 0}
+
+
+def test_one_request_asks_for_n_tasks_after_3_seed_examples_and_parses_n(fake_openai, openai_settings, tmp_path):
+    write_jsonl(tmp_path / "seeds.jsonl", english(5))
+    report = self_instruct(tmp_path / "seeds.jsonl", f"{PROMPTS}/self_instruct.txt", openai_settings, 16, 16, 16,
+                           0.7, 0, tmp_path / "si.jsonl", tmp_path / "si.report.json")
+    [request] = fake_openai.requests
+    prompt = request["messages"][-1]["content"]
+    assert "16 new, diverse task instructions" in prompt and "instruction_16, input_16, output_16" in prompt
+    assert sum(f'"instruction": "{seed["instruction"]}"' in prompt for seed in english(5)) == 3
+    assert report["requests"] == 1 and report["kept"] == 16
+    assert len({r["instruction"] for r in read_jsonl(tmp_path / "si.jsonl")}) == 16
 
 
 # ---- translation ---------------------------------------------------------------------

@@ -25,9 +25,10 @@ PROTOCOL = {
     "limit": None,
     "arc": {"split": "test", "fewshot_split": "train", "num_fewshot": SHOTS, "metric": "acc_norm"},
     "hellaswag": {"split": "validation", "fewshot_split": None, "num_fewshot": 0, "metric": "acc_norm"},
-    "mmlu": {"split": "test", "fewshot_split": "val", "num_fewshot": SHOTS, "metric": "acc"},
+    # mlmm-evaluation's shots come from the dev file (its loader's "validation" split).
+    "mmlu": {"split": "test", "fewshot_split": "dev", "num_fewshot": SHOTS, "metric": "acc"},
 }
-SPLITS = {"arc": ["test", "train"], "hellaswag": ["validation"], "mmlu": ["test", "val"]}
+SPLITS = {"arc": ["test", "train"], "hellaswag": ["validation"], "mmlu": ["test", "dev"]}
 
 
 def prepare_all(root, out_dir) -> dict:
@@ -116,15 +117,17 @@ def test_arc_scores_every_test_item_with_25_shots_from_train(scored):
     assert arc["example_prompts"][0]["prompt"] == samples["arc"][0]["prompt"]
 
 
-def test_mmlu_prompts_have_the_choices_block_and_full_text_choices(scored):
+def test_mmlu_prompts_have_the_choices_block_and_full_text_choices_and_shots_from_dev(scored):
     scores, samples = scored
     assert (scores["mmlu"]["n_shot"], scores["mmlu"]["n_samples"]) == (SHOTS, len(RELEASED[("mmlu", "test")]))
+    dev_queries = {mmlu_doc(r)["query"] for r in RELEASED[("mmlu", "dev")]}
     val_queries = {mmlu_doc(r)["query"] for r in RELEASED[("mmlu", "val")]}
+    assert not dev_queries & val_queries
     for sample, record in zip(samples["mmlu"], RELEASED[("mmlu", "test")]):
         shots, question = shots_and_question(sample["prompt"])
         assert len(shots) == SHOTS
         assert all(shot.endswith("\nAnswer: Thành phố Paris") for shot in shots)
-        assert {shot.removesuffix(" Thành phố Paris") for shot in shots} <= val_queries
+        assert {shot.removesuffix(" Thành phố Paris") for shot in shots} <= dev_queries
         assert question == mmlu_doc(record)["query"]
         assert sample["continuations"] == [" Thành phố Luân Đôn", " Thành phố Paris", " Thành phố Berlin",
                                            " Thành phố Rôma"]

@@ -145,12 +145,15 @@ def test_cost_estimate_and_the_budget_gate(fake_openai, openai_settings, tmp_pat
                "rank": PROMPTS / "rank.txt", "back_translation": PROMPTS / "back_translate.txt"}
     stages = {"self_instruct": llm(), "translation": llm(), "ranking": llm("hf")}
     rows = estimate_costs(tmp_path / "instructions.jsonl", tmp_path / "seeds.jsonl", prompts, ["vi", "bn"], ["m"],
-                          {"sft": 600, "rm": 300, "ppo": 100}, {"count": 10, "max_attempts": 40},
+                          {"sft": 600, "rm": 300, "ppo": 100}, {"count": 10, "max_attempts": 40, "tasks_per_request": 8},
                           {"responses_per_prompt": 4, "max_new_tokens": 256}, stages, tmp_path / "estimate.csv")
     with open(tmp_path / "estimate.csv") as handle:
         table = list(csv.DictReader(handle))
     assert [(r["stage"], r["language"]) for r in table] == [
         ("self_instruct", "en"), ("translation", "vi"), ("translation", "bn"), ("ranking", "vi"), ("ranking", "bn")]
+    # 40 tasks asked for, 8 a request: 5 requests, each answered with 8 tasks.
+    task = 17  # tokens of the seed task as JSON: 66 characters, 4 a token
+    assert (rows[0]["requests"], rows[0]["output_tokens"]) == (5, 5 * 8 * task)
     vi, bn = rows[1], rows[2]
     assert vi["requests"] == 1000 and vi["output_tokens"] == 1000 * 209  # the JSON record: 835 chars, 4 a token
     assert bn["output_tokens"] > vi["output_tokens"]  # Bengali script takes more tokens
@@ -211,9 +214,10 @@ def test_a_killed_translation_job_repeats_no_answered_request_and_the_key_stays_
     try:
         overrides = {
             "languages": ["vi"],
-            "split": {"sizes": {"sft": 40, "rm": 4, "ppo": 4}},
+            "split": {"sft": {"sources": ["alpaca"], "size": 40}, "rm": {"sources": ["self_instruct"], "size": 4},
+                      "ppo": {"sources": ["self_instruct"], "size": 4}},
             "translation": {"items_per_shard": 40},
-            "self_instruct": {"count": 4, "max_attempts": 40},
+            "self_instruct": {"count": 8, "max_attempts": 40},
             "llm": {"backend": "openai", "base_url": fake.base_url, "model": "fake", "api_key_env": "OKAPI_TEST_KEY",
                     "max_concurrency": 2, "budget_usd": None, "answer_checks": "basic", "max_reject_share": 0.5},
         }

@@ -9,6 +9,7 @@ import pytest
 from okapi_pipeline.languages import OKAPI_GROUPS
 from okapi_pipeline.tables import (
     MISSING,
+    NOT_AVAILABLE,
     SOURCE_PRIORITY,
     build_table,
     format_table,
@@ -204,3 +205,22 @@ def test_cell_format(value, signed, text):
     from okapi_pipeline.tables import format_cell
 
     assert format_cell(value, signed) == text
+
+
+def test_an_unavailable_benchmark_shows_not_available_with_its_reason_and_the_rest_is_scored(tmp_path):
+    paths = [write_score(tmp_path / "scores", "tiny-llama", "sft", lang, "hellaswag", 0.3, 0.4) for lang in ("vi", "id")]
+    unavailable = tmp_path / "scores" / "tiny-llama" / "sft" / "zh" / "hellaswag.json"
+    unavailable.parent.mkdir(parents=True)
+    reason = "alexandrainst/m_hellaswag[zh]: BuilderConfig 'zh' not found"
+    unavailable.write_text(json.dumps({"benchmark": "hellaswag", "language": "zh", "unavailable": reason}))
+    out = {kind: tmp_path / "tables" / f"hellaswag.{kind}" for kind in ("csv", "md", "tex", "html")}
+    paper_tables([*paths, unavailable], REFERENCE, ["zh", "vi", "id"], ["tiny-llama"], ["sft"], ["hellaswag"],
+                 {"hellaswag": "acc_norm"}, {"hellaswag": "validation"}, {}, [out["csv"]], [out["md"]],
+                 [out["tex"]], [out["html"]])
+    table = pd.read_csv(out["csv"], dtype=str, keep_default_na=False)
+    rows = {(g, l): row["tiny-llama sft"] for g, l, row in zip(table["group"], table["language"], table.to_dict("records"))}
+    assert rows[("high", "zh")] == NOT_AVAILABLE
+    assert rows[("high", "vi")] == "40.0" and rows[("medium", "id")] == "40.0"
+    assert rows[("high", "average")] == MISSING and rows[("medium", "average")] == "40.0"
+    assert f"- n/a: tiny-llama sft, zh: {reason}" in out["md"].read_text(encoding="utf-8")
+    assert "BuilderConfig &#x27;zh&#x27; not found" in out["html"].read_text(encoding="utf-8")

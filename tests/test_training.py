@@ -9,20 +9,21 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
 from okapi_pipeline.jsonl import write_jsonl
 from okapi_pipeline.dpo import train_dpo
 from okapi_pipeline.modeling import (
     fingerprint,
-    freeze_all_but_top_blocks,
+    freeze_lower_blocks,
     gradient_accumulation,
     load_scorer,
     load_tokenizer,
     prepare_checkpoints,
     transformer_blocks,
 )
-from okapi_pipeline.ppo import ClippedScore, adaptive_kl_coef, train_ppo
+from okapi_pipeline.ppo import ClippedScore, adaptive_kl_coef, ppo_schedule, train_ppo
 from okapi_pipeline.reward_model import train_reward_model
 from okapi_pipeline.sft import train_sft
 from okapi_pipeline.train import CONFIG_DIR, launch_command
@@ -36,21 +37,25 @@ SFT_SETTINGS = {
 RM_SETTINGS = {
     "epochs": 3, "learning_rate": 1e-2, "lr_scheduler": "cosine", "warmup_steps": 1, "weight_decay": 1e-4,
     "max_length": 96, "per_device_batch_size": 8, "effective_batch_size": 8, "trainable_top_blocks": 2,
-    "held_out_fraction": 0.25, "seed": 0, "save_steps": 500,
+    "freeze_embeddings": False, "held_out_fraction": 0.25, "seed": 0, "save_steps": 500,
 }
 PPO_SETTINGS = {
-    "total_episodes": 16, "num_ppo_epochs": 2, "rollout_batch_size": 8, "mini_batch_size": 4,
-    "learning_rate": 1e-3, "weight_decay": 1e-6, "kl_coef": 0.1, "cliprange": 0.2, "cliprange_value": 0.2,
+    "rounds": 2, "num_ppo_epochs": 2, "rollout_batch_size": 8, "mini_batch_size": 4, "chunk_size": 4,
+    "learning_rate": 1e-3, "weight_decay": 1e-6, "adam_betas": [0.9, 0.95], "max_grad_norm": 1.0,
+    "kl_coef": 0.1, "cliprange": 0.2, "cliprange_value": 0.2,
     "vf_coef": 1.0, "gamma": 1.0, "lam": 0.95, "max_prompt_length": 64, "response_length": 8,
-    "temperature": 1.0, "trainable_top_blocks": 1, "seed": 0,
+    "temperature": 1.0, "trainable_top_blocks": 1, "freeze_embeddings": False, "seed": 0,
     # A short horizon, so that the adaptive coefficient visibly moves in two updates.
-    "kl_control": "adaptive", "kl_target": 6.0, "kl_horizon": 8, "reward_clip": 0.01, "save_steps": 1,
+    "kl_control": "adaptive", "kl_target": 6.0, "kl_horizon": 8, "kl_episodes_per_round": None,
+    "reward_clip": 0.01, "save_steps": 1,
 }
 DPO_SETTINGS = {
     "beta": 0.1, "epochs": 2, "learning_rate": 1e-3, "lr_scheduler": "cosine", "warmup_steps": 1,
     "weight_decay": 0.0, "max_length": 96, "per_device_batch_size": 8, "effective_batch_size": 8,
-    "trainable_top_blocks": 2, "held_out_fraction": 0.25, "seed": 0, "save_steps": 500,
+    "trainable_top_blocks": 2, "freeze_embeddings": True, "held_out_fraction": 0.25, "seed": 0, "save_steps": 500,
 }
+# The input embeddings (and BLOOM's layer norm on them), relative to the backbone.
+EMBEDDINGS = ("embed_tokens.", "word_embeddings.", "word_embeddings_layernorm.")
 SUMMARY_FIELDS = {"stage", "steps", "loss", "wall_time_s", "trainable_parameters", "total_parameters", "settings"}
 
 QA = [
@@ -160,14 +165,16 @@ def test_reward_model_learns_a_separable_preference(reward_model):
     assert result["loss"][-1]["loss"] < result["loss"][0]["loss"]
 
 
-def test_reward_model_trains_only_the_top_blocks_and_the_head(reward_model):
+def test_reward_model_trains_embeddings_and_top_blocks_while_lower_blocks_stay_identical(reward_model):
     architecture, sft, rm = reward_model
     prefix = BACKBONE[architecture]
     before, after = state(sft), state(rm, AutoModelForSequenceClassification, num_labels=1)
     changed = changed_blocks(before, after, prefix)
     blocks = "layers" if architecture == "llama" else "h"
     assert {name.split(".")[1] for name in changed if name.startswith(blocks + ".")} == {"2", "3"}
-    assert all(name.startswith((blocks + ".2.", blocks + ".3.", "norm.", "ln_f.")) for name in changed)
+    assert all(name.startswith((blocks + ".2.", blocks + ".3.", "norm.", "ln_f.", *EMBEDDINGS)) for name in changed)
+    # As in the original (layers[:-12] frozen, nothing else): the embeddings train too.
+    assert any(name.startswith(EMBEDDINGS) for name in changed)
     assert "score.weight" in after
     config = AutoModelForSequenceClassification.from_pretrained(rm, num_labels=1).config
     assert config.pad_token_id is not None
@@ -184,10 +191,13 @@ def test_ppo_trains_the_top_blocks_and_saves_a_causal_lm(reward_model, sft_data,
     prefix = BACKBONE[architecture]
     changed = changed_blocks(state(sft), policy.state_dict(), prefix)
     blocks = "layers" if architecture == "llama" else "h"
-    assert changed and not [n for n in changed if not n.startswith((blocks + ".3.", "norm.", "ln_f."))]
+    # Blocks below the top one stay identical; the embeddings train (trlx of mid-2023).
+    assert changed and not [n for n in changed if not n.startswith((blocks + ".3.", "norm.", "ln_f.", *EMBEDDINGS))]
     result = summary(tmp_path / "rlhf")
     assert SUMMARY_FIELDS | {"reward", "kl", "episodes"} <= set(result)
-    assert result["steps"] == 2 and result["episodes"] == 16  # 16 episodes / 8 rollouts
+    assert result["steps"] == 2 and result["episodes"] == 16  # 2 rounds of 8 rollouts
+    # 2 rounds x 2 PPO epochs x 8 / 4 minibatches
+    assert result["schedule"]["optimizer_steps"] == 8 and result["schedule"]["prompts"] == 16
     assert [point["step"] for point in result["reward"]] == [1, 2]
     assert abs(result["kl"][0]["value"]) < 1e-3  # the first rollout comes from the reference policy itself
     # Adaptive KL: a KL far below the target of 6 shrinks the coefficient by the largest
@@ -311,7 +321,7 @@ def test_sft_killed_resumes_from_its_last_checkpoint(tmp_path, tiny_llama_dir, s
 @pytest.mark.parametrize("sft_model", ["llama"], indirect=True)  # the checkpoints do not depend on it
 def test_ppo_killed_resumes_from_its_last_checkpoint(tmp_path, reward_model, sft_data):
     _, sft, rm = reward_model
-    settings = {**PPO_SETTINGS, "total_episodes": 8 * 12}  # 12 updates, a checkpoint after each
+    settings = {**PPO_SETTINGS, "rounds": 12}  # 12 updates, a checkpoint after each
     arguments = dict(sft_dir=str(sft), reward_model_dir=str(rm), prompts_path=str(sft_data),
                      out_dir=str(tmp_path / "rlhf"), settings=settings,
                      checkpoint_dir=str(tmp_path / "checkpoints"), threads=1)
@@ -333,12 +343,12 @@ def test_ppo_killed_resumes_from_its_last_checkpoint(tmp_path, reward_model, sft
 
 def test_freezing_keeps_a_tied_output_layer_frozen(tiny_bloom_dir):
     model = AutoModelForCausalLM.from_pretrained(tiny_bloom_dir)
-    trainable = freeze_all_but_top_blocks(model, 1)
+    trainable = freeze_lower_blocks(model, 1, freeze_embeddings=True)
     assert not model.get_input_embeddings().weight.requires_grad  # BLOOM's lm_head is the embedding
     assert trainable == sum(p.numel() for p in transformer_blocks(model)[-1].parameters()) + sum(
         p.numel() for p in model.transformer.ln_f.parameters())
     with pytest.raises(ValueError, match="has 4 blocks"):
-        freeze_all_but_top_blocks(model, 5)
+        freeze_lower_blocks(model, 5, freeze_embeddings=True)
 
 
 def test_unknown_architectures_get_a_clear_error():
@@ -372,3 +382,49 @@ def test_checkpoints_resume_the_same_run_and_are_dropped_for_another(tmp_path):
     data.write_text("two\n")  # new data: the old run's checkpoints must not be resumed
     assert prepare_checkpoints(tmp_path / "ck", fingerprint(data, {"epochs": 3})) is None
     assert not list((tmp_path / "ck").glob("checkpoint-*"))
+
+
+def paper_config() -> dict:
+    from okapi_pipeline.config import load_schema, validate_config
+
+    repo = Path(__file__).parent.parent
+    config = yaml.safe_load((repo / "config.yaml").read_text())
+    for key, value in yaml.safe_load((repo / "configs" / "paper.yaml").read_text()).items():
+        config[key] = {**config[key], **value} if isinstance(value, dict) and key in config else value
+    return validate_config(config, load_schema(repo / "schemas" / "config.schema.yaml"))
+
+
+def test_the_paper_ppo_schedule_is_the_released_one():
+    settings = paper_config()["ppo"]
+    # trlx with 7 processes: 128 rollouts and batches of 2 each, 4 PPO epochs, 5 rounds.
+    schedule = ppo_schedule(settings, prompts=64000, devices=7)
+    assert schedule == {"rounds": 5, "rollouts_per_round": 896, "prompts": 4480, "mini_batch_size": 14,
+                        "optimizer_steps": 1280, "rollouts_per_device": 128}
+    assert ppo_schedule(settings, prompts=64000, devices=1)["optimizer_steps"] == 1280
+    assert (settings["adam_betas"], settings["max_grad_norm"], settings["kl_episodes_per_round"]) == ([0.9, 0.95], 1.0, 128)
+    # The documented alternative: one pass over all the prompts.
+    one_pass = ppo_schedule({**settings, "rounds": None}, prompts=64000, devices=7)
+    assert (one_pass["rounds"], one_pass["prompts"], one_pass["optimizer_steps"]) == (72, 64512, 72 * 4 * 64)
+    with pytest.raises(ValueError, match="must divide by the 8 processes"):
+        ppo_schedule(settings, prompts=64000, devices=8)
+
+
+def test_paper_stages_freeze_as_the_original():
+    config = paper_config()
+    assert (config["reward_model"]["trainable_top_blocks"], config["reward_model"]["freeze_embeddings"]) == (12, False)
+    assert (config["ppo"]["trainable_top_blocks"], config["ppo"]["freeze_embeddings"]) == (5, False)
+    assert config["split"]["sft"]["sources"] == ["alpaca"]
+    assert config["split"]["rm"]["sources"] == config["split"]["ppo"]["sources"] == ["self_instruct"]
+    assert config["evaluation"]["mmlu"]["fewshot_split"] == "dev"
+
+
+def test_ppo_gradients_are_clipped_before_every_step():
+    from okapi_pipeline.ppo import clip_gradients_before_each_step
+
+    layer = torch.nn.Linear(4, 1, bias=False)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=1.0)
+    clip_gradients_before_each_step(optimizer, layer.parameters(), max_norm=1.0)
+    before = layer.weight.detach().clone()
+    (1000 * layer(torch.ones(1, 4))).sum().backward()
+    optimizer.step()
+    assert torch.linalg.norm(layer.weight.detach() - before).item() == pytest.approx(1.0, rel=1e-4)

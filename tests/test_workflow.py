@@ -103,9 +103,13 @@ def test_paper_dag_plans_every_stage_offline(tmp_path):
     assert languages == 26 and models == 2
     shards = sum(len(shard_ids({**DEMO, **paper}, split)) for split in ("sft", "rm", "ppo"))
     assert counts["translate_shard"] == languages * shards
-    for rule in ("train_sft", "generate_responses", "train_reward_model", "train_ppo",
-                 "preference_pairs"):
+    for rule in ("train_sft", "train_reward_model", "train_ppo"):
         assert counts[rule] == languages * models, rule
+    # One ranking set per language (BLOOM's SFT answers), shared by both models.
+    for rule in ("generate_responses", "preference_pairs"):
+        assert counts[rule] == languages, rule
+    assert counts["rank_shard"] == languages * len(shard_ids({**DEMO, **paper}, "rm"))
+    assert counts["fetch_seed_tasks"] == 1
     assert counts["evaluate"] == languages * models * 3
     assert "train_dpo" not in counts  # the paper trains PPO only (rlhf.methods)
     assert counts["fetch_base_model"] == models

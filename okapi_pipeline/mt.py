@@ -1,0 +1,257 @@
+"""Dedicated machine-translation models (NLLB-200, MADLAD-400, M2M100) as the `mt` backend.
+
+A seq2seq model from transformers (`AutoModelForSeq2SeqLM`) translates the segments of
+each field (okapi_pipeline.segments): code, URLs, placeholders and numbers-only lines
+never reach it. Segments are cached one by one in the request's cache file, keyed by
+the model, the language pair and the text, so a job killed halfway translates only
+the segments it had not finished. Missing segments are translated in length-sorted
+batches (max_concurrency per batch), bf16 on a GPU, fp32 on CPU.
+
+How a model marks languages is read from its vocabulary, not from its name:
+- NLLB-200 (m2m_100 architecture): FLORES-200 codes such as `vie_Latn` before the
+  source and as the first generated token;
+- M2M100: `__vi__` tokens in the same places;
+- MADLAD-400 (T5): a `<2vi>` token before the source.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import Counter
+
+from okapi_pipeline.llm import Answer, JsonRequest, ResponseCache, _Backend, _model_fingerprint
+from okapi_pipeline.segments import Piece, cut, join, pieces
+
+log = logging.getLogger(__name__)
+
+# ISO 639-1 -> FLORES-200 (NLLB-200): English and the 26 Okapi languages, and a few more.
+FLORES = {
+    "en": "eng_Latn", "ru": "rus_Cyrl", "de": "deu_Latn", "zh": "zho_Hans", "fr": "fra_Latn",
+    "es": "spa_Latn", "it": "ita_Latn", "nl": "nld_Latn", "vi": "vie_Latn", "id": "ind_Latn",
+    "ar": "arb_Arab", "hu": "hun_Latn", "ro": "ron_Latn", "da": "dan_Latn", "sk": "slk_Latn",
+    "uk": "ukr_Cyrl", "ca": "cat_Latn", "sr": "srp_Cyrl", "hr": "hrv_Latn", "hi": "hin_Deva",
+    "bn": "ben_Beng", "ta": "tam_Taml", "ne": "npi_Deva", "ml": "mal_Mlym", "mr": "mar_Deva",
+    "te": "tel_Telu", "kn": "kan_Knda",
+    "pt": "por_Latn", "pl": "pol_Latn", "cs": "ces_Latn", "sv": "swe_Latn", "fi": "fin_Latn",
+    "tr": "tur_Latn", "ja": "jpn_Jpan", "ko": "kor_Hang", "el": "ell_Grek", "he": "heb_Hebr",
+    "fa": "pes_Arab", "th": "tha_Thai", "ur": "urd_Arab", "sw": "swh_Latn", "gu": "guj_Gujr",
+    "pa": "pan_Guru", "bg": "bul_Cyrl", "no": "nob_Latn", "et": "est_Latn", "lt": "lit_Latn",
+    "lv": "lvs_Latn", "sl": "slv_Latn", "ms": "zsm_Latn", "tl": "tgl_Latn", "af": "afr_Latn",
+}
+# The 100 languages of M2M100 (ISO 639-1 where one exists): Telugu is not among them.
+M2M100 = set(
+    """af am ar ast az ba be bg bn br bs ca ceb cs cy da de el en es et fa ff fi fr fy ga gd gl
+    gu ha he hi hr ht hu hy id ig ilo is it ja jv ka kk km kn ko lb lg ln lo lt lv mg mk ml mn
+    mr ms my ne nl no ns oc or pa pl ps pt ro ru sd si sk sl so sq sr ss su sv sw ta th tl tn tr
+    uk ur uz vi wo xh yi yo zh zu""".split()
+)
+# MADLAD-400 covers 400+ languages under their ISO codes; these are the ones checked here.
+MADLAD = set(FLORES)
+FAMILIES = ("nllb", "m2m100", "madlad")
+
+
+class UnsupportedLanguage(ValueError):
+    """The MT model (family) has no code or token for a language."""
+
+
+def language_code(family: str, lang: str) -> str:
+    """The token that marks language `lang` (ISO 639-1) for a model family: the one
+    place where our codes meet each family's."""
+    if family == "nllb":
+        if lang not in FLORES:
+            raise UnsupportedLanguage(f"no FLORES-200 code known for '{lang}' (NLLB-200); "
+                                      f"add it to okapi_pipeline/mt.py FLORES")
+        return FLORES[lang]
+    if family == "m2m100":
+        if lang not in M2M100:
+            raise UnsupportedLanguage(f"M2M100 does not cover '{lang}'; use NLLB-200 or MADLAD-400 for it")
+        return f"__{lang}__"
+    if family == "madlad":
+        if lang not in MADLAD:
+            raise UnsupportedLanguage(f"no MADLAD-400 code known for '{lang}'; add it to okapi_pipeline/mt.py MADLAD")
+        return f"<2{lang}>"
+    raise ValueError(f"unknown MT model family '{family}' ({', '.join(FAMILIES)})")
+
+
+def detect_family(vocab) -> str:
+    """How a model marks languages, from the tokens its vocabulary has for English."""
+    for family in FAMILIES:
+        if language_code(family, "en") in vocab:
+            return family
+    raise ValueError("not a known MT model: its vocabulary has none of eng_Latn (NLLB), __en__ (M2M100) "
+                     "and <2en> (MADLAD-400)")
+
+
+def segment_key(model_id: str, source: str, target: str, text: str, generation: dict) -> str:
+    payload = {"mt": model_id, "source": source, "target": target, "text": text, **generation}
+    blob = json.dumps(payload, sort_keys=True, ensure_ascii=False)
+    return "segment:" + hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+
+class MTBackend(_Backend):
+    """The `mt` backend. Tokenizer and model load on first need: a rerun answered from
+    the cache loads neither."""
+
+    def __init__(self, settings: dict, threads: int = 1):
+        self.settings = settings
+        self.threads = threads
+        self.model_id = _model_fingerprint(settings["model"])
+        self.tokenizer = None
+        self.model = None
+        self.generation = {"num_beams": settings.get("num_beams", 1), "max_new_tokens": settings["max_new_tokens"],
+                           "max_segment_tokens": settings.get("max_segment_tokens", 256)}
+        # Counts of this job: segments seen, translated now, found in the cache, cut.
+        self.stats = Counter()
+        self.seconds = 0.0
+
+    # ---- loading --------------------------------------------------------------------
+
+    def _load_tokenizer(self) -> None:
+        if self.tokenizer is not None:
+            return
+        from transformers import AutoConfig, AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(self.settings["model"])
+        config = AutoConfig.from_pretrained(self.settings["model"])
+        if not getattr(config, "is_encoder_decoder", False):
+            raise ValueError(f"{self.settings['model']}: backend mt needs an encoder-decoder (seq2seq) "
+                             f"translation model, got model_type {config.model_type}; use backend hf for a causal LM")
+        self.family = detect_family(self.tokenizer.get_vocab())
+        limits = [self.generation["max_segment_tokens"], getattr(config, "max_position_embeddings", None),
+                  self.tokenizer.model_max_length]
+        # Room for the language token and the end of sequence.
+        self.max_tokens = min(limit for limit in limits if limit) - 2
+        log.info("%s: %s family, segments of at most %d tokens", self.settings["model"], self.family, self.max_tokens)
+
+    def prepare(self) -> None:
+        """Load tokenizer and model now (e.g. before timing)."""
+        self._load_tokenizer()
+        if self.model is not None:
+            return
+        import torch
+        from transformers import AutoModelForSeq2SeqLM
+
+        self.torch = torch
+        torch.set_num_threads(self.threads)
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        dtype = torch.bfloat16 if self.device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
+        self.model = AutoModelForSeq2SeqLM.from_pretrained(self.settings["model"], dtype=dtype).to(self.device)
+        self.model.eval()
+
+    def token_id(self, lang: str) -> int:
+        code = language_code(self.family, lang)
+        vocab = self.tokenizer.get_vocab()
+        if code not in vocab:
+            raise UnsupportedLanguage(f"the MT model {self.settings['model']} ({self.family}) has no token {code} "
+                                      f"for '{lang}'")
+        return vocab[code]
+
+    # ---- segments -------------------------------------------------------------------
+
+    def field_pieces(self, text: str) -> list[Piece]:
+        """The field's pieces, every sentence cut to the model's limit."""
+        self._load_tokenizer()
+        out = []
+        for piece in pieces(text):
+            if not piece.translate:
+                out.append(piece)
+                continue
+            offsets = self.tokenizer(piece.text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+            parts = cut(piece, offsets, self.max_tokens)
+            if len(parts) > 1:
+                self.stats["cut"] += 1
+                log.warning("a sentence of %d tokens was cut into %d parts (limit %d)", len(offsets),
+                            sum(p.translate for p in parts), self.max_tokens)
+            out.extend(parts)
+        return out
+
+    def answer(self, requests: list[JsonRequest], keys: list[str], cache: ResponseCache) -> None:
+        plans = []  # per request: {field: (pieces, segment keys)}, the language pair, the cuts
+        missing: dict[str, tuple[str, str, str]] = {}
+        for request in requests:
+            if request.languages is None:
+                raise ValueError("backend mt translates only: every request needs its (source, target) languages")
+            source, target = request.languages
+            cuts_before = self.stats["cut"]
+            fields = {}
+            for name in request.keys:
+                parts = self.field_pieces(request.user[name])
+                texts = [piece.text for piece in parts if piece.translate]
+                segment_keys = [segment_key(self.model_id, source, target, text, self.generation) for text in texts]
+                for key, text in zip(segment_keys, texts):
+                    self.stats["segments"] += 1
+                    if cache.get(key) is None:
+                        missing[key] = (source, target, text)
+                    else:
+                        self.stats["cached"] += 1
+                fields[name] = (parts, segment_keys)
+            plans.append((fields, self.stats["cut"] - cuts_before))
+        if missing:
+            self.translate_segments(missing, cache)
+        for (fields, cuts), key in zip(plans, keys):
+            values, truncated, count = {}, False, 0
+            for name, (parts, segment_keys) in fields.items():
+                answers = [cache.get(k) for k in segment_keys]
+                truncated = truncated or any(a.finish_reason == "length" for a in answers)
+                values[name] = join(parts, [a.content for a in answers])
+                count += len(segment_keys)
+            # `_mt` travels with the answer into the stage's report (segments, cuts).
+            values["_mt"] = {"segments": count, "cut": cuts}
+            cache.put(key, Answer(json.dumps(values, ensure_ascii=False), "length" if truncated else "stop"))
+
+    def translate_segments(self, missing: dict[str, tuple[str, str, str]], cache: ResponseCache) -> None:
+        """Translate every missing segment, grouped by language pair, longest first in
+        batches of max_concurrency; each batch goes into the cache as soon as it is done."""
+        self.prepare()
+        batch_size = self.settings["max_concurrency"]
+        pairs: dict[tuple[str, str], list[str]] = {}
+        for key, (source, target, _) in missing.items():
+            pairs.setdefault((source, target), []).append(key)
+        started = time.monotonic()
+        for (source, target), segment_keys in pairs.items():
+            lengths = {key: len(self.tokenizer(missing[key][2], add_special_tokens=False)["input_ids"])
+                       for key in segment_keys}
+            ordered = sorted(segment_keys, key=lambda k: -lengths[k])
+            for start in range(0, len(ordered), batch_size):
+                batch = ordered[start:start + batch_size]
+                outputs = self.generate([missing[key][2] for key in batch], source, target)
+                for key, (text, finish) in zip(batch, outputs):
+                    cache.put(key, Answer(text, finish))
+                self.stats["translated"] += len(batch)
+        self.seconds += time.monotonic() - started
+        log.info("%d segments translated in %.1f s (%.1f segments/s, batches of %d, %s)", len(missing),
+                 self.seconds, len(missing) / max(self.seconds, 1e-9), batch_size, self.device)
+
+    def encode(self, text: str, source: str, target: str) -> list[int]:
+        ids = self.tokenizer(text, add_special_tokens=False)["input_ids"][: self.max_tokens]
+        eos = self.tokenizer.eos_token_id
+        if self.family == "madlad":
+            return [self.token_id(target), *ids, eos]
+        return [self.token_id(source), *ids, eos]
+
+    def generate(self, texts: list[str], source: str, target: str) -> list[tuple[str, str]]:
+        """(translation, finish reason) of each text: `length` when the output reached its
+        cap (twice the input plus 16 tokens, at most max_new_tokens) without ending."""
+        torch = self.torch
+        encoded = [self.encode(text, source, target) for text in texts]
+        width = max(len(ids) for ids in encoded)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in encoded], device=self.device)
+        attention_mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in encoded],
+                                      device=self.device)
+        cap = min(self.settings["max_new_tokens"], 2 * width + 16)
+        options = {"forced_bos_token_id": self.token_id(target)} if self.family != "madlad" else {}
+        with torch.no_grad():
+            output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=cap,
+                                         num_beams=self.generation["num_beams"], do_sample=False, **options)
+        eos = self.tokenizer.eos_token_id
+        results = []
+        for row in output:
+            generated = row[1:].tolist()  # after the decoder's start token
+            finished = eos in generated
+            text = self.tokenizer.decode(row, skip_special_tokens=True).strip()
+            results.append((text, "stop" if finished else "length"))
+        return results
