@@ -121,7 +121,7 @@ def _check_cross_keys(config: dict) -> None:
         if llm["backend"] == "openai" and not llm.get("api_key_env"):
             raise ConfigError(f"config: 'translator_comparison.translators.{name}.api_key_env' is needed for openai")
     seeds = config["self_instruct"]
-    if seeds["seed_tasks"].startswith(("http://", "https://")) and not seeds["seed_tasks_sha256"]:
+    if seed_tasks_path(config) != seeds["seed_tasks"] and not seeds["seed_tasks_sha256"]:
         raise ConfigError("config: missing key 'self_instruct.seed_tasks_sha256' (seed_tasks is a URL)")
     try:
         source_groups(split_plan(config))
@@ -174,6 +174,12 @@ def stage_llm_settings(config: dict, stage: str, answer_params: dict) -> dict:
     reruns), operational ones (limits, cache, prices, budget) from config (changing them
     reruns nothing)."""
     return {**llm_settings(config, stage), **answer_params}
+
+
+def seed_tasks_path(config: dict) -> str:
+    """The seed tasks file: a local path as given, a URL's copy fetched into resources/."""
+    source = config["self_instruct"]["seed_tasks"]
+    return "resources/self_instruct/seed_tasks.jsonl" if source.startswith(("http://", "https://")) else source
 
 
 def split_sizes(config: dict) -> dict[str, int]:

@@ -112,11 +112,11 @@ def config_estimate(config: dict, instructions=None) -> list[dict]:
 
     Without `instructions` (self-instruct runs before them) records count as empty.
     """
-    from okapi_pipeline.config import LLM_STAGES, llm_settings, ranking_responders, split_sizes
+    from okapi_pipeline.config import LLM_STAGES, llm_settings, ranking_responders, seed_tasks_path, split_sizes
 
     prompts = {"translation": config["translation"]["prompt"], "self_instruct": config["self_instruct"]["prompt"],
                "rank": config["ranking"]["prompt"], "back_translation": config["ranking"]["back_translation_prompt"]}
-    return estimate_costs(instructions, config["self_instruct"]["seed_tasks"], prompts, config["languages"],
+    return estimate_costs(instructions, seed_tasks_path(config), prompts, config["languages"],
                           ranking_responders(config), split_sizes(config), config["self_instruct"], config["ranking"],
                           {stage: llm_settings(config, stage) for stage in LLM_STAGES})
 

@@ -190,8 +190,6 @@ MT_MAX_POSITIONS = 512
 # fewer, the tiny model repeats a token until the length cap and every answer is
 # rejected as truncated. 0 in tiny_models.pretrain_epochs keeps the random weights.
 MT_COPY_EPOCHS = 8
-# Sentences of the copy pretraining (a random subset of the corpus; seconds on a CPU).
-MT_COPY_PAIRS = 480
 
 
 def mt_language_tokens(family: str) -> list[str]:
@@ -276,8 +274,7 @@ def copy_pairs(tokenizer, corpus_dir, family: str, max_length: int, seed: int) -
                 pairs.append(([target, *ids, eos], [*ids, eos]))
             else:
                 pairs.append(([vocab[language_code(family, source)], *ids, eos], [target, *ids, eos]))
-    rng.shuffle(pairs)
-    return pairs[:MT_COPY_PAIRS]
+    return pairs
 
 
 def pretrain_copy(model, pairs, epochs: int, seed: int, pad: int, batch_size: int = 16,

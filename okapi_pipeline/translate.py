@@ -147,6 +147,11 @@ def segment_counts(results) -> dict:
     cut to the model's limit (absent for the other backends)."""
     counts = Counter()
     for result in results:
+        if isinstance(result, Rejected):
+            try:
+                result = json.loads(result.answer)
+            except json.JSONDecodeError:
+                continue
         if isinstance(result, dict):
             counts.update(result.get("_mt", {}))
     return dict(counts)

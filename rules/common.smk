@@ -12,6 +12,7 @@ from okapi_pipeline.config import (
     llm_settings,
     load_schema,
     ranking_responders,
+    seed_tasks_path,
     shard_ids,
     split_plan,
     split_sizes,
@@ -196,19 +197,9 @@ def ranked_shards(wildcards):
     )
 
 
-def is_url(source):
-    return source.startswith(("http://", "https://"))
-
-
-def seed_tasks_file():
-    """The seed tasks: a local file as given, a URL's copy fetched into resources/."""
-    source = config["self_instruct"]["seed_tasks"]
-    return "resources/self_instruct/seed_tasks.jsonl" if is_url(source) else source
-
-
 def self_instruct_inputs(wildcards):
     return {
-        "seed_tasks": seed_tasks_file(),
+        "seed_tasks": seed_tasks_path(config),
         "prompt": config["self_instruct"]["prompt"],
         "model": llm_model_input("self_instruct"),
     }

@@ -5,7 +5,7 @@ rule cost_estimate:
     """Token counts and USD per API stage, language and model at the configured prices."""
     input:
         instructions="results/data/en/instructions.jsonl",
-        seed_tasks=seed_tasks_file(),
+        seed_tasks=seed_tasks_path(config),
         translation_prompt=config["translation"]["prompt"],
         self_instruct_prompt=config["self_instruct"]["prompt"],
         rank_prompt=config["ranking"]["prompt"],

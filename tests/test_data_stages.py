@@ -1,6 +1,7 @@
 """Data stages on the LLM layer: instructions, self-instruct, split, translation, ranking."""
 
 import functools
+import hashlib
 import json
 import threading
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
@@ -12,7 +13,7 @@ from okapi_pipeline.instructions import load_instructions
 from okapi_pipeline.jsonl import read_jsonl, write_jsonl
 from okapi_pipeline.llm import JsonRequest
 from okapi_pipeline.ranking import generate_responses, preference_pairs, rank_shard, valid_ranking
-from okapi_pipeline.self_instruct import RougeFilter, self_instruct, shape_reason
+from okapi_pipeline.self_instruct import RougeFilter, fetch_seed_tasks, seed_records, self_instruct, shape_reason
 from okapi_pipeline.split import scaled_sizes, source_groups, split_instructions
 from okapi_pipeline.translate import gather, translate_shard, translation_qa
 from tests.fake_openai import CANARY_KEY, fake_openai, fake_translation, files_containing, openai_settings  # noqa: F401
@@ -54,6 +55,26 @@ def test_load_instructions_from_url(tmp_path):
         server.shutdown()
         server.server_close()
     assert read_jsonl(tmp_path / "out.jsonl")[0]["output"] == "Hi."
+
+
+def test_seed_tasks_are_fetched_only_with_the_expected_checksum(tmp_path):
+    seeds = json.dumps({"id": "seed_task_0", "instruction": "Name a colour.",
+                        "instances": [{"input": "", "output": "Blue."}]}) + "\n"
+    (tmp_path / "seed_tasks.jsonl").write_text(seeds)
+    good = hashlib.sha256(seeds.encode()).hexdigest()
+    server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SimpleHTTPRequestHandler, directory=tmp_path))
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/seed_tasks.jsonl"
+        fetch_seed_tasks(url, good, tmp_path / "resources" / "seeds.jsonl")
+        with pytest.raises(ValueError, match="SHA-256 .* is not self_instruct.seed_tasks_sha256"):
+            fetch_seed_tasks(url, "0" * 64, tmp_path / "resources" / "bad.jsonl")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert seed_records(tmp_path / "resources" / "seeds.jsonl") == [
+        {"instruction": "Name a colour.", "input": "", "output": "Blue."}]
+    assert not (tmp_path / "resources" / "bad.jsonl").exists()
 
 
 def test_a_record_without_output_is_named_by_index(tmp_path):
@@ -138,6 +159,8 @@ def test_splits_must_share_their_sources_or_none():
     ("Tell me how to go to the station.", "blacklist keyword"),
     ("- List three fruits that are red.", "starts with punctuation"),
     ("¿Cuál es la capital de Francia hoy?", "non-ASCII start"),
+    ("Write a program that sorts a list.", "write a program"),
+    ("Name three rivers.", "length"),  # Alpaca drops 3 words or fewer
     ("Explain the rules of chess to a child.", None),
     ("Describe the mapping between sets briefly.", None),  # "map" only as a whole word
 ])

@@ -133,9 +133,10 @@ def test_a_rerun_submits_nothing(small_run, slurm_cluster):
 
 
 # The rules that run on GPUs on a cluster (slurm/config.yaml), and how many jobs of each
-# the demo has: one per (model, language) or per (model, variant, language).
+# the demo has: one per (model, language) or per (model, variant, language); responses
+# are generated once per language (one shared ranking set).
 DEMO_GPU_JOBS = {"train_sft": 6, "train_reward_model": 6, "train_ppo": 6,
-                 "generate_responses": 6, "evaluate": 18}
+                 "generate_responses": 3, "evaluate": 18}
 
 
 @pytest.fixture(scope="module")

@@ -49,9 +49,13 @@ def test_demo_models_and_data_are_where_the_readme_says(demo_run):
                 assert (folder / "config.json").exists()
                 summary = json.loads((folder / "training_summary.json").read_text())
                 assert summary["steps"] > 0
-            pairs = (demo_run / f"results/rankings/{model}/{lang}/pairs.jsonl").read_text()
-            first = json.loads(pairs.splitlines()[0])
-            assert {"instruction", "input", "prefered_output", "rejected_output"} <= set(first)
+    # One ranking set per language, from the SFT model of `ranking.responses_from`.
+    responder = DEMO["ranking"]["responses_from"]
+    assert sorted(p.name for p in (demo_run / "results/rankings").iterdir()) == [responder]
+    for lang in DEMO["languages"]:
+        pairs = (demo_run / f"results/rankings/{responder}/{lang}/pairs.jsonl").read_text()
+        first = json.loads(pairs.splitlines()[0])
+        assert {"instruction", "input", "prefered_output", "rejected_output"} <= set(first)
     for lang in DEMO["languages"]:
         qa = json.loads((demo_run / f"results/qa/{lang}.json").read_text())
         assert qa
@@ -78,13 +82,15 @@ def test_changed_translation_reruns_only_that_language(demo_run):
 
     expected = {("all", ()), ("paper_tables", ()), ("paper_figures", ()),
                 ("translation_qa", (("lang", "vi"),))}
+    responder = DEMO["ranking"]["responses_from"]
+    for rule in ("generate_responses", "preference_pairs"):
+        expected.add((rule, (("lang", "vi"), ("model", responder))))
+    for shard in shard_ids(DEMO, "rm"):
+        expected.add(("rank_shard", (("lang", "vi"), ("model", responder), ("shard", shard))))
     for model in DEMO["models"]:
         per_model = (("lang", "vi"), ("model", model))
-        for rule in ("train_sft", "generate_responses", "preference_pairs",
-                     "train_reward_model", "train_ppo", "train_dpo", "training_curves"):
+        for rule in ("train_sft", "train_reward_model", "train_ppo", "train_dpo", "training_curves"):
             expected.add((rule, per_model))
-        for shard in shard_ids(DEMO, "rm"):
-            expected.add(("rank_shard", (("lang", "vi"), ("model", model), ("shard", shard))))
         for variant in ("sft", "rlhf", "dpo"):
             expected.add(("evaluate", (("lang", "vi"), ("model", model), ("variant", variant))))
     assert planned_jobs(result.stdout + result.stderr) == expected
@@ -123,6 +129,11 @@ def test_paper_dag_plans_every_stage_offline(tmp_path):
         ("languages: [vi, xx]\n", "config: 'languages.1': unknown language code 'xx'"),
         ("ppo:\n  kl_coeff: 0.1\n", "config: unknown key 'ppo.kl_coeff'"),
         ("models: [gpt-2]\n", "config: 'models.0': 'gpt-2' is not an entry of base_models"),
+        ("self_instruct:\n  seed_tasks: https://example.org/seeds.jsonl\n",
+         "config: missing key 'self_instruct.seed_tasks_sha256' (seed_tasks is a URL)"),
+        ("split:\n  rm: {sources: [alpaca, self_instruct], size: 4}\n",
+         "config: split: ['sft'] take ['alpaca'] and ['rm'] take ['alpaca', 'self_instruct']"),
+        ("ranking:\n  responses_from: gpt-4\n", "config: 'ranking.responses_from': 'gpt-4' is neither own nor"),
     ],
 )
 def test_bad_config_stops_with_one_line_naming_the_key(tmp_path, override, message):

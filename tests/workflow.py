@@ -11,7 +11,7 @@ REPO = Path(__file__).resolve().parents[1]
 # What a run needs; results, caches and the venv stay behind.
 WORKFLOW_FILES = [
     "Snakefile", "config.yaml", "configs", "rules", "scripts", "schemas", "envs",
-    "prompts", "demo", "reference", "report", "slurm",
+    "prompts", "demo", "reference", "report", "slurm", ".test",
 ]
 
 

@@ -26,7 +26,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from okapi_pipeline.config import load_schema, validate_config  # noqa: E402
+from okapi_pipeline.config import load_schema, split_sizes, validate_config  # noqa: E402
 from okapi_pipeline.jsonl import read_jsonl, write_jsonl  # noqa: E402
 
 BUILD = (
@@ -64,7 +64,8 @@ def run(step: str, arguments: dict, work: Path) -> tuple[float, float]:
 
 def demo_data(config: dict, work: Path) -> dict:
     records = read_jsonl(REPO / config["instructions"]["source"])
-    sizes = config["split"]["sizes"]
+    # Stand-in data from the bundled records at the demo's split sizes.
+    sizes = split_sizes(config)
     sft, rm = records[: sizes["sft"]], records[sizes["sft"] : sizes["sft"] + sizes["rm"]]
     pairs = []
     for index, record in enumerate(rm):

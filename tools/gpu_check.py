@@ -89,12 +89,15 @@ TIMEOUTS = {
 # Optimizer steps of SFT, reward model and DPO; PPO rounds (a round: rollouts, then
 # num_ppo_epochs passes over them in minibatches).
 STEPS = {"tiny": 3, "1b": 3, "7b": 3}
-PPO_ROUNDS = {"tiny": 2, "1b": 1, "7b": 1}
+PPO_ROUNDS = {"tiny": 1, "1b": 1, "7b": 1}
 # The processes the configured PPO batches are shared by: the original ran PPO in 7
 # processes (configs/paper.yaml: 896 rollouts and minibatches of 14 = 7 x 128 and 7 x 2),
 # and a one-GPU stage runs one process's share, so each GPU sees the original's load.
 PPO_PROCESSES = {"tiny": 1, "1b": 7, "7b": 7}
-GENERATION_PROMPTS = 16
+GENERATION_PROMPTS = {"tiny": 8, "1b": 16, "7b": 16}
+# torch threads per stage: one on a small shared CPU (oversubscribed threads only wait),
+# all cores beside a GPU.
+THREADS = {"tiny": 1, "1b": os.cpu_count(), "7b": os.cpu_count()}
 
 # Dense bf16 tensor-core peaks (TFLOPS, no sparsity) from the vendors' data sheets, for
 # the model FLOPs utilisation. The first pattern found in the device name wins, so the
@@ -175,9 +178,9 @@ def training_settings(config: dict, stage: str, steps: int, ppo_rounds: int, ppo
     if stage != "ppo":
         settings.update(epochs=1, held_out_fraction=0.0)
         return settings, steps * settings["effective_batch_size"]
-    for key in ("rollout_batch_size", "mini_batch_size"):
-        if settings[key] % ppo_processes == 0:
-            settings[key] //= ppo_processes
+    if settings["rollout_batch_size"] % ppo_processes == 0 and settings["mini_batch_size"] % ppo_processes == 0:
+        settings["rollout_batch_size"] //= ppo_processes
+        settings["mini_batch_size"] //= ppo_processes
     rollouts = settings["rollout_batch_size"]
     if "total_episodes" in settings:
         settings["total_episodes"] = ppo_rounds * rollouts
@@ -281,7 +284,7 @@ def parse_args(argv):
     parser.add_argument("--ppo-rounds", type=int, help="PPO rounds (rollouts, then the PPO epochs over them)")
     parser.add_argument("--ppo-processes", type=int,
                         help="processes the configured PPO batches are shared by (default: 7 for the paper)")
-    parser.add_argument("--threads", type=int, default=os.cpu_count(), help="torch threads per stage")
+    parser.add_argument("--threads", type=int, help="torch threads per stage (default: 1 for --tiny, else all)")
     parser.add_argument("--stage-timeout", type=float, help="seconds per stage, for every stage")
     parser.add_argument("--inject", action="append", default=[], metavar="STAGE=fail|hang",
                         help="make a stage fail or hang (to test the checker itself)")
@@ -307,14 +310,20 @@ def main(argv=None) -> int:
         log.warning("config: %s", warning)
     timeouts = TIMEOUTS[size]
     inject = dict(item.split("=", 1) for item in options.inject)
+    if set(inject.values()) - {"fail", "hang"}:
+        raise SystemExit("--inject takes STAGE=fail or STAGE=hang")
     wanted = options.stages.split(",") if options.stages else list(MODEL_STAGES)
     unknown = set(wanted) - set(MODEL_STAGES)
     if unknown:
         raise SystemExit(f"unknown stage(s): {', '.join(sorted(unknown))} (known: {', '.join(MODEL_STAGES)})")
     builds = model_builds(size, config)
     if options.models:
+        missing = set(options.models.split(",")) - set(builds)
+        if missing:
+            raise SystemExit(f"unknown model(s) for --size {size}: {', '.join(sorted(missing))} "
+                             f"(known: {', '.join(builds)})")
         builds = {name: builds[name] for name in options.models.split(",")}
-    common = {"size": size, "config": config, "threads": options.threads, "work": str(work),
+    common = {"size": size, "config": config, "threads": options.threads or THREADS[size], "work": str(work),
               "steps": options.steps or STEPS[size], "ppo_rounds": options.ppo_rounds or PPO_ROUNDS[size],
               "ppo_processes": options.ppo_processes or PPO_PROCESSES[size],
               "tokenizer_dir": str(work / "tokenizer")}
@@ -469,7 +478,7 @@ def setup_stage(spec: dict) -> dict:
                          else f"CPU only ({device['cpus']} cores)") + f", torch {torch.__version__}"
     vocab = spec["config"]["tiny_models"]["vocab_size"]
     train_tokenizer(REPO / spec["config"]["tiny_models"]["corpus"], spec["tokenizer_dir"], vocab)
-    return {"device": device}
+    return {"device": device, "note": device["summary"]}
 
 
 def build_stage(spec: dict) -> dict:
@@ -494,8 +503,10 @@ def build_stage(spec: dict) -> dict:
         model = AutoModelForCausalLM.from_config(config, dtype=dtype)
     model.save_pretrained(spec["model_dir"])
     tokenizer.save_pretrained(spec["model_dir"])
-    return {"parameters": sum(p.numel() for p in model.parameters()), "saved_dtype": str(dtype).split(".")[-1],
-            "config_class": type(config).__name__}
+    parameters = sum(p.numel() for p in model.parameters())
+    saved = str(dtype).split(".")[-1]
+    return {"parameters": parameters, "saved_dtype": saved, "config_class": type(config).__name__,
+            "note": f"{parameters / 1e6:,.1f}M parameters, saved in {saved}"}
 
 
 def training_stage(spec: dict) -> dict:
@@ -530,9 +541,12 @@ def training_stage(spec: dict) -> dict:
             result["step_time_s"] = tokens / summary["steps"] / result["tokens_per_s"]
     else:
         if trainer_stage == "ppo":
+            # A PPO "step" is a round: rollouts, then the PPO epochs' optimizer steps.
             tokens = generation.prompt_tokens + generation.new_tokens
-            result["generation_s"] = round(generation.seconds, 2)
-            result["rollout_dtype"] = ",".join(sorted(timer.dtypes["no_grad"])) or None
+            steps = settings["num_ppo_epochs"] * (settings["rollout_batch_size"] // settings["mini_batch_size"])
+            result.update(generation_s=round(generation.seconds, 2), optimizer_steps_per_round=steps,
+                          rollout_dtype=",".join(sorted(timer.dtypes["no_grad"])) or None,
+                          note=f"step = 1 round: {settings['rollout_batch_size']} rollouts, {steps} optimizer steps")
         elif trainer_stage == "sft" and timer.num_tokens:
             tokens = timer.num_tokens  # trl's own count: padding excluded
         result.update(timer.timing(tokens))
@@ -602,7 +616,7 @@ def generate_stage(spec: dict) -> dict:
     from okapi_pipeline.ranking import generate_responses
 
     work = Path(spec["work"]) / "stages" / spec["model"]
-    records = read_jsonl(REPO / "demo" / "instructions.jsonl")[:GENERATION_PROMPTS]
+    records = read_jsonl(REPO / "demo" / "instructions.jsonl")[:GENERATION_PROMPTS[spec["size"]]]
     write_jsonl(work / "prompts.jsonl", [{"id": f"rm-{i:05d}", **record} for i, record in enumerate(records)])
     settings = {**spec["config"]["ranking"], "seed": 0}
     counter = GenerationCounter.install()

@@ -1,0 +1,284 @@
+"""The `mt` backend: language codes, segments, the per-segment cache, the translator comparison."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import yaml
+
+from okapi_pipeline.jsonl import read_jsonl, write_jsonl
+from okapi_pipeline.languages import OKAPI_GROUPS
+from okapi_pipeline.llm import JsonRequest, LLMClient, Rejected
+from okapi_pipeline.mt import UnsupportedLanguage, detect_family, language_code
+from okapi_pipeline.segments import Piece, cut, join, pieces, segments
+from okapi_pipeline.translate import translate_shard
+from okapi_pipeline.translators import COLUMNS, comparison_table
+from tests.workflow import REPO, copy_workflow, snakemake
+
+OKAPI_26 = [code for group in OKAPI_GROUPS.values() for code in group]
+CODE_AND_URL = ("Fix the bug in this function. Then push it.\n\n```python\ndef add(a, b):\n    return a - b\n```\n"
+                "See https://docs.python.org/3/tutorial/index.html for more, {name}.\n  - 42\n1. Run `pytest -q` now.")
+
+
+# ---- language codes ------------------------------------------------------------------
+
+
+def test_every_okapi_language_has_a_code_in_every_family_that_covers_it():
+    assert len(OKAPI_26) == 26
+    flores = {lang: language_code("nllb", lang) for lang in ["en", *OKAPI_26]}
+    assert flores["vi"] == "vie_Latn" and flores["zh"] == "zho_Hans" and flores["ne"] == "npi_Deva"
+    assert len(set(flores.values())) == 27
+    assert all(language_code("madlad", lang) == f"<2{lang}>" for lang in OKAPI_26)
+    # M2M100 has 25 of the 26: no Telugu, and it says so.
+    assert [lang for lang in OKAPI_26 if lang != "te" and language_code("m2m100", lang) != f"__{lang}__"] == []
+    with pytest.raises(UnsupportedLanguage, match="M2M100 does not cover 'te'"):
+        language_code("m2m100", "te")
+    with pytest.raises(UnsupportedLanguage, match="no FLORES-200 code known for 'xh'"):
+        language_code("nllb", "xh")
+
+
+def test_the_family_is_read_from_the_vocabulary():
+    assert detect_family({"eng_Latn": 5, "vie_Latn": 6}) == "nllb"
+    assert detect_family({"__en__": 5}) == "m2m100"
+    assert detect_family({"<2en>": 5}) == "madlad"
+    with pytest.raises(ValueError, match="not a known MT model"):
+        detect_family({"hello": 1})
+
+
+# ---- segments --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("text", [
+    CODE_AND_URL,
+    "One sentence. Two sentences!  Three?\nA new line\r\n\r\n2024\n",
+    "Email me at someone@example.org. Use <noinput> and {{var}}.",
+    "", "   ", "1234\n56.7", "Trailing space. ",
+])
+def test_pieces_join_back_to_the_same_bytes(text):
+    parts = pieces(text)
+    assert "".join(piece.text for piece in parts) == text
+    assert join(parts, [piece.text for piece in parts if piece.translate]) == text
+
+
+def test_code_urls_placeholders_and_number_lines_never_reach_the_model():
+    sent = segments(CODE_AND_URL)
+    assert sent == ["Fix the bug in this function.", "Then push it.", "See", "for more,", "Run", "now."]
+    translated = join(pieces(CODE_AND_URL), [s.upper() for s in sent])
+    for kept in ("```python\ndef add(a, b):\n    return a - b\n```", "https://docs.python.org/3/tutorial/index.html",
+                 "{name}", "\n  - 42\n", "1. ", "`pytest -q`"):
+        assert kept in translated
+
+
+def test_a_long_sentence_is_cut_at_whitespace_and_nothing_is_lost():
+    text = "alpha beta gamma delta epsilon zeta eta theta"
+    words = [(text.index(w), text.index(w) + len(w)) for w in text.split()]
+    parts = cut(Piece(text, True), words, 3)
+    assert [p.text for p in parts if p.translate] == ["alpha beta gamma", "delta epsilon zeta", "eta theta"]
+    assert "".join(p.text for p in parts) == text
+    assert cut(Piece("short one", True), words[:2], 3) == [Piece("short one", True)]
+
+
+# ---- the backend with tiny models -------------------------------------------------------
+
+
+def _tiny(tmp_path_factory, corpus_dir, architecture):
+    from okapi_pipeline.tiny_models import build_tiny_model
+
+    out = tmp_path_factory.mktemp(f"tiny-{architecture}")
+    build = {"architecture": architecture, "hidden_size": 32, "intermediate_size": 64, "num_layers": 1,
+             "num_heads": 2}
+    # Random weights: fast to build; outputs are nonsense that never ends (truncated).
+    build_tiny_model(None, corpus_dir, out, build, {"vocab_size": 600, "max_length": 64, "pretrain_epochs": 0,
+                                                    "seed": 0})
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_nllb_dir(tmp_path_factory, tiny_corpus_dir):
+    return _tiny(tmp_path_factory, tiny_corpus_dir, "nllb")
+
+
+def mt_settings(model_dir, tmp_path, **changes):
+    return {"backend": "mt", "model": str(model_dir), "temperature": 0.0, "max_new_tokens": 6, "max_concurrency": 4,
+            "max_retries": 0, "num_beams": 1, "max_segment_tokens": 256, "cache_dir": str(tmp_path / "cache"),
+            "api_key_env": "UNUSED", "max_reject_share": 1.0, "answer_checks": "basic", **changes}
+
+
+def mt_request(fields, languages=("en", "vi")):
+    return JsonRequest("unused by mt", fields, tuple(fields), languages=languages)
+
+
+def test_a_field_with_code_and_a_url_comes_back_with_both_byte_identical(tiny_nllb_dir, tmp_path):
+    client = LLMClient.from_settings(mt_settings(tiny_nllb_dir, tmp_path), tmp_path / "c.jsonl")
+    [result] = client.json_requests([mt_request({"output": CODE_AND_URL, "instruction": "Fix it."})])
+    client.close()
+    # Random weights never stop: the answer is rejected as truncated, and still shows what was kept.
+    assert isinstance(result, Rejected) and result.reason == "truncated (finish_reason length)"
+    answer = json.loads(result.answer)
+    assert "```python\ndef add(a, b):\n    return a - b\n```" in answer["output"]
+    assert "https://docs.python.org/3/tutorial/index.html" in answer["output"]
+    assert "{name}" in answer["output"] and "`pytest -q`" in answer["output"]
+    assert answer["_mt"] == {"segments": 7, "cut": 0}
+    assert client.backend.stats["translated"] == 7
+
+
+def test_long_sentences_are_cut_and_counted(tiny_nllb_dir, tmp_path):
+    client = LLMClient.from_settings(mt_settings(tiny_nllb_dir, tmp_path, max_segment_tokens=8),
+                                     tmp_path / "c.jsonl")
+    long = "The cat sits on the mat and the dog runs in the park while the sun is hot and water is wet"
+    [result] = client.json_requests([mt_request({"output": long})])
+    client.close()
+    assert json.loads(result.answer)["_mt"]["cut"] == 1 and client.backend.stats["cut"] == 1
+    assert client.backend.stats["segments"] > 2
+
+
+def test_every_family_marks_languages_its_own_way(tmp_path_factory, tiny_corpus_dir, tiny_nllb_dir, tmp_path):
+    from okapi_pipeline.mt import MTBackend
+
+    for model_dir, family, first in [(tiny_nllb_dir, "nllb", "eng_Latn"),
+                                     (_tiny(tmp_path_factory, tiny_corpus_dir, "m2m100"), "m2m100", "__en__"),
+                                     (_tiny(tmp_path_factory, tiny_corpus_dir, "madlad"), "madlad", "<2vi>")]:
+        backend = MTBackend(mt_settings(model_dir, tmp_path))
+        backend._load_tokenizer()
+        assert backend.family == family
+        ids = backend.encode("Hello.", "en", "vi")
+        assert backend.tokenizer.convert_ids_to_tokens(ids[0]) == first and ids[-1] == backend.tokenizer.eos_token_id
+        if family == "m2m100":
+            with pytest.raises(UnsupportedLanguage, match="'te'"):
+                backend.token_id("te")
+        backend.prepare()
+        [(text, finish)] = backend.generate(["Hello."], "en", "vi")
+        assert finish == "length" and isinstance(text, str)
+
+
+def test_the_hf_and_openai_stages_refuse_an_mt_judge():
+    from okapi_pipeline.config import ConfigError, load_schema, validate_config
+
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["ranking"]["llm"] = {"backend": "mt", "model": "x"}
+    with pytest.raises(ConfigError, match="'ranking.llm.backend': mt only translates"):
+        validate_config(config, load_schema(REPO / "schemas/config.schema.yaml"))
+
+
+def shard_records(n):
+    return [{"id": f"r{i}", "instruction": f"Give {i} tips for staying healthy. Eat {i} apples. Sleep {i} hours.",
+             "input": "", "output": f"Drink {i} glasses. Walk {i} miles. Rest {i} hours. Read {i} books."}
+            for i in range(n)]
+
+
+KILLED_JOB = """
+import sys
+from okapi_pipeline.translate import translate_shard
+import json
+args = json.loads(sys.argv[1])
+translate_shard(*args["positional"], args["settings"], "translation/vi/sft/0000", threads=1)
+"""
+
+
+def segment_lines(cache_path):
+    if not cache_path.exists():
+        return []
+    keys = []
+    for line in cache_path.read_text(encoding="utf-8").splitlines():
+        try:
+            keys.append(json.loads(line)["key"])
+        except (json.JSONDecodeError, KeyError):
+            pass  # the line being written when the job was killed
+    return [key for key in keys if key.startswith("segment:")]
+
+
+def test_a_killed_mt_job_resumes_without_translating_cached_segments_again(tiny_nllb_dir, tmp_path):
+    records = shard_records(40)  # 40 x 7 = 280 segments, each translated once
+    write_jsonl(tmp_path / "en.jsonl", records)
+    settings = mt_settings(tiny_nllb_dir, tmp_path, max_concurrency=1)
+    positional = [str(tmp_path / "en.jsonl"), str(tmp_path / "vi.jsonl"), str(tmp_path / "rejects.jsonl"),
+                  str(tmp_path / "report.json"), "vi", str(REPO / "prompts/translate.txt")]
+    cache = tmp_path / "cache" / "translation/vi/sft/0000.jsonl"
+    process = subprocess.Popen([sys.executable, "-c", KILLED_JOB, json.dumps({"positional": positional,
+                                                                              "settings": settings})],
+                               cwd=REPO, env=dict(os.environ, HF_HUB_OFFLINE="1"), start_new_session=True)
+    deadline = time.monotonic() + 120
+    while len(segment_lines(cache)) < 30 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
+    done = set(segment_lines(cache))
+    total = sum(len(segments(r["instruction"])) + len(segments(r["output"])) for r in records)
+    assert 30 <= len(done) < total, "the job was not killed halfway"
+    assert not (tmp_path / "report.json").exists()
+
+    from okapi_pipeline import mt
+
+    translated = []
+    original = mt.MTBackend.translate_segments
+
+    def spy(self, missing, cache):
+        translated.extend(missing)
+        return original(self, missing, cache)
+
+    mt.MTBackend.translate_segments = spy
+    try:
+        report = translate_shard(*positional, settings, "translation/vi/sft/0000")
+    finally:
+        mt.MTBackend.translate_segments = original
+    assert not done & set(translated)  # nothing finished before the kill was translated again
+    assert len(done) + len(translated) == total == report["segments"]["segments"]
+    assert report["total"] == 40 and report["rejected"] == 40  # random weights: every answer truncated
+    keys = segment_lines(cache)
+    assert len(keys) == len(set(keys)) == total
+
+
+# ---- the comparison table -------------------------------------------------------------------
+
+
+def test_the_comparison_table_has_one_row_per_language_and_translator(tmp_path):
+    paths = []
+    for lang in ("vi", "bn"):
+        for name, backend in (("gpt", "openai"), ("nllb", "mt"), ("llama", "hf")):
+            row = {column: None for column in COLUMNS}
+            row.update(language=lang, translator=name, backend=backend, model=name, records=4, accepted=4,
+                       rejected=0, chrf_round_trip=50.0, untranslated_share=0.0, seconds_per_1k=10.0)
+            path = tmp_path / f"{name}-{lang}.json"
+            path.write_text(json.dumps({**row, "qa": {}}))
+            paths.append(path)
+    rows = comparison_table(paths, tmp_path / "t.csv", tmp_path / "t.md", tmp_path / "t.png")
+    table = pd.read_csv(tmp_path / "t.csv")
+    assert len(rows) == len(table) == 6
+    assert sorted(zip(table["language"], table["translator"])) == sorted(
+        (lang, name) for lang in ("vi", "bn") for name in ("gpt", "nllb", "llama"))
+    assert list(table.columns) == list(COLUMNS)
+    assert (tmp_path / "t.png").stat().st_size > 0 and "chrf_round_trip" in (tmp_path / "t.md").read_text()
+
+
+# ---- the demo variant: translation with a tiny MT model, end to end --------------------------
+
+
+@pytest.mark.slow
+def test_the_mt_demo_translates_and_compares_translators(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    started = time.monotonic()
+    snakemake(workdir, "--cores", "2", "translations", "translator_comparison", "--configfile", ".test/config_mt.yaml")
+    elapsed = time.monotonic() - started
+    settings = yaml.safe_load((REPO / ".test/config_mt.yaml").read_text())
+    for split, entry in settings["split"].items():
+        translated = read_jsonl(workdir / f"results/data/vi/{split}.jsonl")
+        assert len(translated) == entry["size"]
+        assert all(record["instruction"] for record in translated)
+    qa = json.loads((workdir / "results/qa/vi.json").read_text())
+    assert qa["totals"]["segments"] > 0 and qa["totals"]["segments_cut"] == 0
+    table = pd.read_csv(workdir / "results/tables/translators.csv")
+    assert sorted(zip(table["language"], table["translator"])) == [("vi", "tiny-llama"), ("vi", "tiny-nllb")]
+    assert table["chrf_round_trip"].between(0, 100).all() and (table["seconds_per_1k"] > 0).all()
+    assert (workdir / "results/figures/translators.png").exists()
+    log = (workdir / "logs/translate/vi/sft/0000.log").read_text()
+    assert "segments/s" in log
+    print(f"mt demo: {elapsed:.0f} s")
+    # Finished: nothing to redo.
+    plan = snakemake(workdir, "-n", "--cores", "2", "translations", "translator_comparison", "--configfile",
+                     ".test/config_mt.yaml")
+    assert "Nothing to be done" in plan.stdout + plan.stderr
