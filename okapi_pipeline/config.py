@@ -112,6 +112,9 @@ def _check_cross_keys(config: dict) -> None:
             raise ConfigError(f"config: '{stage}.llm.api_key_env' is needed for the openai backend")
         if llm["backend"] != "openai" and llm["mode"] == "batch":
             raise ConfigError(f"config: '{stage}.llm.mode': batch needs the openai backend")
+        if llm["backend"] == "mt" and llm["engine"] == "ctranslate2" and llm["model"] not in config["base_models"]:
+            raise ConfigError(f"config: '{stage}.llm.model': engine ctranslate2 needs a base_models entry "
+                              f"(converted once into resources/ctranslate2/), got '{llm['model']}'")
         if llm["backend"] == "mt" and stage in NOT_TRANSLATION:
             what = "the ranking judge (set back_translation.llm for an mt back-translation)" if stage == "ranking" \
                 else "self-instruct"

@@ -23,7 +23,9 @@ TOKEN_FACTOR = {"ru": 2.0, "uk": 2.0, "sr": 2.0, "ar": 2.0, "zh": 1.5, "hi": 4.0
                 "ne": 4.0, "ta": 4.0, "te": 4.0, "ml": 4.0, "kn": 4.0}
 MESSAGE_TOKENS = 8  # the chat format's overhead per request
 RANKING_ANSWER_TOKENS = 20
-COLUMNS = ("stage", "language", "model", "requests", "input_tokens", "output_tokens", "usd")
+COLUMNS = ("stage", "language", "model", "requests", "input_tokens", "output_tokens", "usd", "segments",
+           "gpu_hours")
+SECONDS_PER_HOUR = 3600
 
 
 class BudgetExceeded(RuntimeError):
@@ -41,7 +43,10 @@ def estimate_costs(instructions, seed_tasks, prompts: dict, languages: list[str]
     `instructions` gives the average English record; `prompts` maps translation,
     self_instruct, rank and back_translation to their prompt files; `responders` are
     the models whose responses are ranked; `sizes` the split sizes; `llm` maps each
-    stage to its LLM settings.
+    stage to its LLM settings. With a `back_translation` stage in `llm`, back-translation
+    has rows of its own (else it counts in the ranking rows). An `mt` stage is priced in
+    GPU hours: its sentences (segments, counted on the English records) at the stage's
+    `segments_per_second`.
     """
     from okapi_pipeline.self_instruct import EXAMPLES_PER_PROMPT, format_examples, seed_records
 
@@ -49,6 +54,7 @@ def estimate_costs(instructions, seed_tasks, prompts: dict, languages: list[str]
     record_tokens = mean(tokens(json.dumps({k: r[k] for k in ("instruction", "input", "output") if r[k]},
                                            ensure_ascii=False)) for r in records) if records else 0
     prompt_tokens = mean(tokens(r["instruction"] + r["input"]) for r in records) if records else 0
+    record_segments, prompt_segments, segment_chars = _segment_counts(records)
     text = {name: Path(path).read_text(encoding="utf-8") for name, path in prompts.items()}
     rows = []
 
@@ -67,7 +73,7 @@ def estimate_costs(instructions, seed_tasks, prompts: dict, languages: list[str]
         factor = TOKEN_FACTOR.get(lang, 1.0)
         rows.append(_row("translation", lang, "", items,
                          items * (tokens(text["translation"]) + record_tokens + MESSAGE_TOKENS),
-                         items * record_tokens * factor, llm["translation"]))
+                         items * record_tokens * factor, llm["translation"], items * record_segments))
 
     k, response_tokens = ranking["responses_per_prompt"], ranking["max_new_tokens"]
     for model in responders:
@@ -76,6 +82,15 @@ def estimate_costs(instructions, seed_tasks, prompts: dict, languages: list[str]
             english = prompt_tokens + k * response_tokens
             back_in = tokens(text["back_translation"]) + english * factor + MESSAGE_TOKENS
             rank_in = tokens(text["rank"]) + english + MESSAGE_TOKENS
+            if "back_translation" in llm:
+                # A back-translation request, then a ranking request, per item.
+                response_segments = k * response_tokens * CHARS_PER_TOKEN / segment_chars if segment_chars else 0
+                rows.append(_row("back_translation", lang, model, sizes["rm"], sizes["rm"] * back_in,
+                                 sizes["rm"] * english, llm["back_translation"],
+                                 sizes["rm"] * (prompt_segments + response_segments)))
+                rows.append(_row("ranking", lang, model, sizes["rm"], sizes["rm"] * rank_in,
+                                 sizes["rm"] * RANKING_ANSWER_TOKENS, llm["ranking"]))
+                continue
             # One back-translation and one ranking request per item.
             rows.append(_row("ranking", lang, model, 2 * sizes["rm"], sizes["rm"] * (back_in + rank_in),
                              sizes["rm"] * (english + RANKING_ANSWER_TOKENS), llm["ranking"]))
@@ -87,20 +102,45 @@ def estimate_costs(instructions, seed_tasks, prompts: dict, languages: list[str]
         writer.writeheader()
         writer.writerows(rows)
     for stage in llm:
-        log.info("%s: about $%.2f (%s backend)", stage, sum(r["usd"] for r in rows if r["stage"] == stage),
-                 llm[stage]["backend"])
+        hours = [r["gpu_hours"] for r in rows if r["stage"] == stage and r["gpu_hours"] is not None]
+        log.info("%s: about $%.2f%s (%s backend)", stage, sum(r["usd"] for r in rows if r["stage"] == stage),
+                 f" and {sum(hours):,.0f} GPU hours" if hours else "", llm[stage]["backend"])
     return rows
 
 
-def _row(stage, language, model, requests, input_tokens, output_tokens, settings) -> dict:
+def _row(stage, language, model, requests, input_tokens, output_tokens, settings, segments=None) -> dict:
     input_tokens, output_tokens = round(input_tokens), round(output_tokens)
     return {"stage": stage, "language": language, "model": model, "requests": requests,
             "input_tokens": input_tokens, "output_tokens": output_tokens,
-            "usd": usd(input_tokens, output_tokens, settings)}
+            "usd": usd(input_tokens, output_tokens, settings),
+            "segments": round(segments) if segments is not None else None,
+            "gpu_hours": gpu_hours(segments, settings)}
+
+
+def _segment_counts(records: list[dict]) -> tuple[float, float, float]:
+    """Mean sentences the `mt` backend translates per record and per prompt (instruction +
+    input), and the mean characters of a sentence."""
+    from okapi_pipeline.segments import segments
+
+    if not records:
+        return 0.0, 0.0, 0.0
+    per_field = [[segments(r[key]) for key in ("instruction", "input", "output")] for r in records]
+    sentences = [s for fields in per_field for field in fields for s in field]
+    return (mean(sum(len(field) for field in fields) for fields in per_field),
+            mean(len(fields[0]) + len(fields[1]) for fields in per_field),
+            mean(len(s) for s in sentences) if sentences else 0.0)
+
+
+def gpu_hours(segments, settings: dict) -> float | None:
+    """GPU hours of an `mt` stage at its assumed `segments_per_second` (None otherwise)."""
+    rate = settings.get("segments_per_second")
+    if settings["backend"] != "mt" or not rate or segments is None:
+        return None
+    return round(segments / rate / SECONDS_PER_HOUR, 2)
 
 
 def usd(input_tokens: int, output_tokens: int, settings: dict) -> float:
-    """The hf backend runs locally and costs nothing."""
+    """The local backends (hf, mt) cost no dollars (mt: see gpu_hours)."""
     if settings["backend"] != "openai":
         return 0.0
     return round(input_tokens / 1000 * settings.get("price_input_per_1k", 0.0)

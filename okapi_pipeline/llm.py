@@ -40,7 +40,7 @@ OPERATIONAL_SETTINGS = (
 
 
 # Settings only the `mt` backend reads: for the others they change no answer.
-MT_SETTINGS = ("num_beams", "max_segment_tokens")
+MT_SETTINGS = ("engine", "num_beams", "max_segment_tokens")
 
 
 def answer_settings(settings: dict) -> dict:

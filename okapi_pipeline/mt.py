@@ -5,7 +5,9 @@ each field (okapi_pipeline.segments): code, URLs, placeholders and numbers-only 
 never reach it. Segments are cached one by one in the request's cache file, keyed by
 the model, the language pair and the text, so a job killed halfway translates only
 the segments it had not finished. Missing segments are translated in length-sorted
-batches (max_concurrency per batch), bf16 on a GPU, fp32 on CPU.
+batches (max_concurrency per batch): with transformers in bf16 on a GPU and fp32 on
+CPU, or with CTranslate2 (`engine: ctranslate2`, the checkpoint converted once into
+resources/ctranslate2/) in fp16 on a GPU and int8 on CPU.
 
 How a model marks languages is read from its vocabulary, not from its name:
 - NLLB-200 (m2m_100 architecture): FLORES-200 codes such as `vie_Latn` before the
@@ -19,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import re
 import time
 from collections import Counter
 
@@ -98,7 +101,9 @@ class MTBackend(_Backend):
     def __init__(self, settings: dict, threads: int = 1):
         self.settings = settings
         self.threads = threads
-        self.model_id = _model_fingerprint(settings["model"])
+        self.engine = settings.get("engine", "transformers")
+        # int8 / fp16 outputs may differ from the transformers engine's: other cache keys.
+        self.model_id = _model_fingerprint(settings["model"]) + ("+ctranslate2" if self.engine == "ctranslate2" else "")
         self.tokenizer = None
         self.model = None
         self.generation = {"num_beams": settings.get("num_beams", 1), "max_new_tokens": settings["max_new_tokens"],
@@ -132,11 +137,23 @@ class MTBackend(_Backend):
         if self.model is not None:
             return
         import torch
-        from transformers import AutoModelForSeq2SeqLM
 
         self.torch = torch
         torch.set_num_threads(self.threads)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        if self.engine == "ctranslate2":
+            import ctranslate2
+
+            converted = self.settings.get("ctranslate2_dir")
+            if not converted:
+                raise ValueError("engine ctranslate2 needs the model as a base_models entry (converted once into "
+                                 "resources/ctranslate2/)")
+            self.model = ctranslate2.Translator(converted, device=self.device,
+                                                compute_type="float16" if self.device == "cuda" else "int8",
+                                                intra_threads=self.threads)
+            return
+        from transformers import AutoModelForSeq2SeqLM
+
         dtype = torch.bfloat16 if self.device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
         self.model = AutoModelForSeq2SeqLM.from_pretrained(self.settings["model"], dtype=dtype).to(self.device)
         self.model.eval()
@@ -159,7 +176,7 @@ class MTBackend(_Backend):
             if not piece.translate:
                 out.append(piece)
                 continue
-            offsets = self.tokenizer(piece.text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+            offsets = self.token_offsets(piece.text)
             parts = cut(piece, offsets, self.max_tokens)
             if len(parts) > 1:
                 self.stats["cut"] += 1
@@ -168,6 +185,18 @@ class MTBackend(_Backend):
             out.extend(parts)
         return out
 
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        """The character span of each token. A slow (SentencePiece) tokenizer such as
+        M2M100's has no offsets: every token of a word then spans the whole word."""
+        try:
+            return self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
+        except (NotImplementedError, ValueError, TypeError):
+            offsets = []
+            for word in re.finditer(r"\S+", text):
+                count = len(self.tokenizer(word.group(), add_special_tokens=False)["input_ids"])
+                offsets += [word.span()] * count
+            return offsets
+
     def answer(self, requests: list[JsonRequest], keys: list[str], cache: ResponseCache) -> None:
         plans = []  # per request: {field: (pieces, segment keys)}, the language pair, the cuts
         missing: dict[str, tuple[str, str, str]] = {}
@@ -175,6 +204,8 @@ class MTBackend(_Backend):
             if request.languages is None:
                 raise ValueError("backend mt translates only: every request needs its (source, target) languages")
             source, target = request.languages
+            self._load_tokenizer()
+            self.token_id(source), self.token_id(target)  # a language the model lacks stops here
             cuts_before = self.stats["cut"]
             fields = {}
             for name in request.keys:
@@ -235,14 +266,16 @@ class MTBackend(_Backend):
     def generate(self, texts: list[str], source: str, target: str) -> list[tuple[str, str]]:
         """(translation, finish reason) of each text: `length` when the output reached its
         cap (twice the input plus 16 tokens, at most max_new_tokens) without ending."""
-        torch = self.torch
         encoded = [self.encode(text, source, target) for text in texts]
         width = max(len(ids) for ids in encoded)
+        cap = min(self.settings["max_new_tokens"], 2 * width + 16)
+        if self.engine == "ctranslate2":
+            return self._generate_ctranslate2(encoded, target, cap)
+        torch = self.torch
         pad = self.tokenizer.pad_token_id
         input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in encoded], device=self.device)
         attention_mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in encoded],
                                       device=self.device)
-        cap = min(self.settings["max_new_tokens"], 2 * width + 16)
         options = {"forced_bos_token_id": self.token_id(target)} if self.family != "madlad" else {}
         with torch.no_grad():
             output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=cap,
@@ -255,3 +288,27 @@ class MTBackend(_Backend):
             text = self.tokenizer.decode(row, skip_special_tokens=True).strip()
             results.append((text, "stop" if finished else "length"))
         return results
+
+    def _generate_ctranslate2(self, encoded: list[list[int]], target: str, cap: int) -> list[tuple[str, str]]:
+        """The same inputs through CTranslate2 (tokens as strings, the target language as
+        the decoder's prefix for NLLB and M2M100)."""
+        tokenizer = self.tokenizer
+        source = [tokenizer.convert_ids_to_tokens(ids) for ids in encoded]
+        prefix = None if self.family == "madlad" else [[language_code(self.family, target)]] * len(source)
+        results = []
+        for result in self.model.translate_batch(source, target_prefix=prefix, max_decoding_length=cap + 1,
+                                                 beam_size=self.generation["num_beams"], return_end_token=True):
+            tokens = result.hypotheses[0]
+            finished = bool(tokens) and tokens[-1] == tokenizer.eos_token
+            text = tokenizer.decode(tokenizer.convert_tokens_to_ids(tokens), skip_special_tokens=True).strip()
+            results.append((text, "stop" if finished else "length"))
+        return results
+
+
+def convert_ctranslate2(model_dir, out_dir) -> None:
+    """Convert a transformers translation model once for the ctranslate2 engine (weights
+    in fp16; int8 on CPU and fp16 on GPU are chosen when it loads)."""
+    from ctranslate2.converters import TransformersConverter
+
+    TransformersConverter(str(model_dir)).convert(str(out_dir), quantization="float16", force=True)
+    log.info("%s converted for CTranslate2 -> %s", model_dir, out_dir)

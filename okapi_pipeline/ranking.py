@@ -79,30 +79,27 @@ def back_translation_fields(record: dict) -> dict[str, str]:
 
 def rank_shard(responses_path, shard_index: int, items_per_shard: int, ranked_path, rejects_path,
                report_path, language: str, rank_prompt_file, back_translation_prompt_file,
-               llm_settings: dict, cache_name: str, threads: int = 1,
-               back_translation_settings: dict | None = None) -> dict:
+               llm_settings: dict, cache_name: str, threads: int = 1, back_translated_path=None) -> dict:
     """Back-translate and rank the items of one shard of the responses file.
 
-    `back_translation_settings` (the `back_translation` stage) may name another
-    translator than the judge's `llm_settings`, e.g. an `mt` model; its answers are
-    then cached in a file of their own. Fails (after writing the outputs) when more
-    items were rejected than `max_reject_share` accepts.
+    With `back_translated_path` (the output of `back_translate_shard`, when the
+    `back_translation` stage has a translator of its own, e.g. an `mt` model on a GPU
+    node while the judge is an API) the English comes from there. Fails (after writing
+    the outputs) when more items were rejected than `max_reject_share` accepts.
     """
-    items = list(iter_jsonl(responses_path))[shard_index * items_per_shard:(shard_index + 1) * items_per_shard]
+    items = _shard_items(responses_path, shard_index, items_per_shard)
     ranked, rejects = [], []
     if items:
         client = LLMClient.from_settings(llm_settings, cache_file(llm_settings, cache_name), threads)
-        back_client = client
-        if back_translation_settings is not None and back_translation_settings != llm_settings:
-            back_client = LLMClient.from_settings(
-                back_translation_settings, cache_file(back_translation_settings, f"{cache_name}.back_translation"),
-                threads)
         try:
-            ranked, rejects = _rank(client, items, language, rank_prompt_file, back_translation_prompt_file,
-                                    back_client)
+            if back_translated_path is None:
+                english, rejects = back_translate(client, items, language, back_translation_prompt_file)
+            else:
+                english, rejects = read_back_translations(back_translated_path)
+            ranked, rank_rejects = _rank(client, english, rank_prompt_file)
+            rejects += rank_rejects
         finally:
             client.close()
-            back_client.close()
     write_jsonl(ranked_path, ranked)
     write_jsonl(rejects_path, rejects)
     report = {
@@ -119,13 +116,16 @@ def rank_shard(responses_path, shard_index: int, items_per_shard: int, ranked_pa
     return report
 
 
-def _rank(client: LLMClient, items, language, rank_prompt_file, back_translation_prompt_file,
-          back_client: LLMClient | None = None):
-    back_client = back_client or client
+def _shard_items(responses_path, shard_index: int, items_per_shard: int) -> list[dict]:
+    return list(iter_jsonl(responses_path))[shard_index * items_per_shard:(shard_index + 1) * items_per_shard]
+
+
+def back_translate(client: LLMClient, items, language, back_translation_prompt_file):
+    """(item, English) pairs of the items whose back-translation was usable, and rejects."""
     system = load_prompt(back_translation_prompt_file, language=language_name(language))
     fields = [back_translation_fields(item) for item in items]
-    check = translation_check("en", strict_checks(back_client.settings))
-    results = back_client.json_requests([field_request(system, f, (language, "en")) for f in fields], check=check)
+    check = translation_check("en", strict_checks(client.settings))
+    results = client.json_requests([field_request(system, f, (language, "en")) for f in fields], check=check)
     rejects, english = [], []
     for item, sent, result in zip(items, fields, results):
         if isinstance(result, Rejected):
@@ -135,6 +135,39 @@ def _rank(client: LLMClient, items, language, rank_prompt_file, back_translation
         back = {key: result.get(key, "") if value else "" for key, value in sent.items()}
         english.append((item, {"instruction": back["instruction"], "input": back["input"],
                                "responses": [back[f"response_{n}"] for n in range(1, len(item["responses"]) + 1)]}))
+    return english, rejects
+
+
+def back_translate_shard(responses_path, shard_index: int, items_per_shard: int, out_path, language: str,
+                         back_translation_prompt_file, llm_settings: dict, cache_name: str, threads: int = 1) -> int:
+    """Back-translation alone, for a `back_translation` translator of its own: one line per
+    item, {"item", "english"} or {"item", "reject"}; rank_shard ranks and reports them."""
+    items = _shard_items(responses_path, shard_index, items_per_shard)
+    english, rejects = [], []
+    if items:
+        client = LLMClient.from_settings(llm_settings, cache_file(llm_settings, cache_name), threads)
+        try:
+            english, rejects = back_translate(client, items, language, back_translation_prompt_file)
+        finally:
+            client.close()
+    log.info("%s shard %d: %d of %d items back-translated", language, shard_index, len(english), len(items))
+    return write_jsonl(out_path, [{"item": item, "english": en} for item, en in english]
+                       + [{"item": {"id": reject["id"]}, "reject": reject} for reject in rejects])
+
+
+def read_back_translations(path):
+    english, rejects = [], []
+    for line in iter_jsonl(path):
+        if "reject" in line:
+            rejects.append(line["reject"])
+        else:
+            english.append((line["item"], line["english"]))
+    return english, rejects
+
+
+def _rank(client: LLMClient, english: list[tuple[dict, dict]], rank_prompt_file):
+    """Rank the back-translated items: (ranked items, rejects)."""
+    rejects = []
     if client.settings["backend"] == "hf":
         rankings = [_rank_by_score(client, en) for _, en in english]
     else:

@@ -190,6 +190,8 @@ MT_MAX_POSITIONS = 512
 # fewer, the tiny model repeats a token until the length cap and every answer is
 # rejected as truncated. 0 in tiny_models.pretrain_epochs keeps the random weights.
 MT_COPY_EPOCHS = 8
+# Sentences longer than this are cut for the copy pretraining (they are rare and slow).
+MT_COPY_MAX_TOKENS = 64
 
 
 def mt_language_tokens(family: str) -> list[str]:
@@ -285,11 +287,14 @@ def pretrain_copy(model, pairs, epochs: int, seed: int, pad: int, batch_size: in
     optimizer = torch.optim.AdamW(model.parameters(), lr=learning_rate)
     model.train()
     losses = []
+    # Batches of similar lengths (little padding), in a new random order every epoch.
+    by_length = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]))
+    batches_of_pairs = [by_length[start:start + batch_size] for start in range(0, len(pairs), batch_size)]
     for epoch in range(epochs):
-        order = torch.randperm(len(pairs), generator=generator).tolist()
+        order = torch.randperm(len(batches_of_pairs), generator=generator).tolist()
         total = batches = 0
-        for start in range(0, len(pairs), batch_size):
-            batch = [pairs[i] for i in order[start:start + batch_size]]
+        for index in order:
+            batch = [pairs[i] for i in batches_of_pairs[index]]
             width = max(len(x) for x, _ in batch)
             label_width = max(len(y) for _, y in batch)
             input_ids = torch.tensor([x + [pad] * (width - len(x)) for x, _ in batch])
@@ -322,7 +327,8 @@ def build_tiny_mt_model(corpus_dir, out_dir, build: dict, pretraining: dict, thr
     config = mt_model_config(build, tokenizer)
     set_seed(pretraining["seed"])
     model = AutoModelForSeq2SeqLM.from_config(config)
-    pairs = copy_pairs(tokenizer, corpus_dir, family, pretraining["max_length"], pretraining["seed"])
+    pairs = copy_pairs(tokenizer, corpus_dir, family, min(pretraining["max_length"], MT_COPY_MAX_TOKENS),
+                       pretraining["seed"])
     epochs = MT_COPY_EPOCHS if pretraining["pretrain_epochs"] else 0
     losses = pretrain_copy(model, pairs, epochs, pretraining["seed"], tokenizer.pad_token_id)
     model.save_pretrained(out_dir)

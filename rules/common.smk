@@ -123,9 +123,23 @@ LOCAL_BACKENDS = ("hf", "mt")
 
 
 def local_model_resolved(settings):
-    if settings["backend"] in LOCAL_BACKENDS and settings["model"] in config["base_models"]:
-        settings = {**settings, "model": base_model_dir(settings["model"])}
+    if (
+        settings["backend"] in LOCAL_BACKENDS
+        and settings["model"] in config["base_models"]
+    ):
+        name = settings["model"]
+        settings = {**settings, "model": base_model_dir(name)}
+        if uses_ctranslate2(settings):
+            settings["ctranslate2_dir"] = ctranslate2_dir(name)
     return settings
+
+
+def uses_ctranslate2(settings):
+    return settings["backend"] == "mt" and settings.get("engine") == "ctranslate2"
+
+
+def ctranslate2_dir(name):
+    return f"resources/ctranslate2/{name}"
 
 
 def llm_answer_params(stage):
@@ -143,8 +157,15 @@ def llm_model_input(stage):
 
 
 def local_model_input(settings):
-    if settings["backend"] in LOCAL_BACKENDS and settings["model"] in config["base_models"]:
-        return [base_model_dir(settings["model"])]
+    """The local model's directory (and its CTranslate2 conversion), if any."""
+    if (
+        settings["backend"] in LOCAL_BACKENDS
+        and settings["model"] in config["base_models"]
+    ):
+        converted = (
+            [ctranslate2_dir(settings["model"])] if uses_ctranslate2(settings) else []
+        )
+        return [base_model_dir(settings["model"]), *converted]
     return []
 
 
@@ -228,8 +249,28 @@ def ranking_inputs(wildcards):
         "prompt": config["ranking"]["prompt"],
         "back_translation_prompt": config["ranking"]["back_translation_prompt"],
         "judge": llm_model_input("ranking"),
-        "back_translator": llm_model_input("back_translation"),
+        "back_translated": (
+            f"results/rankings/{wildcards.model}/{wildcards.lang}/shards/{wildcards.shard}.english.jsonl"
+            if SEPARATE_BACK_TRANSLATION
+            else []
+        ),
         "instructions": llm_cost_input("ranking") or llm_cost_input("back_translation"),
+    }
+
+
+# Back-translation is a job of its own when its translator is not the judge's (e.g. an
+# `mt` model on a GPU node while the judge is an API on the login node).
+SEPARATE_BACK_TRANSLATION = llm_settings(config, "back_translation") != llm_settings(
+    config, "ranking"
+)
+
+
+def back_translation_inputs(wildcards):
+    return {
+        "responses": f"results/rankings/{wildcards.model}/{wildcards.lang}/responses.jsonl",
+        "prompt": config["ranking"]["back_translation_prompt"],
+        "model": llm_model_input("back_translation"),
+        "instructions": llm_cost_input("back_translation"),
     }
 
 
@@ -326,7 +367,7 @@ LOCAL_TRANSLATORS = [name for name in TRANSLATORS if name not in REMOTE_TRANSLAT
 
 
 def translator_answer_params(wildcards):
-    """The translator's answer-shaping settings (a rule param: a change reruns its samples)."""
+    """The translator's answer-shaping settings, as a param: a change reruns its samples."""
     return answer_settings(
         local_model_resolved(translator_settings(config, wildcards.translator))
     )
@@ -334,7 +375,7 @@ def translator_answer_params(wildcards):
 
 def translator_sample_inputs(wildcards):
     return {
-        "english": f"results/data/en/{config['translator_comparison']['split']}.jsonl",
+        "english": "results/data/en/instructions.jsonl",
         "prompt": config["translation"]["prompt"],
         "back_translation_prompt": config["ranking"]["back_translation_prompt"],
         "model": local_model_input(translator_settings(config, wildcards.translator)),

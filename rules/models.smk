@@ -53,3 +53,17 @@ rule fetch_base_model:
         source=model_hub_source,
     script:
         "../scripts/fetch_base_model.py"
+
+
+rule convert_ctranslate2:
+    """A translation model converted once for the CTranslate2 engine (`engine: ctranslate2`)."""
+    input:
+        base_model_of,
+    output:
+        directory("resources/ctranslate2/{model}"),
+    log:
+        "logs/models/{model}.ctranslate2.log",
+    conda:
+        "../envs/data.yaml"
+    script:
+        "../scripts/convert_ctranslate2.py"

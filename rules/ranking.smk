@@ -21,6 +21,30 @@ rule generate_responses:
         "../scripts/generate_responses.py"
 
 
+rule back_translate_shard:
+    """Back-translate one shard of responses to English with the back-translation stage's own translator."""
+    input:
+        unpack(back_translation_inputs),
+    output:
+        "results/rankings/{model}/{lang}/shards/{shard}.english.jsonl",
+    log:
+        "logs/ranking/{model}/{lang}/{shard}.back_translation.log",
+    benchmark:
+        "benchmarks/ranking/{model}/{lang}/{shard}.back_translation.tsv"
+    group:
+        shard_group("back_translation", "back_translate")
+    localrule: llm_is_remote("back_translation")
+    conda:
+        "../envs/data.yaml"
+    params:
+        llm=llm_answer_params("back_translation"),
+        shard_index=shard_index,
+        items_per_shard=config["translation"]["items_per_shard"],
+        cache_name="ranking/{model}/{lang}/{shard}.back_translation",
+    script:
+        "../scripts/back_translate_shard.py"
+
+
 rule rank_shard:
     """Back-translate one shard of responses to English and rank them with the judge."""
     input:
@@ -40,7 +64,6 @@ rule rank_shard:
         "../envs/data.yaml"
     params:
         llm=llm_answer_params("ranking"),
-        back_translation_llm=llm_answer_params("back_translation"),
         shard_index=shard_index,
         items_per_shard=config["translation"]["items_per_shard"],
         cache_name="ranking/{model}/{lang}/{shard}",

@@ -9,11 +9,12 @@ from okapi_pipeline.ranking import rank_shard
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 settings = stage_llm_settings(snakemake.config, "ranking", snakemake.params.llm)
-back_translation = stage_llm_settings(snakemake.config, "back_translation", snakemake.params.back_translation_llm)
 try:
     # Before any request: a paid stage over its budget refuses to start.
     check_budget(snakemake.config, "ranking", settings, snakemake.input.instructions)
-    check_budget(snakemake.config, "back_translation", back_translation, snakemake.input.instructions)
+    if not snakemake.input.back_translated:
+        # Back-translated here, by the judge's translator.
+        check_budget(snakemake.config, "back_translation", settings, snakemake.input.instructions)
     rank_shard(
         responses_path=snakemake.input.responses,
         shard_index=snakemake.params.shard_index,
@@ -27,7 +28,7 @@ try:
         llm_settings=settings,
         cache_name=snakemake.params.cache_name,
         threads=snakemake.threads,
-        back_translation_settings=back_translation,
+        back_translated_path=snakemake.input.back_translated or None,
     )
 except (BudgetExceeded, TooManyRejects) as error:
     # One line at the end of the log; the cache keeps every answer.

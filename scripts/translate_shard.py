@@ -4,6 +4,7 @@ import sys
 from okapi_pipeline.config import stage_llm_settings
 from okapi_pipeline.cost import BudgetExceeded, check_budget
 from okapi_pipeline.llm import TooManyRejects
+from okapi_pipeline.mt import UnsupportedLanguage
 from okapi_pipeline.translate import translate_shard
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
@@ -23,6 +24,6 @@ try:
         cache_name=snakemake.params.cache_name,
         threads=snakemake.threads,
     )
-except (BudgetExceeded, TooManyRejects) as error:
+except (BudgetExceeded, TooManyRejects, UnsupportedLanguage) as error:
     # One line at the end of the log; the cache keeps every answer.
     sys.exit(str(error))

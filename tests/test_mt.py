@@ -18,7 +18,8 @@ from okapi_pipeline.mt import UnsupportedLanguage, detect_family, language_code
 from okapi_pipeline.segments import Piece, cut, join, pieces, segments
 from okapi_pipeline.translate import translate_shard
 from okapi_pipeline.translators import COLUMNS, comparison_table
-from tests.workflow import REPO, copy_workflow, snakemake
+from tests.fake_openai import fake_openai, openai_settings  # noqa: F401
+from tests.workflow import REPO, copy_workflow, job_counts, snakemake
 
 OKAPI_26 = [code for group in OKAPI_GROUPS.values() for code in group]
 CODE_AND_URL = ("Fix the bug in this function. Then push it.\n\n```python\ndef add(a, b):\n    return a - b\n```\n"
@@ -135,6 +136,21 @@ def test_long_sentences_are_cut_and_counted(tiny_nllb_dir, tmp_path):
     client.close()
     assert json.loads(result.answer)["_mt"]["cut"] == 1 and client.backend.stats["cut"] == 1
     assert client.backend.stats["segments"] > 2
+    # A tokenizer without offsets (M2M100's SentencePiece) cuts at word boundaries too.
+    backend = client.backend
+    real = backend.tokenizer
+
+    class SlowTokenizer:
+        def __call__(self, text, **options):
+            if options.get("return_offsets_mapping"):
+                raise NotImplementedError("return_offset_mapping is not available when using Python tokenizers")
+            return real(text, **options)
+
+    backend.tokenizer = SlowTokenizer()
+    slow = backend.token_offsets(long)
+    assert {long[s:e] for s, e in slow} == set(long.split()) and len(slow) >= len(long.split())
+    parts = cut(Piece(long, True), slow, 8)
+    assert "".join(p.text for p in parts) == long and sum(p.translate for p in parts) > 1
 
 
 def test_every_family_marks_languages_its_own_way(tmp_path_factory, tiny_corpus_dir, tiny_nllb_dir, tmp_path):
@@ -151,9 +167,32 @@ def test_every_family_marks_languages_its_own_way(tmp_path_factory, tiny_corpus_
         if family == "m2m100":
             with pytest.raises(UnsupportedLanguage, match="'te'"):
                 backend.token_id("te")
+            # A job stops before translating anything.
+            with pytest.raises(UnsupportedLanguage, match="M2M100 does not cover 'te'"):
+                backend.answer([mt_request({"output": "Hello."}, ("en", "te"))], ["k"], None)
         backend.prepare()
         [(text, finish)] = backend.generate(["Hello."], "en", "vi")
         assert finish == "length" and isinstance(text, str)
+
+
+def test_the_ctranslate2_engine_translates_the_same_segments_from_a_converted_copy(tiny_nllb_dir, tmp_path):
+    from okapi_pipeline.mt import convert_ctranslate2
+
+    convert_ctranslate2(tiny_nllb_dir, tmp_path / "ct2")
+    settings = mt_settings(tiny_nllb_dir, tmp_path, engine="ctranslate2", ctranslate2_dir=str(tmp_path / "ct2"))
+    client = LLMClient.from_settings(settings, tmp_path / "c.jsonl")
+    [result] = client.json_requests([mt_request({"output": CODE_AND_URL})])
+    client.close()
+    assert type(client.backend.model).__name__ == "Translator"  # CTranslate2, int8 on this CPU
+    answer = json.loads(result.answer)
+    assert "```python\ndef add(a, b):\n    return a - b\n```" in answer["output"]
+    assert "https://docs.python.org/3/tutorial/index.html" in answer["output"]
+    assert answer["_mt"]["segments"] == 6 and client.backend.stats["translated"] == 6
+    # Its segments are cached apart from the transformers engine's.
+    other = LLMClient.from_settings(mt_settings(tiny_nllb_dir, tmp_path), tmp_path / "c.jsonl")
+    other.json_requests([mt_request({"output": CODE_AND_URL})])
+    other.close()
+    assert other.backend.stats["translated"] == 6 and other.backend.stats["cached"] == 0
 
 
 def test_the_hf_and_openai_stages_refuse_an_mt_judge():
@@ -233,6 +272,46 @@ def test_a_killed_mt_job_resumes_without_translating_cached_segments_again(tiny_
     assert len(keys) == len(set(keys)) == total
 
 
+def test_a_back_translation_job_of_its_own_ranks_the_same_as_one_job(fake_openai, openai_settings, tmp_path):
+    from okapi_pipeline.ranking import back_translate_shard, rank_shard
+
+    items = [{"id": f"a-{i}", "instruction": f"Hãy kể {i} điều.", "input": "",
+              "responses": [f"Một {i}.", f"Hai hai {i}.", f"Ba ba ba {i}.", f"Bốn bốn bốn bốn {i}."]} for i in range(3)]
+    write_jsonl(tmp_path / "responses.jsonl", items)
+    prompts = (str(REPO / "prompts/rank.txt"), str(REPO / "prompts/back_translate.txt"))
+    one = [tmp_path / f"one.{name}" for name in ("jsonl", "rejects.jsonl", "report.json")]
+    two = [tmp_path / f"two.{name}" for name in ("jsonl", "rejects.jsonl", "report.json")]
+    together = rank_shard(tmp_path / "responses.jsonl", 0, 3, *one, "vi", *prompts, openai_settings, "r/one")
+    back_translate_shard(tmp_path / "responses.jsonl", 0, 3, tmp_path / "english.jsonl", "vi", prompts[1],
+                         openai_settings, "r/two.back_translation")
+    sent = fake_openai.count
+    apart = rank_shard(tmp_path / "responses.jsonl", 0, 3, *two, "vi", *prompts, openai_settings, "r/two",
+                       back_translated_path=tmp_path / "english.jsonl")
+    assert fake_openai.count - sent == 3  # only the judge's requests: the English came from the file
+    assert together == apart and together["ranked"] == 3
+    assert read_jsonl(one[0]) == read_jsonl(two[0])
+
+
+def test_the_cost_estimate_gives_an_mt_stage_gpu_hours_instead_of_dollars():
+    from okapi_pipeline.cost import estimate_costs
+
+    prompts = {name: REPO / "prompts" / file for name, file in (
+        ("translation", "translate.txt"), ("self_instruct", "self_instruct.txt"), ("rank", "rank.txt"),
+        ("back_translation", "back_translate.txt"))}
+    api = {"backend": "openai", "price_input_per_1k": 0.0015, "price_output_per_1k": 0.002}
+    mt = {"backend": "mt", "segments_per_second": 40}
+    rows = estimate_costs(REPO / "demo/instructions.jsonl", REPO / "demo/seed_tasks.jsonl", prompts, ["vi"], ["m"],
+                          {"sft": 1000, "rm": 500, "ppo": 500}, {"count": 0, "max_attempts": 0, "tasks_per_request": 1},
+                          {"responses_per_prompt": 4, "max_new_tokens": 256},
+                          {"self_instruct": api, "translation": mt, "ranking": api, "back_translation": mt})
+    by_stage = {row["stage"]: row for row in rows}
+    translation = by_stage["translation"]
+    assert translation["usd"] == 0.0 and translation["segments"] > 2000  # about 3.8 sentences a demo record
+    assert translation["gpu_hours"] == round(translation["segments"] / 40 / 3600, 2)
+    assert by_stage["back_translation"]["gpu_hours"] > 0 and by_stage["back_translation"]["usd"] == 0.0
+    assert by_stage["ranking"]["usd"] > 0 and by_stage["ranking"]["gpu_hours"] is None
+
+
 # ---- the comparison table -------------------------------------------------------------------
 
 
@@ -255,6 +334,24 @@ def test_the_comparison_table_has_one_row_per_language_and_translator(tmp_path):
     assert (tmp_path / "t.png").stat().st_size > 0 and "chrf_round_trip" in (tmp_path / "t.md").read_text()
 
 
+def test_local_translation_plans_nllb_on_gpu_nodes_and_the_judge_on_the_login_node(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    result = snakemake(workdir, "-n", "--cores", "2", "--quiet", "rules", "--configfile", "configs/paper.yaml",
+                       "configs/local-translation.yaml")
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts["back_translate_shard"] == counts["rank_shard"] > 0
+    assert counts["fetch_base_model"] == 3  # the two base models and NLLB-200
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("plan_cluster", REPO / "tools/plan_cluster.py")
+    plan_cluster = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(plan_cluster)
+    rules = plan_cluster.workflow_rules(["configs/paper.yaml", "configs/local-translation.yaml"])
+    # NLLB on GPU nodes; the API judge on the login node.
+    assert not rules["translate_shard"]["localrule"] and not rules["back_translate_shard"]["localrule"]
+    assert rules["rank_shard"]["localrule"]
+
+
 # ---- the demo variant: translation with a tiny MT model, end to end --------------------------
 
 
@@ -267,12 +364,13 @@ def test_the_mt_demo_translates_and_compares_translators(tmp_path):
     settings = yaml.safe_load((REPO / ".test/config_mt.yaml").read_text())
     for split, entry in settings["split"].items():
         translated = read_jsonl(workdir / f"results/data/vi/{split}.jsonl")
-        assert len(translated) == entry["size"]
+        assert 0 < len(translated) <= entry["size"]
         assert all(record["instruction"] for record in translated)
     qa = json.loads((workdir / "results/qa/vi.json").read_text())
     assert qa["totals"]["segments"] > 0 and qa["totals"]["segments_cut"] == 0
     table = pd.read_csv(workdir / "results/tables/translators.csv")
-    assert sorted(zip(table["language"], table["translator"])) == [("vi", "tiny-llama"), ("vi", "tiny-nllb")]
+    assert sorted(zip(table["language"], table["translator"])) == [
+        ("vi", "tiny-llama"), ("vi", "tiny-nllb"), ("vi", "tiny-nllb-ct2")]
     assert table["chrf_round_trip"].between(0, 100).all() and (table["seconds_per_1k"] > 0).all()
     assert (workdir / "results/figures/translators.png").exists()
     log = (workdir / "logs/translate/vi/sft/0000.log").read_text()

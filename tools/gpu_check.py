@@ -295,12 +295,82 @@ def parse_args(argv):
     return options
 
 
+class Checker:
+    """Runs the stages, each in a process of its own, and keeps their results in order."""
+
+    def __init__(self, options, size: str, config: dict, work: Path):
+        self.options, self.work = options, work
+        self.timeouts = TIMEOUTS[size]
+        self.inject = dict(item.split("=", 1) for item in options.inject)
+        if set(self.inject.values()) - {"fail", "hang"}:
+            raise SystemExit("--inject takes STAGE=fail or STAGE=hang")
+        self.common = {"size": size, "config": config, "threads": options.threads or THREADS[size],
+                       "work": str(work), "tokenizer_dir": str(work / "tokenizer"),
+                       "steps": options.steps or STEPS[size],
+                       "ppo_rounds": options.ppo_rounds or PPO_ROUNDS[size],
+                       "ppo_processes": options.ppo_processes or PPO_PROCESSES[size]}
+        self.stages: list[dict] = []
+        self.device: dict = {}
+
+    def run(self, model: str, stage: str, **extra) -> dict:
+        name = stage if model == "-" else f"{model}/{stage}"
+        timeout = self.options.stage_timeout or self.timeouts.get(stage, self.timeouts["default"])
+        log.info("%s ...", name)
+        spec = {**self.common, **extra, "stage": stage, "model": model, "device": self.device,
+                "inject": self.inject.get(stage)}
+        result = run_child(name, spec, self.work, timeout, child_environment(self.device, stage == "sft_multi_gpu"))
+        result.update(model=model, stage=stage)
+        log.info("%s: %s (%.1f s)%s", name, result["status"], result["wall_s"],
+                 f": {result['error']}" if result.get("error") else "")
+        self.stages.append(result)
+        return result
+
+    def skip(self, model: str, stage: str, reason: str) -> None:
+        self.stages.append({"model": model, "stage": stage, "status": "skipped", "reason": reason})
+
+    def run_all(self, builds: dict, wanted: list[str]) -> None:
+        """Setup once; then per model: build, its stages, and the model removed (7B: 14 GB)."""
+        setup = self.run("-", "setup")
+        self.device = setup.get("device", {})
+        if setup["status"] == "ok" and not self.device.get("gpus") and self.common["size"] != "tiny":
+            log.warning("no GPU visible: %s models on the CPU will reach the time limits (--tiny is the CPU size)",
+                        self.common["size"])
+        for model, build in builds.items():
+            if setup["status"] != "ok":
+                for stage in ("build", *wanted):
+                    self.skip(model, stage, "the setup stage failed")
+                continue
+            model_dir = self.work / "models" / model
+            built = self.run(model, "build", build=build, model_dir=str(model_dir))
+            for stage in wanted:
+                reason = skip_reason(stage, self.device) if built["status"] == "ok" else \
+                    "the model could not be built"
+                if reason:
+                    self.skip(model, stage, reason)
+                else:
+                    self.run(model, stage, model_dir=str(model_dir), build=build)
+            shutil.rmtree(model_dir, ignore_errors=True)
+
+
+def chosen(options, builds: dict) -> tuple[dict, list[str]]:
+    """The models and stages asked for (all by default)."""
+    wanted = options.stages.split(",") if options.stages else list(MODEL_STAGES)
+    unknown = set(wanted) - set(MODEL_STAGES)
+    if unknown:
+        raise SystemExit(f"unknown stage(s): {', '.join(sorted(unknown))} (known: {', '.join(MODEL_STAGES)})")
+    names = options.models.split(",") if options.models else list(builds)
+    missing = set(names) - set(builds)
+    if missing:
+        raise SystemExit(f"unknown model(s) for --size {options.size}: {', '.join(sorted(missing))} "
+                         f"(known: {', '.join(builds)})")
+    return {name: builds[name] for name in names}, wanted
+
+
 def main(argv=None) -> int:
     options = parse_args(argv)
     if options.child:
         return child_main(options.child)
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stderr)
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     size = options.size
     out = options.out or REPO / "results" / "gpu_check" / f"{size}.json"
     work = (options.work or REPO / "results" / "gpu_check" / size).resolve()
@@ -308,81 +378,25 @@ def main(argv=None) -> int:
     config, warning = load_config(size)
     if warning:
         log.warning("config: %s", warning)
-    timeouts = TIMEOUTS[size]
-    inject = dict(item.split("=", 1) for item in options.inject)
-    if set(inject.values()) - {"fail", "hang"}:
-        raise SystemExit("--inject takes STAGE=fail or STAGE=hang")
-    wanted = options.stages.split(",") if options.stages else list(MODEL_STAGES)
-    unknown = set(wanted) - set(MODEL_STAGES)
-    if unknown:
-        raise SystemExit(f"unknown stage(s): {', '.join(sorted(unknown))} (known: {', '.join(MODEL_STAGES)})")
-    builds = model_builds(size, config)
-    if options.models:
-        missing = set(options.models.split(",")) - set(builds)
-        if missing:
-            raise SystemExit(f"unknown model(s) for --size {size}: {', '.join(sorted(missing))} "
-                             f"(known: {', '.join(builds)})")
-        builds = {name: builds[name] for name in options.models.split(",")}
-    common = {"size": size, "config": config, "threads": options.threads or THREADS[size], "work": str(work),
-              "steps": options.steps or STEPS[size], "ppo_rounds": options.ppo_rounds or PPO_ROUNDS[size],
-              "ppo_processes": options.ppo_processes or PPO_PROCESSES[size],
-              "tokenizer_dir": str(work / "tokenizer")}
+    builds, wanted = chosen(options, model_builds(size, config))
+    checker = Checker(options, size, config, work)
     started = time.time()
-    stages = []
+    checker.run_all(builds, wanted)
 
-    def run(model: str, stage: str, device: dict, **extra) -> dict:
-        name = f"{model}/{stage}" if model != "-" else stage
-        timeout = options.stage_timeout or timeouts.get(stage, timeouts["default"])
-        log.info("%s ...", name)
-        spec = {**common, **extra, "stage": stage, "model": model, "device": device, "inject": inject.get(stage)}
-        result = run_child(name, spec, work, timeout, child_environment(device, stage == "sft_multi_gpu"))
-        result.update(model=model, stage=stage)
-        log.info("%s: %s (%.1f s)%s", name, result["status"], result["wall_s"],
-                 f": {result['error']}" if result.get("error") else "")
-        stages.append(result)
-        return result
-
-    def skip(model: str, stage: str, reason: str) -> None:
-        stages.append({"model": model, "stage": stage, "status": "skipped", "reason": reason})
-
-    setup = run("-", "setup", {})
-    device = setup.get("device", {})
-    for model, build in builds.items():
-        if setup["status"] != "ok":
-            for stage in ("build", *wanted):
-                skip(model, stage, "the setup stage failed")
-            continue
-        model_dir = work / "models" / model
-        built = run(model, "build", device, build=build, model_dir=str(model_dir))
-        for stage in wanted:
-            reason = skip_reason(stage, device) if built["status"] == "ok" else "the model could not be built"
-            if reason:
-                skip(model, stage, reason)
-            else:
-                run(model, stage, device, model_dir=str(model_dir), build=build)
-        shutil.rmtree(model_dir, ignore_errors=True)  # 7B: 14 GB each
-
+    stages, device = checker.stages, checker.device
     add_utilisation(stages, device)
-    failed = [stage for stage in stages if stage["status"] in ("failed", "timeout")]
-    report = {
-        "size": size,
-        "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
-        "wall_s": round(time.time() - started, 1),
-        "device": device,
-        "config_warning": warning,
-        "work": str(work),
-        "stages": stages,
-        "failed": [name_of(stage) for stage in failed],
-        "ok": not failed,
-    }
+    failed = [name_of(stage) for stage in stages if stage["status"] in ("failed", "timeout")]
+    report = {"size": size, "command": " ".join([Path(sys.executable).name, *sys.argv]),
+              "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+              "wall_s": round(time.time() - started, 1), "device": device, "config_warning": warning,
+              "work": str(work), "stages": stages, "failed": failed, "ok": not failed}
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1, default=str))
     print(table(stages))
     print(f"\n{size}: {device.get('summary', 'no device facts')}; {report['wall_s']} s in all; JSON: {out}")
     if failed:
-        print("gpu_check: FAILED: " + "; ".join(f"{name_of(s)} ({s['status']}: {s.get('error')})" for s in failed),
-              file=sys.stderr)
+        print("gpu_check: FAILED: " + "; ".join(f"{name_of(s)} ({s['status']}: {s.get('error')})" for s in stages
+                                                if name_of(s) in failed), file=sys.stderr)
         return 1
     return 0
 
@@ -511,8 +525,6 @@ def build_stage(spec: dict) -> dict:
 
 def training_stage(spec: dict) -> dict:
     """A few steps of one training stage through the project's launcher, timed per step."""
-    import torch
-
     from okapi_pipeline.modeling import load_tokenizer
     from okapi_pipeline.train import run_stage
 
@@ -536,39 +548,41 @@ def training_stage(spec: dict) -> dict:
               "examples": examples, "bf16": summary["bf16"], "settings": settings}
     if multi_gpu:
         # The launched processes are not instrumented: the summary's rate (all processes).
-        result["tokens_per_s"] = summary.get("tokens_per_second")
-        if result["tokens_per_s"]:
-            result["step_time_s"] = tokens / summary["steps"] / result["tokens_per_s"]
+        rate = summary.get("tokens_per_second")
+        result.update(tokens=tokens, tokens_per_s=rate, step_time_s=tokens / summary["steps"] / rate if rate else None)
     else:
-        if trainer_stage == "ppo":
-            # A PPO "step" is a round: rollouts, then the PPO epochs' optimizer steps.
-            tokens = generation.prompt_tokens + generation.new_tokens
-            steps = settings["num_ppo_epochs"] * (settings["rollout_batch_size"] // settings["mini_batch_size"])
-            result.update(generation_s=round(generation.seconds, 2), optimizer_steps_per_round=steps,
-                          rollout_dtype=",".join(sorted(timer.dtypes["no_grad"])) or None,
-                          note=f"step = 1 round: {settings['rollout_batch_size']} rollouts, {steps} optimizer steps")
-        elif trainer_stage == "sft" and timer.num_tokens:
-            tokens = timer.num_tokens  # trl's own count: padding excluded
-        result.update(timer.timing(tokens))
-        result["problems"] = dtype_problems(result["compute_dtype"], spec["device"], torch)
+        result.update(single_device_measures(trainer_stage, settings, timer, generation, tokens))
+        result["problems"] = dtype_problems("the training forward", result["compute_dtype"], spec["device"])
         if trainer_stage in ("reward_model", "ppo", "dpo"):
-            frozen = frozen_blocks_check(model_dir, out_dir, settings["trainable_top_blocks"],
-                                         settings.get("freeze_embeddings", False))
-            result.update(frozen)
-            if not frozen["frozen_identical"]:
-                result["problems"].append(f"frozen weights changed: {', '.join(frozen['changed_frozen'])}")
-    result["tokens"] = tokens
+            result.update(frozen_blocks_check(model_dir, out_dir, settings["trainable_top_blocks"],
+                                              settings.get("freeze_embeddings", False)))
+            if not result["frozen_identical"]:
+                result["problems"].append(f"frozen weights changed: {', '.join(result['changed_frozen'])}")
     shutil.rmtree(out_dir, ignore_errors=True)  # 7B: 28 GB of fp32 weights
     shutil.rmtree(checkpoint_dir, ignore_errors=True)
     return result
 
 
-def dtype_problems(compute_dtype: str | None, device: dict, torch) -> list[str]:
-    """bf16 in the training forward exactly where the GPU supports it."""
+def single_device_measures(stage: str, settings: dict, timer, generation, tokens: int) -> dict:
+    """Step times and rates from the instruments; `tokens` is what the data were built to hold."""
+    measures = {}
+    if stage == "ppo":
+        # A PPO "step" is a round: rollouts, then the PPO epochs' optimizer steps over them.
+        tokens = generation.prompt_tokens + generation.new_tokens
+        steps = settings["num_ppo_epochs"] * (settings["rollout_batch_size"] // settings["mini_batch_size"])
+        measures.update(generation_s=round(generation.seconds, 2), optimizer_steps_per_round=steps,
+                        rollout_dtype=",".join(sorted(timer.dtypes["no_grad"])) or None,
+                        note=f"step = 1 round: {settings['rollout_batch_size']} rollouts, {steps} optimizer steps; "
+                             f"generation {generation.seconds:.1f} s")
+    elif stage == "sft" and timer.num_tokens:
+        tokens = timer.num_tokens  # trl's own count: padding excluded
+    return {**measures, "tokens": tokens, **timer.timing(tokens)}
+
+
+def dtype_problems(what: str, dtype: str | None, device: dict) -> list[str]:
+    """bf16 exactly where the GPU supports it, float32 elsewhere."""
     expected = "bfloat16" if device.get("gpus") and device.get("bf16") else "float32"
-    if compute_dtype != expected:
-        return [f"the training forward computed in {compute_dtype}, expected {expected}"]
-    return []
+    return [] if dtype == expected else [f"{what} ran in {dtype}, expected {expected}"]
 
 
 def evaluate_stage(spec: dict) -> dict:
@@ -605,8 +619,7 @@ def evaluate_stage(spec: dict) -> dict:
               "batch_size": protocol.get("batch_size"), "batch_sizes_chosen": timer.batch_sizes,
               "compute_dtype": run["dtype"], "language": language,
               "shots": {score["benchmark"]: score["n_shot"] for score in scored}}
-    expected = "bfloat16" if spec["device"].get("gpus") and spec["device"].get("bf16") else "float32"
-    result["problems"] = [] if run["dtype"] == expected else [f"lm-eval ran in {run['dtype']}, expected {expected}"]
+    result["problems"] = dtype_problems("lm-eval", run["dtype"], spec["device"])
     return result
 
 
@@ -622,12 +635,10 @@ def generate_stage(spec: dict) -> dict:
     counter = GenerationCounter.install()
     generate_responses(spec["model_dir"], work / "prompts.jsonl", work / "responses.jsonl", settings,
                        threads=spec["threads"])
-    expected = "bfloat16" if spec["device"].get("gpus") and spec["device"].get("bf16") else "float32"
     return {"prompts": len(records), "responses_per_prompt": settings["responses_per_prompt"],
             "max_new_tokens": settings["max_new_tokens"], "new_tokens": counter.new_tokens,
             "generation_s": round(counter.seconds, 2), "tokens_per_s": counter.new_tokens / counter.seconds,
-            "compute_dtype": counter.dtype,
-            "problems": [] if counter.dtype == expected else [f"generation ran in {counter.dtype}, expected {expected}"]}
+            "compute_dtype": counter.dtype, "problems": dtype_problems("generation", counter.dtype, spec["device"])}
 
 
 CHILD_STAGES = {"setup": setup_stage, "build": build_stage, "evaluate_hf": evaluate_stage,
@@ -853,7 +864,7 @@ class GenerationCounter:
             started = time.perf_counter()
             output = original(model, *args, **kwargs)
             synchronize()
-            counter.add(model, kwargs, output, time.perf_counter() - started)
+            counter.add(model, args, kwargs, output, time.perf_counter() - started)
             return output
 
         GenerationMixin.generate = generate
@@ -862,9 +873,9 @@ class GenerationCounter:
     def __init__(self):
         self.seconds, self.prompt_tokens, self.new_tokens, self.dtype = 0.0, 0, 0, None
 
-    def add(self, model, kwargs, output, seconds) -> None:
+    def add(self, model, args, kwargs, output, seconds) -> None:
         sequences = getattr(output, "sequences", output)
-        inputs, mask = kwargs.get("input_ids"), kwargs.get("attention_mask")
+        inputs, mask = kwargs.get("input_ids", args[0] if args else None), kwargs.get("attention_mask")
         config = kwargs.get("generation_config") or model.generation_config
         pad = kwargs.get("pad_token_id", getattr(config, "pad_token_id", None))
         new = sequences[:, inputs.shape[1]:]

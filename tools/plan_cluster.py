@@ -22,9 +22,11 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 
-_JOB = re.compile(r"^(?:local)?rule (\w+):$")
+# Jobs of a group job (local models' shards) are listed indented under it.
+_JOB = re.compile(r"^\s*(?:local)?rule (\w+):$")
 _RESOURCES = re.compile(r"^\s+resources: (.*)$")
 _RESOURCE = re.compile(r"(\w+)=([^,]*)")
+_GROUP = re.compile(r"^(?:\[.*\] )?Group job (\S+) ")
 
 
 @dataclass
@@ -37,10 +39,12 @@ class RulePlan:
     gpus: set = field(default_factory=set)
     gpu_hours: float = 0.0
     runtimes_h: set = field(default_factory=set)
+    group: str | None = None
 
 
 def dry_run_jobs(profile: str, configfiles: list[str], forceall: bool) -> list[tuple[str, dict]]:
-    """(rule, resources) of every job a dry run through the profile lists."""
+    """(rule, resources) of every job a dry run through the profile lists; a job listed
+    under a group job carries the group's name as resources["_group"]."""
     command = [sys.executable, "-m", "snakemake", "--dry-run", "--profile", profile,
                "--configfile", *configfiles]
     if forceall:
@@ -49,12 +53,19 @@ def dry_run_jobs(profile: str, configfiles: list[str], forceall: bool) -> list[t
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, env=env)
     if result.returncode != 0:
         sys.exit(f"the dry run failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    jobs, rule = [], None
+    jobs, rule, group = [], None, None
     for line in result.stdout.splitlines():
-        if match := _JOB.match(line):
+        if match := _GROUP.match(line):
+            group = match.group(1)
+        elif match := _JOB.match(line):
             rule = match.group(1)
+            if not line[0].isspace():
+                group = None
         elif rule and (match := _RESOURCES.match(line)):
-            jobs.append((rule, dict(_RESOURCE.findall(match.group(1)))))
+            resources = dict(_RESOURCE.findall(match.group(1)))
+            if group:
+                resources["_group"] = group
+            jobs.append((rule, resources))
             rule = None
     return jobs
 
@@ -101,9 +112,9 @@ def plan(profile: str, configfiles: list[str], forceall: bool = True) -> list[Ru
     groups, components = profile_groups(profile)
     plans: dict[str, RulePlan] = {}
     for rule, resources in dry_run_jobs(profile, configfiles, forceall):
-        group = groups.get(rule, rules[rule]["group"])
+        group = groups.get(rule) or resources.get("_group") or rules[rule]["group"]
         local = rules[rule]["localrule"] and group is None
-        entry = plans.setdefault(rule, RulePlan(rule, rules[rule]["stage"], local))
+        entry = plans.setdefault(rule, RulePlan(rule, rules[rule]["stage"], local, group=group))
         entry.jobs += 1
         if local:
             continue
@@ -114,7 +125,7 @@ def plan(profile: str, configfiles: list[str], forceall: bool = True) -> list[Ru
         entry.gpu_hours += gpus * hours
     for entry in plans.values():
         if not entry.local:
-            group = groups.get(entry.rule, rules[entry.rule]["group"])
+            group = entry.group
             entry.slurm_jobs = math.ceil(entry.jobs / components.get(group, 1)) if group else entry.jobs
     return sorted(plans.values(), key=lambda p: (p.local, p.stage, p.rule))
 
