@@ -2,8 +2,10 @@
 
 Requests go up as one JSONL file (one chat-completions request per line, keyed by
 `custom_id` = the cache key); that file is also the input format of `vllm run-batch`.
-The batch id is remembered next to the cache, so a killed job polls the batch it has
-already paid for instead of submitting it again. Lines that failed or expired are
+The batch id (and the server it went to) is remembered next to the cache, so a killed
+job polls the batch it has already paid for instead of submitting it again; a saved
+batch that another server, key or project no longer knows (404) is dropped with a
+warning and the open requests are submitted anew. Lines that failed or expired are
 resubmitted on their own; a request refused as bad (400) is rejected like online.
 """
 
@@ -38,13 +40,11 @@ def answer_in_batches(client_options: dict, bodies: list[dict], keys: list[str],
     for _ in range(rounds):
         if not pending:
             break
-        if state_path.exists():
-            batch_id = json.loads(state_path.read_text())["batch_id"]
-            log.info("resuming batch %s", batch_id)
-        else:
+        batch_id = _saved_batch(client, state_path)
+        if batch_id is None:
             batch_id = _submit(client, pending, input_path)
-            state_path.write_text(json.dumps({"batch_id": batch_id}))
-        batch = _wait(client, batch_id, settings.get("batch_poll_s", 30.0))
+            state_path.write_text(json.dumps({"batch_id": batch_id, "base_url": str(client.base_url)}))
+        batch = _wait(client, batch_id, settings["batch_poll_s"])
         if batch.status == "failed":
             state_path.unlink()
             raise RuntimeError(f"batch {batch_id} failed: {batch.errors}")
@@ -55,6 +55,29 @@ def answer_in_batches(client_options: dict, bodies: list[dict], keys: list[str],
     if pending:
         raise RuntimeError(f"{len(pending)} requests still unanswered after {rounds} batches; "
                            "rerun the job to resubmit only those")
+
+
+def _saved_batch(client, state_path: Path) -> str | None:
+    """The batch a killed job submitted, if this server still knows it; else forget it."""
+    from openai import NotFoundError
+
+    if not state_path.exists():
+        return None
+    saved = json.loads(state_path.read_text())
+    batch_id, base_url = saved["batch_id"], saved.get("base_url")
+    if base_url not in (None, str(client.base_url)):
+        log.warning("batch %s was submitted to %s, not %s: submitting the open requests again",
+                    batch_id, base_url, client.base_url)
+    else:
+        try:
+            client.batches.retrieve(batch_id)
+            log.info("resuming batch %s", batch_id)
+            return batch_id
+        except NotFoundError:
+            log.warning("the server does not know batch %s (another key, project or server since it was "
+                        "saved): submitting the open requests again", batch_id)
+    state_path.unlink()
+    return None
 
 
 def _submit(client, pending: dict, input_path: Path) -> str:

@@ -123,7 +123,7 @@ class FakeOpenAI:
             def do_GET(self):
                 if match := re.fullmatch(r"/v1/files/([\w-]+)/content", self.path):
                     return self._send_bytes(200, fake.files[match.group(1)], "application/octet-stream")
-                if match := re.fullmatch(r"/v1/batches/([\w-]+)", self.path):
+                if (match := re.fullmatch(r"/v1/batches/([\w-]+)", self.path)) and match.group(1) in fake.batches:
                     batch = fake.batches[match.group(1)]
                     # Still running at the first poll, done at the next.
                     if batch["status"] == "validating":

@@ -88,6 +88,21 @@ def test_a_killed_batch_job_polls_its_batch_instead_of_paying_again(fake_openai,
     assert len(fake_openai.batches) == 1 and not (tmp_path / "b.batch.json").exists()
 
 
+@pytest.mark.parametrize("saved", [
+    {"batch_id": "batch_unknown"},  # the server answers 404: another key or project since the kill
+    {"batch_id": "batch_elsewhere", "base_url": "https://other.example/v1"},  # another server
+])
+def test_a_saved_batch_this_server_does_not_know_is_dropped_and_the_requests_resubmitted(
+        fake_openai, openai_settings, tmp_path, saved, caplog):
+    openai_settings["mode"] = "batch"
+    (tmp_path / "b.batch.json").write_text(json.dumps(saved))
+    with caplog.at_level("WARNING"):
+        results, _ = run(openai_settings, tmp_path / "b.jsonl", requests(3))
+    assert all(isinstance(r, dict) for r in results)
+    assert len(fake_openai.batches) == 1 and not (tmp_path / "b.batch.json").exists()
+    assert saved["batch_id"] in caplog.text and "submitting the open requests again" in caplog.text
+
+
 @pytest.mark.parametrize("source, translated, reason", [
     ("Run `ls -la` in the folder now.", "Chạy `ls -l` trong thư mục ngay bây giờ.", "code not kept"),
     ("Fix:\n```py\nprint(1)\n```", "Sửa:\n```py\nprint(2)\n```", "code block not kept"),
