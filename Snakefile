@@ -51,3 +51,15 @@ rule all:
         rules.tables.input,
         rules.figures.input,
         rules.translations.input,
+
+
+onstart:
+    # A stage that will call the API needs its key before the first job runs, not after
+    # the jobs before it (a dry run plans without any key).
+    from okapi_pipeline.config import missing_api_keys
+
+    message = missing_api_keys(
+        config, {job.rule.name for job in workflow.dag.needrun_jobs()}
+    )
+    if message:
+        sys.exit(message)

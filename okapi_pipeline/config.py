@@ -6,6 +6,7 @@ reported as one line that names the key.
 
 import copy
 import math
+import os
 from pathlib import Path
 
 import jsonschema
@@ -170,6 +171,27 @@ def translator_settings(config: dict, name: str) -> dict:
 
 def translator_names(config: dict) -> list[str]:
     return list(config["translator_comparison"]["translators"]) or ["translation"]
+
+
+# The rules that call an LLM, by the stage whose LLM settings they use.
+LLM_RULES = {"self_instruct": "self_instruct", "translate_shard": "translation",
+             "back_translate_shard": "back_translation", "rank_shard": "ranking",
+             "translate_benchmark": "benchmarks"}
+
+
+def missing_api_keys(config: dict, rules) -> str | None:
+    """One line naming each API key variable that the given rules' stages need and the
+    environment lacks, or None. Checked when a real run starts, before its first job."""
+    missing: dict[str, list[str]] = {}
+    for stage in sorted({LLM_RULES[rule] for rule in rules if rule in LLM_RULES}):
+        settings = llm_settings(config, stage)
+        if settings["backend"] == "openai" and not os.environ.get(settings["api_key_env"]):
+            missing.setdefault(settings["api_key_env"], []).append(stage)
+    if not missing:
+        return None
+    return "; ".join(f"the environment variable {variable} is not set: the {', '.join(stages)} "
+                     f"stage{'s' if len(stages) > 1 else ''} will call the API with it"
+                     for variable, stages in missing.items()) + " (nothing was run)"
 
 
 def stage_llm_settings(config: dict, stage: str, answer_params: dict) -> dict:
