@@ -12,11 +12,12 @@ import json
 import logging
 from pathlib import Path
 
-from okapi_pipeline.cost import enforce_budget, is_budgeted, tokens, usd
 from okapi_pipeline.jsonl import write_json
 from okapi_pipeline.languages import language_name
-from okapi_pipeline.llm import LLMClient, Rejected, cache_file, check_reject_share
-from okapi_pipeline.translate import field_request, load_prompt, strict_checks, translation_check
+from okapi_pipeline.llm.checks import strict_checks, translation_check
+from okapi_pipeline.llm.job import Budget, job_report, run_llm_job
+from okapi_pipeline.llm.prompts import field_request, load_prompt
+from okapi_pipeline.llm.requests import Rejected
 
 log = logging.getLogger(__name__)
 
@@ -201,50 +202,41 @@ def translate_benchmark(bench: str, lang: str, source: dict, splits: list[str], 
     english = {split: load_split(bench, "en", split, english_source(source)) for split in splits}
     requests = {split: [field_request(system, translatable_fields(bench, record), ("en", lang)) for record in records]
                 for split, records in english.items()}
-    _check_budget(requests, llm_settings, f"benchmark translation {bench} {lang}")
+    what = f"benchmark translation {bench} {lang}"
     data = {"benchmark": bench, "language": lang, "source": source, "splits": {}}
-    qa = {"benchmark": bench, "language": lang, "total": 0, "accepted": 0, "rejected": 0, "unchanged": 0,
-          "reasons": {}, "splits": {}}
-    for split, records in english.items():
-        cache_name = f"benchmarks/{bench}/{lang}/{split}"
-        client = LLMClient.from_settings(llm_settings, cache_file(llm_settings, cache_name), threads)
-        try:
-            results = client.json_requests(requests[split], check=translation_check(lang, strict_checks(llm_settings)))
-        finally:
-            client.close()
-        kept, rejects, unchanged = [], [], 0
-        for index, (record, result) in enumerate(zip(records, results)):
-            if isinstance(result, Rejected):
-                rejects.append({"index": index, "reason": result.reason})
-                continue
-            kept.append(translated_record(bench, record, result))
-            unchanged += all(result.get(key) == text for key, text in translatable_fields(bench, record).items())
-        data["splits"][split] = check_records(bench, kept, f"{bench} {split} translated into {lang}")
-        reasons = {}
-        for reject in rejects:
-            reasons[reject["reason"]] = reasons.get(reject["reason"], 0) + 1
-        qa["splits"][split] = {"total": len(records), "accepted": len(kept), "rejected": len(rejects),
-                               "unchanged": unchanged, "reasons": reasons, "rejects": rejects[:50]}
-        for key in ("total", "accepted", "rejected", "unchanged"):
-            qa[key] += qa["splits"][split][key]
-        for reason, count in reasons.items():
-            qa["reasons"][reason] = qa["reasons"].get(reason, 0) + count
-        log.info("%s %s %s: %d of %d records translated; rejected: %s", bench, lang, split, len(kept),
-                 len(records), reasons)
-    data["translation"] = {key: qa[key] for key in ("total", "accepted", "rejected", "unchanged")}
-    write_json(out_path, data)
-    write_json(qa_path, qa)
-    check_reject_share(qa, llm_settings, f"benchmark translation {bench} {lang}",
-                       cache_file(llm_settings, f"benchmarks/{bench}/{lang}"))
-    return qa
+    splits = {}
 
+    def work(clients):
+        every_reject = []
+        for split, records in english.items():
+            results = clients.ask(f"benchmarks/{bench}/{lang}/{split}", requests[split],
+                                  check=translation_check(lang, strict_checks(llm_settings)))
+            kept, rejects, unchanged = [], [], 0
+            for index, (record, result) in enumerate(zip(records, results)):
+                if isinstance(result, Rejected):
+                    rejects.append({"index": index, "reason": result.reason})
+                    continue
+                kept.append(translated_record(bench, record, result))
+                unchanged += all(result.get(key) == text for key, text in translatable_fields(bench, record).items())
+            data["splits"][split] = check_records(bench, kept, f"{bench} {split} translated into {lang}")
+            counts = job_report(len(records), rejects)
+            splits[split] = {**{key: counts[key] for key in ("total", "accepted", "rejected")},
+                             "unchanged": unchanged, "reasons": counts["reasons"], "rejects": rejects[:50]}
+            every_reject += rejects
+            log.info("%s %s %s: %d of %d records translated; rejected: %s", bench, lang, split, len(kept),
+                     len(records), splits[split]["reasons"])
+        return sum(len(records) for records in english.values()), every_reject
 
-def _check_budget(requests: dict, settings: dict, what: str) -> None:
-    """A paid backend refuses to start when this job's estimate is over budget_usd."""
-    if not is_budgeted(settings):
-        return
-    sent = [request for split in requests.values() for request in split]
-    input_tokens = sum(tokens(request.system) + tokens(request.user_text()) for request in sent)
-    output_tokens = sum(tokens(request.user_text()) for request in sent)
-    enforce_budget(usd(input_tokens, output_tokens, settings), settings, f"{what}: the estimated cost",
-                   "benchmarks.llm.budget_usd")
+    def qa_report(total, rejects):
+        qa = {"benchmark": bench, "language": lang, **job_report(total, rejects),
+              "unchanged": sum(split["unchanged"] for split in splits.values())}
+        qa = {key: qa[key] for key in ("benchmark", "language", "total", "accepted", "rejected", "unchanged",
+                                       "reasons")}
+        data["translation"] = {key: qa[key] for key in ("total", "accepted", "rejected", "unchanged")}
+        write_json(out_path, data)
+        return {**qa, "splits": splits}
+
+    return run_llm_job(what, llm_settings, f"benchmarks/{bench}/{lang}", work, threads=threads,
+                       budget=Budget(requests=[r for split in requests.values() for r in split],
+                                     budget_key="benchmarks.llm.budget_usd"),
+                       report_path=qa_path, report=qa_report)

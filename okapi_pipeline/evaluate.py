@@ -139,15 +139,6 @@ def write_task(bench: str, benchmark_file, protocol: dict, workdir) -> tuple[str
 # ---- running lm-eval -----------------------------------------------------------------
 
 
-def device_and_dtype() -> tuple[str, str]:
-    """bf16 on a CUDA GPU that supports it, else float32 (on CPU or an older GPU)."""
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda", "bfloat16" if torch.cuda.is_bf16_supported() else "float32"
-    return "cpu", "float32"
-
-
 BACKENDS = ("hf", "vllm")
 
 
@@ -246,12 +237,15 @@ def logged_prompts(samples: list[dict]) -> list[dict]:
 
 def score_record(results: dict, task: str, bench: str, lang: str, protocol: dict, config: dict, run: dict,
                  prompts: list[dict]) -> dict:
-    """The score file of one benchmark: lm-eval's metrics, shots, sample count, config, first prompts."""
+    """The score file of one benchmark: what was scored (`run`'s model and variant), lm-eval's
+    metrics, shots, sample count, config, first prompts."""
     metrics = results["results"][task]
     n_shot = results["n-shot"][task]
     if n_shot != config["num_fewshot"]:
         raise RuntimeError(f"{task}: lm-eval used {n_shot} shots, the task asks for {config['num_fewshot']}")
     record = {
+        "model": run.get("model"),
+        "variant": run.get("variant"),
         "benchmark": bench,
         "language": lang,
         "task": task,
@@ -268,23 +262,28 @@ def score_record(results: dict, task: str, bench: str, lang: str, protocol: dict
     return json.loads(json.dumps(record, default=str))
 
 
-def evaluate_model(model_dir, benchmark_files: dict, protocol: dict, out_paths: dict, workdir, threads: int = 1) -> dict:
+def evaluate_model(model_dir, benchmark_files: dict, protocol: dict, out_paths: dict, workdir, threads: int = 1,
+                   model: str | None = None, variant: str | None = None) -> dict:
     """Score one model on every benchmark of one language; write one JSON per benchmark.
 
     benchmark_files / out_paths: benchmark name -> normalised benchmark file / score file.
+    model / variant: what the scores are of (written into each score file for the tables).
     protocol: the `evaluation` config block. Every logged prompt goes to
     {workdir}/{task}/samples.jsonl beside the task's YAML.
     """
-    import torch
+    from okapi_pipeline.modeling import run_precision
 
     check_backend(protocol.get("backend", "hf"))
-    torch.set_num_threads(threads)
+    # The one device/dtype rule (bf16 on a CUDA GPU that supports it, else float32).
+    # lm-eval loads the model from model_args; its pad-token rule is ours (unk, else eos).
+    precision = run_precision(threads)
     tasks, scores = {}, {}
     for bench, path in benchmark_files.items():
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         if "unavailable" in data:
             # The benchmark data step marked it (benchmarks.strict is off): no score, the reason.
-            scores[bench] = {"benchmark": bench, "language": data["language"], "unavailable": data["unavailable"]}
+            scores[bench] = {"model": model, "variant": variant, "benchmark": bench, "language": data["language"],
+                             "unavailable": data["unavailable"]}
             write_json(out_paths[bench], scores[bench])
             log.warning("%s %s not scored: %s", bench, data["language"], data["unavailable"])
             continue
@@ -292,10 +291,12 @@ def evaluate_model(model_dir, benchmark_files: dict, protocol: dict, out_paths: 
         tasks[bench] = (name, config, config["metadata"]["language"])
     if not tasks:
         return scores
-    device, dtype = device_and_dtype()
+    device, dtype = precision.device, precision.dtype_name
     log.info("scoring %s on %s (%s, %s)", model_dir, ", ".join(t[0] for t in tasks.values()), device, dtype)
     results, truncated = run_lm_eval(model_dir, [name for name, _, _ in tasks.values()], workdir, protocol, device, dtype)
     run = {
+        "model": model,
+        "variant": variant,
         "model_dir": str(model_dir),
         "backend": protocol.get("backend", "hf"),
         "device": device,

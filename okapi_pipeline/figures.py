@@ -91,25 +91,22 @@ def plot_gains_by_group(gains: dict, title: str, out_path) -> None:
     _save(figure, out_path)
 
 
-def paper_figures(score_files: list, models: list[str], variants: list[str], languages: list[str],
-                  benchmarks: list[str], metrics: dict, language_groups: dict, comparison_paths: list,
-                  gain_paths: list) -> dict:
-    """Per benchmark (paths in `benchmarks` order): SFT vs RLHF per language, and the gain by group.
+def paper_figures(bench: str, score_files: list, models: list[str], variants: list[str], languages: list[str],
+                  metric: str, language_groups: dict, comparison_path, gain_path) -> dict:
+    """One benchmark's figures: SFT vs RLHF per language, and the gain over SFT by group.
 
+    score_files: that benchmark's score files (another benchmark's are ignored).
     variants: the preference-tuned variants set against SFT (rlhf, dpo).
     """
-    scores = read_scores(score_files, metrics)
-    all_gains = {}
-    for bench, comparison_path, gain_path in zip(benchmarks, comparison_paths, gain_paths):
-        # A benchmark not available in a language is left out, like a missing score.
-        ours = {key[1:]: value for key, value in scores.items() if key[0] == bench and is_number(value)}
-        name = f"{TITLES.get(bench, bench)} ({metrics[bench]})"
-        plot_sft_vs_rlhf(ours, models, languages, variants, f"{name}: SFT vs RLHF", comparison_path,
-                         language_groups)
-        all_gains[bench] = gains_by_group(ours, models, languages, variants, language_groups)
-        plot_gains_by_group(all_gains[bench], f"{name}: gain over SFT by resource group", gain_path)
-        log.info("%s: gains %s", bench, {" ".join(key): value for key, value in all_gains[bench].items()})
-    return all_gains
+    scores = read_scores(score_files, {bench: metric})
+    # A benchmark not available in a language is left out, like a missing score.
+    ours = {key[1:]: value for key, value in scores.items() if key[0] == bench and is_number(value)}
+    name = f"{TITLES.get(bench, bench)} ({metric})"
+    plot_sft_vs_rlhf(ours, models, languages, variants, f"{name}: SFT vs RLHF", comparison_path, language_groups)
+    gains = gains_by_group(ours, models, languages, variants, language_groups)
+    plot_gains_by_group(gains, f"{name}: gain over SFT by resource group", gain_path)
+    log.info("%s: gains %s", bench, {" ".join(key): value for key, value in gains.items()})
+    return gains
 
 
 # ---- training curves --------------------------------------------------------------------

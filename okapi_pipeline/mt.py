@@ -25,7 +25,9 @@ import re
 import time
 from collections import Counter
 
-from okapi_pipeline.llm import Answer, JsonRequest, ResponseCache, _Backend, _model_fingerprint
+from okapi_pipeline.llm.backend import Backend, model_fingerprint
+from okapi_pipeline.llm.cache import ResponseCache
+from okapi_pipeline.llm.requests import Answer, JsonRequest
 from okapi_pipeline.segments import Piece, cut, join, pieces
 
 log = logging.getLogger(__name__)
@@ -94,7 +96,7 @@ def segment_key(model_id: str, source: str, target: str, text: str, generation: 
     return "segment:" + hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
-class MTBackend(_Backend):
+class MTBackend(Backend):
     """The `mt` backend. Tokenizer and model load on first need: a rerun answered from
     the cache loads neither."""
 
@@ -103,7 +105,7 @@ class MTBackend(_Backend):
         self.threads = threads
         self.engine = settings.get("engine", "transformers")
         # int8 / fp16 outputs may differ from the transformers engine's: other cache keys.
-        self.model_id = _model_fingerprint(settings["model"]) + ("+ctranslate2" if self.engine == "ctranslate2" else "")
+        self.model_id = model_fingerprint(settings["model"]) + ("+ctranslate2" if self.engine == "ctranslate2" else "")
         self.tokenizer = None
         self.model = None
         self.generation = {"num_beams": settings.get("num_beams", 1), "max_new_tokens": settings["max_new_tokens"],

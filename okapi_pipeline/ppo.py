@@ -6,37 +6,25 @@ top blocks of the policy and of the value model train, as in the original.
 
 Two pieces of the original trlx setup that trl lacks are added here: the adaptive KL
 controller (Ziegler et al. 2019) and reward clipping. trl's PPO can neither save a
-resumable checkpoint nor resume; `ResumablePPOTrainer` adds both.
+resumable checkpoint nor resume; `ppo_checkpoints.ResumablePPOTrainer` adds both.
 """
 
-import json
 import logging
 import math
-import shutil
-import time
-from pathlib import Path
 
 import torch
 from transformers import TrainerCallback
-from trl.experimental.ppo import PPOTrainer
-from trl.experimental.ppo.ppo_trainer import OnlineTrainerState
 
-from okapi_pipeline.jsonl import read_jsonl, write_json
+from okapi_pipeline.jsonl import read_jsonl
 from okapi_pipeline.modeling import (
-    checkpoint_step,
-    clear_checkpoints,
-    fingerprint,
     freeze_lower_blocks,
-    is_main_process,
     load_causal_lm,
     load_scorer,
     load_tokenizer,
-    prepare_checkpoints,
-    run_precision,
-    world_size,
-    write_training_summary,
 )
+from okapi_pipeline.ppo_checkpoints import ResumablePPOTrainer
 from okapi_pipeline.template import alpaca_prompt
+from okapi_pipeline.trainer import Stage, run_trainer, world_size
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +37,6 @@ CURVES = {
     "value_loss": "loss/value_avg",
     "entropy": "objective/entropy",
 }
-CHECKPOINTS_KEPT = 2
 
 
 def tokenize_prompts(records: list[dict], tokenizer, max_prompt_length: int) -> list[list[int]]:
@@ -158,104 +145,53 @@ class ClippedScore(torch.nn.Module):
         return self.head(hidden).clamp(-self.bound, self.bound)
 
 
-# ---- checkpoints ---------------------------------------------------------------------
-
-
-class _SkipFirstBatches:
-    """The dataloader, less the batches a resumed run already used in the current pass."""
-
-    def __init__(self, dataloader, skip: int):
-        self.dataloader = dataloader
-        self.skip = skip
-
-    def __iter__(self):
-        batches = iter(self.dataloader)
-        for _ in range(self.skip):
-            next(batches)
-        self.skip = 0
-        yield from batches
-
-
-class _RestoreProgress(TrainerCallback):
-    """trl's train() zeroes the step and episode before `on_train_begin`: put them back."""
-
-    def __init__(self, saved: OnlineTrainerState, max_steps: int):
-        self.saved = saved
-        self.max_steps = max_steps
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        state.global_step = self.saved.global_step
-        state.episode = self.saved.episode
-        state.log_history = self.saved.log_history
-        state.max_steps = self.max_steps
-
-
-class ResumablePPOTrainer(PPOTrainer):
-    """trl's PPOTrainer with checkpoints that a killed run resumes from.
-
-    trl 1.12's checkpoints hold the policy only and its train() always starts at update
-    1. Here a checkpoint is accelerate's whole state (policy and value model, optimizer,
-    scheduler, random generators) plus the trainer state (step, episode, log history)
-    and the KL coefficient. It is written under a temporary name and renamed when
-    complete, so a kill during a save leaves the previous checkpoint usable. Resuming
-    loads it and lets train() run only the remaining updates.
-    """
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.accelerator.register_for_checkpointing(self.lr_scheduler)
-
-    def _save_checkpoint(self, model, trial):
-        if self.state.global_step >= self.state.max_steps:
-            return  # the final model is saved next: nothing is left to resume
-        root = Path(self.args.output_dir)
-        final = root / f"checkpoint-{self.state.global_step}"
-        partial = root / f"partial-{final.name}"
-        self.accelerator.save_state(str(partial))
-        self.accelerator.wait_for_everyone()
-        if self.accelerator.is_main_process:
-            self.state.save_to_json(str(partial / "trainer_state.json"))
-            write_json(partial / "ppo.json", {"kl_coef": self.args.kl_coef})
-            shutil.rmtree(final, ignore_errors=True)
-            partial.rename(final)
-            older = sorted(root.glob("checkpoint-*"), key=lambda p: int(p.name.split("-")[1]))
-            for stale in older[:-CHECKPOINTS_KEPT]:
-                shutil.rmtree(stale)
-        self.accelerator.wait_for_everyone()
-
-    def train(self, resume_from_checkpoint: str | None = None):
-        if resume_from_checkpoint:
-            checkpoint = Path(resume_from_checkpoint)
-            self.accelerator.load_state(str(checkpoint))
-            saved = OnlineTrainerState.load_from_json(str(checkpoint / "trainer_state.json"))
-            self.args.kl_coef = json.loads((checkpoint / "ppo.json").read_text())["kl_coef"]
-            total = self.args.num_total_batches
-            self.args.num_total_batches = total - saved.global_step
-            self.dataloader = _SkipFirstBatches(self.dataloader, saved.global_step % len(self.dataloader))
-            self.add_callback(_RestoreProgress(saved, total))
-        super().train()
-
-
 # ---- training ----------------------------------------------------------------------------
 
 
 def train_ppo(sft_dir, reward_model_dir, prompts_path, out_dir, settings: dict, checkpoint_dir, threads: int = 1) -> dict:
     """PPO from the SFT model; save the policy as a plain causal LM with a summary."""
-    from datasets import Dataset
-    from trl.experimental.ppo import PPOConfig
-
-    started = time.time()
-    precision = run_precision(threads)
     records = read_jsonl(prompts_path)
     schedule = ppo_schedule(settings, len(records), world_size())
-    rollouts_per_device = schedule["rollouts_per_device"]
     log.info("PPO schedule: %s", schedule)
-    if len(records) < rollouts_per_device:
-        raise ValueError(f"{len(records)} prompts in {prompts_path}, fewer than one rollout batch ({rollouts_per_device})")
+    if len(records) < schedule["rollouts_per_device"]:
+        raise ValueError(f"{len(records)} prompts in {prompts_path}, fewer than one rollout batch "
+                         f"({schedule['rollouts_per_device']})")
 
-    resume = prepare_checkpoints(checkpoint_dir, fingerprint(sft_dir, reward_model_dir, prompts_path, settings))
-    # Left padding: generation continues every prompt from its last token.
-    tokenizer = load_tokenizer(sft_dir, padding_side="left")
+    def build(precision) -> Stage:
+        # Left padding: generation continues every prompt from its last token.
+        tokenizer = load_tokenizer(sft_dir, padding_side="left")
+        policy, trainable, models = ppo_models(sft_dir, reward_model_dir, tokenizer, settings, precision)
+        log.info("PPO on %d prompts; %d trainable policy parameters (top %d blocks)", len(records), trainable,
+                 settings["trainable_top_blocks"])
+        trainer = ResumablePPOTrainer(
+            args=ppo_config(settings, schedule, checkpoint_dir, precision),
+            processing_class=tokenizer,
+            model=policy,
+            train_dataset=prompt_dataset(records, tokenizer, settings["max_prompt_length"]),
+            callbacks=kl_callbacks(settings),
+            **models,
+        )
+        if settings["max_grad_norm"] is not None and not trainer.is_deepspeed_enabled:
+            # Under DeepSpeed its own `gradient_clipping` (accelerate/deepspeed_zero2.yaml) clips.
+            optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # accelerate's wrapper
+            clip_gradients_before_each_step(optimizer, trainer.model.parameters(), settings["max_grad_norm"])
+        # The saved tokenizer pads on the right, as every other stage's.
+        return Stage(trainer, load_tokenizer(sft_dir), trainable, summary=lambda trainer: {
+            "episodes": trainer.state.episode,
+            "schedule": schedule,
+            "final_kl_coef": trainer.args.kl_coef,
+            **{name: curve(trainer.state.log_history, key) for name, key in CURVES.items()},
+        }, save=save_policy, loss_key="loss/policy_avg")
+
+    return run_trainer("ppo", build, inputs=(sft_dir, reward_model_dir, prompts_path), out_dir=out_dir,
+                       settings=settings, checkpoint_dir=checkpoint_dir, threads=threads)
+
+
+def ppo_models(sft_dir, reward_model_dir, tokenizer, settings: dict, precision):
+    """(policy, its trainable parameters, the other models as PPOTrainer keywords).
+
+    The value model is this project's (trlx put a value head on the policy): top blocks only.
+    """
     policy = load_causal_lm(sft_dir, tokenizer, precision.train_dtype)
     reference = load_causal_lm(sft_dir, tokenizer, precision.dtype)
     reward_model = load_scorer(reward_model_dir, tokenizer, settings["seed"], precision.dtype)
@@ -267,18 +203,33 @@ def train_ppo(sft_dir, reward_model_dir, prompts_path, out_dir, settings: dict, 
         frozen.eval()
     top = settings["trainable_top_blocks"]
     trainable = freeze_lower_blocks(policy, top, settings["freeze_embeddings"])
-    # The value model is this project's (trlx put a value head on the policy): top blocks only.
     freeze_lower_blocks(value_model, top, freeze_embeddings=True)
-    log.info("PPO on %d prompts; %d trainable policy parameters (top %d blocks)", len(records), trainable, top)
+    return policy, trainable, {"ref_model": reference, "reward_model": reward_model, "value_model": value_model}
 
-    dataset = Dataset.from_dict({"input_ids": tokenize_prompts(records, tokenizer, settings["max_prompt_length"])})
-    args = PPOConfig(
+
+def prompt_dataset(records: list[dict], tokenizer, max_prompt_length: int):
+    from datasets import Dataset
+
+    return Dataset.from_dict({"input_ids": tokenize_prompts(records, tokenizer, max_prompt_length)})
+
+
+def kl_callbacks(settings: dict) -> list:
+    if settings["kl_control"] != "adaptive":
+        return []
+    episodes = settings["kl_episodes_per_round"] or settings["rollout_batch_size"]
+    return [AdaptiveKLController(settings["kl_target"], settings["kl_horizon"], episodes)]
+
+
+def ppo_config(settings: dict, schedule: dict, checkpoint_dir, precision):
+    from trl.experimental.ppo import PPOConfig
+
+    return PPOConfig(
         output_dir=str(checkpoint_dir),
         total_episodes=schedule["prompts"],
         num_ppo_epochs=settings["num_ppo_epochs"],
         # One round per trl update; it is cut into minibatches, one optimizer step each
         # (gradient accumulation would merge the minibatches' steps).
-        per_device_train_batch_size=rollouts_per_device,
+        per_device_train_batch_size=schedule["rollouts_per_device"],
         gradient_accumulation_steps=1,
         num_mini_batches=settings["rollout_batch_size"] // settings["mini_batch_size"],
         # trlx's chunk_size: responses generated and scored at once.
@@ -308,50 +259,17 @@ def train_ppo(sft_dir, reward_model_dir, prompts_path, out_dir, settings: dict, 
         gradient_checkpointing=False,
         **precision.trainer_arguments(),
     )
-    callbacks = []
-    if settings["kl_control"] == "adaptive":
-        episodes = settings["kl_episodes_per_round"] or settings["rollout_batch_size"]
-        callbacks.append(AdaptiveKLController(settings["kl_target"], settings["kl_horizon"], episodes))
-    trainer = ResumablePPOTrainer(
-        args=args,
-        processing_class=tokenizer,
-        model=policy,
-        ref_model=reference,
-        reward_model=reward_model,
-        train_dataset=dataset,
-        value_model=value_model,
-        callbacks=callbacks,
-    )
-    if settings["max_grad_norm"] is not None and not trainer.is_deepspeed_enabled:
-        # Under DeepSpeed its own `gradient_clipping` (accelerate/deepspeed_zero2.yaml) clips.
-        optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # accelerate's wrapper
-        clip_gradients_before_each_step(optimizer, trainer.model.parameters(), settings["max_grad_norm"])
-    trainer.train(resume_from_checkpoint=resume)
 
+
+def save_policy(trainer, out_dir, tokenizer):
+    """Save the policy alone, as a plain causal LM (the value model is dropped); return it.
+
+    DeepSpeed ZeRO-2 shards optimizer states, not weights: each process holds the whole
+    policy and the main process writes it.
+    """
     policy = trainer.accelerator.unwrap_model(trainer.model).policy
-    history = trainer.state.log_history
-    summary = None
-    if is_main_process():
+    if trainer.accelerator.is_main_process:
         policy.save_pretrained(out_dir)
-        load_tokenizer(sft_dir).save_pretrained(out_dir)
-        summary = write_training_summary(
-            out_dir,
-            stage="ppo",
-            log_history=[{"step": e["step"], "loss": e["loss/policy_avg"]} for e in history if "loss/policy_avg" in e],
-            steps=trainer.state.global_step,
-            started=started,
-            model=policy,
-            trainable=trainable,
-            settings=settings,
-            precision=precision,
-            extra={
-                "episodes": trainer.state.episode,
-                "schedule": schedule,
-                "resumed_from_step": checkpoint_step(resume),
-                "final_kl_coef": trainer.args.kl_coef,
-                **{name: curve(history, key) for name, key in CURVES.items()},
-            },
-        )
-        clear_checkpoints(checkpoint_dir)
+        tokenizer.save_pretrained(out_dir)
     trainer.accelerator.wait_for_everyone()
-    return summary
+    return policy

@@ -6,14 +6,16 @@ the local `hf` judge ranks by the log-probability of each response.
 """
 
 import logging
-from collections import Counter
 from itertools import combinations
 
-from okapi_pipeline.jsonl import iter_jsonl, read_jsonl, write_json, write_jsonl
+from okapi_pipeline.jsonl import iter_jsonl, read_jsonl, write_jsonl
 from okapi_pipeline.languages import language_name
-from okapi_pipeline.llm import JsonRequest, LLMClient, Rejected, cache_file, check_reject_share
+from okapi_pipeline.llm.checks import strict_checks, translation_check
+from okapi_pipeline.llm.client import LLMClient
+from okapi_pipeline.llm.job import Budget, job_report, run_llm_job
+from okapi_pipeline.llm.prompts import field_request, load_prompt
+from okapi_pipeline.llm.requests import JsonRequest, Rejected
 from okapi_pipeline.template import alpaca_prompt
-from okapi_pipeline.translate import field_request, load_prompt, strict_checks, translation_check
 
 log = logging.getLogger(__name__)
 
@@ -22,17 +24,12 @@ def generate_responses(model_dir, prompts_path, out_path, settings: dict, thread
                        batch_size: int = 8) -> int:
     """K sampled responses per prompt, with the Alpaca template around the translated fields."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    torch.set_num_threads(threads)
-    torch.manual_seed(settings.get("seed", 0))
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.bfloat16 if device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=dtype).to(device).eval()
+    from okapi_pipeline.modeling import load_for_generation
+
+    torch.manual_seed(settings["seed"])
+    tokenizer, model, precision = load_for_generation(model_dir, threads)
+    device = precision.device
     k = settings["responses_per_prompt"]
     records = read_jsonl(prompts_path)
     out = []
@@ -79,41 +76,34 @@ def back_translation_fields(record: dict) -> dict[str, str]:
 
 def rank_shard(responses_path, shard_index: int, items_per_shard: int, ranked_path, rejects_path,
                report_path, language: str, rank_prompt_file, back_translation_prompt_file,
-               llm_settings: dict, cache_name: str, threads: int = 1, back_translated_path=None) -> dict:
+               llm_settings: dict, cache_name: str, threads: int = 1, back_translated_path=None,
+               budget: Budget | None = None) -> dict:
     """Back-translate and rank the items of one shard of the responses file.
 
     With `back_translated_path` (the output of `back_translate_shard`, when the
     `back_translation` stage has a translator of its own, e.g. an `mt` model on a GPU
     node while the judge is an API) the English comes from there. Fails (after writing
-    the outputs) when more items were rejected than `max_reject_share` accepts.
+    the outputs) when more items were rejected than `max_reject_share` accepts; with
+    `budget`, refuses to start when over budget.
     """
     items = _shard_items(responses_path, shard_index, items_per_shard)
-    ranked, rejects = [], []
-    if items:
-        client = LLMClient.from_settings(llm_settings, cache_file(llm_settings, cache_name), threads)
-        try:
+
+    def work(clients):
+        ranked, rejects = [], []
+        if items:
+            client = clients(cache_name)
             if back_translated_path is None:
                 english, rejects = back_translate(client, items, language, back_translation_prompt_file)
             else:
                 english, rejects = read_back_translations(back_translated_path)
             ranked, rank_rejects = _rank(client, english, rank_prompt_file)
             rejects += rank_rejects
-        finally:
-            client.close()
-    write_jsonl(ranked_path, ranked)
-    write_jsonl(rejects_path, rejects)
-    report = {
-        "language": language,
-        "total": len(items),
-        "ranked": len(ranked),
-        "rejected": len(rejects),
-        "reasons": dict(Counter(f"{reject['stage']}: {reject['reason']}" for reject in rejects)),
-    }
-    write_json(report_path, report)
-    log.info("%s shard %d: %d of %d items ranked; rejected: %s", language, shard_index, len(ranked), len(items),
-             report["reasons"])
-    check_reject_share(report, llm_settings, f"ranking {cache_name}", cache_file(llm_settings, cache_name))
-    return report
+        write_jsonl(ranked_path, ranked)
+        return len(items), rejects
+
+    return run_llm_job(f"ranking {cache_name}", llm_settings, cache_name, work, threads=threads, budget=budget,
+                       rejects_path=rejects_path, report_path=report_path,
+                       report=lambda total, rejects: job_report(total, rejects, "ranked", language=language))
 
 
 def _shard_items(responses_path, shard_index: int, items_per_shard: int) -> list[dict]:
@@ -139,20 +129,24 @@ def back_translate(client: LLMClient, items, language, back_translation_prompt_f
 
 
 def back_translate_shard(responses_path, shard_index: int, items_per_shard: int, out_path, language: str,
-                         back_translation_prompt_file, llm_settings: dict, cache_name: str, threads: int = 1) -> int:
+                         back_translation_prompt_file, llm_settings: dict, cache_name: str, threads: int = 1,
+                         budget: Budget | None = None) -> int:
     """Back-translation alone, for a `back_translation` translator of its own: one line per
-    item, {"item", "english"} or {"item", "reject"}; rank_shard ranks and reports them."""
+    item, {"item", "english"} or {"item", "reject"}; rank_shard ranks and reports them
+    (so no report and no reject-share check here)."""
     items = _shard_items(responses_path, shard_index, items_per_shard)
-    english, rejects = [], []
-    if items:
-        client = LLMClient.from_settings(llm_settings, cache_file(llm_settings, cache_name), threads)
-        try:
-            english, rejects = back_translate(client, items, language, back_translation_prompt_file)
-        finally:
-            client.close()
-    log.info("%s shard %d: %d of %d items back-translated", language, shard_index, len(english), len(items))
-    return write_jsonl(out_path, [{"item": item, "english": en} for item, en in english]
-                       + [{"item": {"id": reject["id"]}, "reject": reject} for reject in rejects])
+    lines = []
+
+    def work(clients):
+        english, rejects = back_translate(clients(cache_name), items, language, back_translation_prompt_file) \
+            if items else ([], [])
+        lines.extend([{"item": item, "english": en} for item, en in english]
+                     + [{"item": {"id": reject["id"]}, "reject": reject} for reject in rejects])
+        return len(items), rejects
+
+    run_llm_job(f"back-translation {cache_name}", llm_settings, cache_name, work, threads=threads, budget=budget,
+                check_share=False)
+    return write_jsonl(out_path, lines)
 
 
 def read_back_translations(path):

@@ -8,25 +8,12 @@ is the Alpaca prompt followed by the response.
 """
 
 import logging
-import time
 
 from okapi_pipeline.jsonl import read_jsonl
-from okapi_pipeline.modeling import (
-    checkpoint_step,
-    clear_checkpoints,
-    fingerprint,
-    freeze_lower_blocks,
-    is_main_process,
-    load_scorer,
-    load_tokenizer,
-    prepare_checkpoints,
-    run_precision,
-    save_trained_model,
-    trainer_arguments,
-    write_training_summary,
-)
+from okapi_pipeline.modeling import freeze_lower_blocks, load_scorer, load_tokenizer
 from okapi_pipeline.sft import held_out_split
 from okapi_pipeline.template import alpaca_prompt
+from okapi_pipeline.trainer import Stage, run_trainer, trainer_arguments
 
 log = logging.getLogger(__name__)
 
@@ -92,59 +79,43 @@ def pair_accuracy(model, tokenizer, examples: list[dict]) -> float | None:
 
 def train_reward_model(sft_dir, pairs_path, out_dir, settings: dict, checkpoint_dir, threads: int = 1) -> dict:
     """Train a reward model from the SFT model on preference pairs; save it with a summary."""
-    from datasets import Dataset
-    from trl import RewardConfig, RewardTrainer
-
-    started = time.time()
-    precision = run_precision(threads)
     train, held_out = read_pairs(pairs_path, settings)
     log.info("reward model on %d pairs (%d held out) from %s", len(train), len(held_out), pairs_path)
 
-    resume = prepare_checkpoints(checkpoint_dir, fingerprint(sft_dir, pairs_path, settings))
-    tokenizer = load_tokenizer(sft_dir)
-    model = load_scorer(sft_dir, tokenizer, settings["seed"], precision.train_dtype)
-    trainable = freeze_lower_blocks(model, settings["trainable_top_blocks"], settings["freeze_embeddings"])
-    log.info("%d trainable parameters (blocks below the top %d frozen)", trainable, settings["trainable_top_blocks"])
+    def build(precision) -> Stage:
+        from datasets import Dataset
+        from trl import RewardConfig, RewardTrainer
 
-    train_examples = [tokenize_pair(p, tokenizer, settings["max_length"]) for p in train]
-    held_out_examples = [tokenize_pair(p, tokenizer, settings["max_length"]) for p in held_out]
-    args = RewardConfig(
-        **trainer_arguments(settings, checkpoint_dir, precision, evaluate=False),
-        # The frozen lower blocks keep no activations for backward: little to save.
-        gradient_checkpointing=False,
-    )
-    trainer = RewardTrainer(
-        model=model,
-        args=args,
-        train_dataset=Dataset.from_list(train_examples),
-        processing_class=tokenizer,
-    )
-    trainer.train(resume_from_checkpoint=resume)
+        tokenizer = load_tokenizer(sft_dir)
+        model = load_scorer(sft_dir, tokenizer, settings["seed"], precision.train_dtype)
+        top = settings["trainable_top_blocks"]
+        trainable = freeze_lower_blocks(model, top, settings["freeze_embeddings"])
+        log.info("%d trainable parameters (blocks below the top %d frozen)", trainable, top)
+        held_out_examples = [tokenize_pair(p, tokenizer, settings["max_length"]) for p in held_out]
+        args = RewardConfig(
+            **trainer_arguments(settings, checkpoint_dir, precision, evaluate=False),
+            # The frozen lower blocks keep no activations for backward: little to save.
+            gradient_checkpointing=False,
+        )
+        trainer = RewardTrainer(
+            model=model,
+            args=args,
+            train_dataset=Dataset.from_list([tokenize_pair(p, tokenizer, settings["max_length"]) for p in train]),
+            processing_class=tokenizer,
+        )
 
-    accuracy = pair_accuracy(trainer.model, tokenizer, held_out_examples)
-    log.info("held-out pair accuracy: %s", accuracy)
-    model = save_trained_model(trainer, out_dir, tokenizer)
-    if not is_main_process():
-        return None
-    summary = write_training_summary(
-        out_dir,
-        stage="reward_model",
-        log_history=trainer.state.log_history,
-        steps=trainer.state.global_step,
-        started=started,
-        model=model,
-        trainable=trainable,
-        settings=settings,
-        precision=precision,
-        extra={
-            "train_pairs": len(train),
-            "held_out_pairs": len(held_out),
-            "held_out_accuracy": accuracy,
-            "resumed_from_step": checkpoint_step(resume),
-            "train_accuracy": [
-                {"step": e["step"], "accuracy": e["accuracy"]} for e in trainer.state.log_history if "accuracy" in e
-            ],
-        },
-    )
-    clear_checkpoints(checkpoint_dir)
-    return summary
+        def summary(trainer) -> dict:
+            accuracy = pair_accuracy(trainer.model, tokenizer, held_out_examples)
+            log.info("held-out pair accuracy: %s", accuracy)
+            return {
+                "train_pairs": len(train),
+                "held_out_pairs": len(held_out),
+                "held_out_accuracy": accuracy,
+                "train_accuracy": [{"step": e["step"], "accuracy": e["accuracy"]}
+                                   for e in trainer.state.log_history if "accuracy" in e],
+            }
+
+        return Stage(trainer, tokenizer, trainable, summary)
+
+    return run_trainer("reward_model", build, inputs=(sft_dir, pairs_path), out_dir=out_dir, settings=settings,
+                       checkpoint_dir=checkpoint_dir, threads=threads)

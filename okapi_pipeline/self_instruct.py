@@ -12,11 +12,11 @@ import logging
 import random
 import re
 import urllib.request
-from collections import Counter
 from pathlib import Path
 
-from okapi_pipeline.jsonl import read_jsonl, write_json, write_jsonl
-from okapi_pipeline.llm import JsonRequest, LLMClient, Rejected, cache_file
+from okapi_pipeline.jsonl import read_jsonl, write_jsonl
+from okapi_pipeline.llm.job import Budget, job_report, run_llm_job
+from okapi_pipeline.llm.requests import JsonRequest, Rejected
 
 log = logging.getLogger(__name__)
 
@@ -124,56 +124,57 @@ def parse_tasks(answer: dict, tasks_per_request: int) -> list[dict]:
 
 def self_instruct(seed_tasks, prompt_file, llm_settings: dict, target_count: int, max_attempts: int,
                   tasks_per_request: int, rouge_l_threshold: float, seed: int, out_path, report_path,
-                  cache_name: str = "self_instruct", threads: int = 1) -> dict:
+                  cache_name: str = "self_instruct", threads: int = 1, budget: Budget | None = None) -> dict:
     """Generate until `target_count` tasks pass the filters or `max_attempts` tasks were asked for.
 
     Each request asks for `tasks_per_request` tasks. Rejects are expected here (the
-    filters); they are counted, not a reason to fail.
+    filters); they are counted, not a reason to fail. With `budget`, refuses to start
+    when over budget.
     """
     seeds = seed_records(seed_tasks)
     template = Path(prompt_file).read_text(encoding="utf-8")
     rng = random.Random(seed)
     rouge = RougeFilter(rouge_l_threshold, [task["instruction"] for task in seeds])
     kept: list[dict] = []
-    rejected: Counter = Counter()
-    attempts = requests_sent = unused = 0
-    client = LLMClient.from_settings(llm_settings, cache_file(llm_settings, cache_name), threads) if target_count else None
-    try:
+    counts = {"requests": 0, "unused": 0}
+
+    def work(clients):
+        rejects, attempts = [], 0
         while len(kept) < target_count and attempts < max_attempts:
             size = min(llm_settings["max_concurrency"], -(-(max_attempts - attempts) // tasks_per_request))
             requests = []
             for _ in range(size):
                 examples = rng.sample(seeds, min(EXAMPLES_PER_PROMPT, len(seeds)))
                 requests.append(tasks_request(template, examples, tasks_per_request,
-                                              tag=f"seed {seed} request {requests_sent}"))
-                requests_sent += 1
-            for result in client.json_requests(requests):
+                                              tag=f"seed {seed} request {counts['requests']}"))
+                counts["requests"] += 1
+            for result in clients.ask(cache_name, requests):
                 attempts += tasks_per_request
                 if isinstance(result, Rejected):
-                    rejected[result.reason] += tasks_per_request
+                    rejects += [{"reason": result.reason}] * tasks_per_request
                     continue
                 for task in parse_tasks(result, tasks_per_request):
                     if len(kept) == target_count:
-                        unused += 1
+                        counts["unused"] += 1
                         continue
                     reason = task_reason(task, rouge)
                     if reason:
-                        rejected[reason] += 1
+                        rejects.append({"reason": reason})
                         continue
                     task = {key: str(task[key]).strip() for key in KEYS}
                     rouge.add(task["instruction"])
                     kept.append({"id": f"selfinstruct-{len(kept):05d}", **task})
-    finally:
-        if client is not None:
-            client.close()
-    write_jsonl(out_path, kept)
-    report = {"target": target_count, "requests": requests_sent, "tasks_per_request": tasks_per_request,
-              "attempts": attempts, "kept": len(kept), "rejected": sum(rejected.values()),
-              "reasons": dict(rejected), "not_needed": unused}
-    write_json(report_path, report)
-    log.info("self-instruct: %d kept of %d tasks from %d requests; rejected %s",
-             len(kept), attempts, requests_sent, dict(rejected))
-    return report
+        write_jsonl(out_path, kept)
+        return attempts, rejects
+
+    def report(attempts, rejects):
+        reasons = job_report(attempts, rejects)["reasons"]
+        return {"target": target_count, "requests": counts["requests"], "tasks_per_request": tasks_per_request,
+                "attempts": attempts, "kept": len(kept), "rejected": len(rejects), "reasons": reasons,
+                "not_needed": counts["unused"]}
+
+    return run_llm_job("self-instruct", llm_settings, cache_name, work, threads=threads, budget=budget,
+                       report_path=report_path, report=report, check_share=False)
 
 
 def task_reason(task: dict, rouge: RougeFilter) -> str | None:

@@ -7,24 +7,11 @@ output, as in the original. The loss covers prompt and response unless
 
 import logging
 import random
-import time
 
 from okapi_pipeline.jsonl import read_jsonl
-from okapi_pipeline.modeling import (
-    checkpoint_step,
-    clear_checkpoints,
-    fingerprint,
-    is_main_process,
-    load_causal_lm,
-    load_tokenizer,
-    prepare_checkpoints,
-    run_precision,
-    save_trained_model,
-    trainable_parameters,
-    trainer_arguments,
-    write_training_summary,
-)
+from okapi_pipeline.modeling import load_causal_lm, load_tokenizer
 from okapi_pipeline.template import alpaca_prompt
+from okapi_pipeline.trainer import Stage, run_trainer, trainer_arguments
 
 log = logging.getLogger(__name__)
 
@@ -55,62 +42,40 @@ def tokens_per_second(log_history: list[dict]) -> float | None:
 
 def train_sft(base_dir, data_path, out_dir, settings: dict, checkpoint_dir, threads: int = 1) -> dict:
     """Fine-tune the base model on the instruction records; save model, tokenizer and summary."""
-    from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
-
-    started = time.time()
-    precision = run_precision(threads)
-    records = read_jsonl(data_path)
-    train, held_out = held_out_split(records, settings["held_out_fraction"], settings["seed"])
+    train, held_out = held_out_split(read_jsonl(data_path), settings["held_out_fraction"], settings["seed"])
     log.info("SFT on %d records (%d held out) from %s", len(train), len(held_out), data_path)
 
-    resume = prepare_checkpoints(checkpoint_dir, fingerprint(base_dir, data_path, settings))
-    tokenizer = load_tokenizer(base_dir)
-    model = load_causal_lm(base_dir, tokenizer, precision.train_dtype)
-    peft_config = None
-    if settings["finetuning"] == "lora":
-        from peft import LoraConfig
+    def build(precision) -> Stage:
+        from datasets import Dataset
+        from trl import SFTConfig, SFTTrainer
 
-        peft_config = LoraConfig(task_type="CAUSAL_LM", **LORA)
+        tokenizer = load_tokenizer(base_dir)
+        peft_config = None
+        if settings["finetuning"] == "lora":
+            from peft import LoraConfig
 
-    beta1, beta2 = settings["adam_betas"]
-    args = SFTConfig(
-        **trainer_arguments(settings, checkpoint_dir, precision, evaluate=bool(held_out)),
-        adam_beta1=beta1,
-        adam_beta2=beta2,
-        completion_only_loss=settings["completion_only_loss"],
-        gradient_checkpointing=precision.device != "cpu",
-    )
-    trainer = SFTTrainer(
-        model=model,
-        args=args,
-        train_dataset=Dataset.from_list([prompt_completion(r) for r in train]),
-        eval_dataset=Dataset.from_list([prompt_completion(r) for r in held_out]) if held_out else None,
-        processing_class=tokenizer,
-        peft_config=peft_config,
-    )
-    trainer.train(resume_from_checkpoint=resume)
-
-    trainable = trainable_parameters(trainer.model)
-    model = save_trained_model(trainer, out_dir, tokenizer)
-    if not is_main_process():
-        return None
-    summary = write_training_summary(
-        out_dir,
-        stage="sft",
-        log_history=trainer.state.log_history,
-        steps=trainer.state.global_step,
-        started=started,
-        model=model,
-        trainable=trainable,
-        settings=settings,
-        precision=precision,
-        extra={
+            peft_config = LoraConfig(task_type="CAUSAL_LM", **LORA)
+        beta1, beta2 = settings["adam_betas"]
+        args = SFTConfig(
+            **trainer_arguments(settings, checkpoint_dir, precision, evaluate=bool(held_out)),
+            adam_beta1=beta1,
+            adam_beta2=beta2,
+            completion_only_loss=settings["completion_only_loss"],
+            gradient_checkpointing=precision.device != "cpu",
+        )
+        trainer = SFTTrainer(
+            model=load_causal_lm(base_dir, tokenizer, precision.train_dtype),
+            args=args,
+            train_dataset=Dataset.from_list([prompt_completion(r) for r in train]),
+            eval_dataset=Dataset.from_list([prompt_completion(r) for r in held_out]) if held_out else None,
+            processing_class=tokenizer,
+            peft_config=peft_config,
+        )
+        return Stage(trainer, tokenizer, summary=lambda trainer: {
             "train_examples": len(train),
             "held_out_examples": len(held_out),
-            "resumed_from_step": checkpoint_step(resume),
             "tokens_per_second": tokens_per_second(trainer.state.log_history),
-        },
-    )
-    clear_checkpoints(checkpoint_dir)
-    return summary
+        })
+
+    return run_trainer("sft", build, inputs=(base_dir, data_path), out_dir=out_dir, settings=settings,
+                       checkpoint_dir=checkpoint_dir, threads=threads)

@@ -163,14 +163,19 @@ def read_scores(paths: list, metrics: dict) -> dict:
     """(benchmark, model, variant, lang) -> percent in the benchmark's configured metric,
     or Unavailable with the reason the benchmark data gave.
 
-    Paths follow results/scores/{model}/{variant}/{lang}/{bench}.json.
+    Each score file says what it scores (model, variant, benchmark, language); where it
+    lies does not matter. A benchmark that `metrics` does not name is skipped.
     """
     scores = {}
     for path in map(Path, paths):
         data = json.loads(path.read_text(encoding="utf-8"))
-        model, variant = path.parts[-4], path.parts[-3]
+        missing = [key for key in ("model", "variant", "benchmark", "language") if not data.get(key)]
+        if missing:
+            raise ValueError(f"{path}: a score file without {', '.join(missing)} (rerun its evaluation)")
         bench = data["benchmark"]
-        key = (bench, model, variant, data["language"])
+        if bench not in metrics:
+            continue
+        key = (bench, data["model"], data["variant"], data["language"])
         scores[key] = Unavailable(data["unavailable"]) if "unavailable" in data else 100 * data["metrics"][metrics[bench]]
     return scores
 
@@ -252,55 +257,51 @@ def to_latex(table: pd.DataFrame, title: str, sources: list[str]) -> str:
     )
 
 
-def paper_tables(
+def paper_table(
+    bench: str,
     score_files: list,
     reference_file,
     languages: list[str],
     models: list[str],
     variants: list[str],
-    benchmarks: list[str],
-    metrics: dict,
-    splits: dict,
+    metric: str,
+    split: str,
     language_groups: dict,
-    csv_paths: list,
-    markdown_paths: list,
-    latex_paths: list,
-    html_paths: list,
+    csv_path,
+    markdown_path,
+    latex_path,
+    html_path,
     checkpoints: dict | None = None,
-) -> dict:
-    """Write one CSV, Markdown, LaTeX and HTML table per benchmark (paths in `benchmarks` order).
+) -> pd.DataFrame:
+    """Write one benchmark's table as CSV, Markdown, LaTeX and HTML.
 
+    score_files: that benchmark's score files (another benchmark's are ignored).
     checkpoints: evaluation-only checkpoint name -> the reference (model, variant) its
     numbers are compared with, or None; each adds a "{name} checkpoint" column.
     """
-    scores = read_scores(score_files, metrics)
-    reference = read_reference(reference_file)
+    scores = read_scores(score_files, {bench: metric})
+    ours = {key[1:]: value for key, value in scores.items() if key[0] == bench}
     checkpoints = checkpoints or {}
     columns = [(model, variant) for model in models for variant in variants]
     columns += [(name, CHECKPOINT) for name in checkpoints]
     # A checkpoint column is set against the reference numbers of the model it reproduces.
     reference_of = {column: column for column in columns}
     reference_of.update({(name, CHECKPOINT): tuple(compared) for name, compared in checkpoints.items() if compared})
-    tables = {}
-    for bench, csv_path, markdown_path, latex_path, html_path in zip(
-            benchmarks, csv_paths, markdown_paths, latex_paths, html_paths):
-        ours = {key[1:]: value for key, value in scores.items() if key[0] == bench}
-        shown = {row[3] for row in table_rows(languages, language_groups)}
-        published = paper_numbers(reference, bench, metrics[bench], splits[bench])
-        paper = {(*column, key): published[(*reference_of[column], key)]
-                 for column in columns for key in shown if (*reference_of[column], key) in published}
-        table = format_table(build_table(ours, {key: score for key, (score, _) in paper.items()},
-                                         columns, languages, language_groups))
-        sources = [source for source in SOURCE_PRIORITY if source in {source for _, source in paper.values()}]
-        title = f"{TITLES.get(bench, bench)} ({metrics[bench]}, %, {splits[bench]} split)"
-        Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
-        table.to_csv(csv_path, index=False)
-        notes = unavailable_notes(ours)
-        for line in notes:
-            log.warning("%s %s", bench, line)
-        Path(markdown_path).write_text(to_markdown(table, title, sources, notes), encoding="utf-8")
-        Path(latex_path).write_text(to_latex(table, title, sources), encoding="utf-8")
-        Path(html_path).write_text(to_html(table, title, sources, notes), encoding="utf-8")
-        log.info("%s: %d rows, %d columns -> %s", bench, len(table), len(table.columns), csv_path)
-        tables[bench] = table
-    return tables
+    shown = {row[3] for row in table_rows(languages, language_groups)}
+    published = paper_numbers(read_reference(reference_file), bench, metric, split)
+    paper = {(*column, key): published[(*reference_of[column], key)]
+             for column in columns for key in shown if (*reference_of[column], key) in published}
+    table = format_table(build_table(ours, {key: score for key, (score, _) in paper.items()},
+                                     columns, languages, language_groups))
+    sources = [source for source in SOURCE_PRIORITY if source in {source for _, source in paper.values()}]
+    title = f"{TITLES.get(bench, bench)} ({metric}, %, {split} split)"
+    Path(csv_path).parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(csv_path, index=False)
+    notes = unavailable_notes(ours)
+    for line in notes:
+        log.warning("%s %s", bench, line)
+    Path(markdown_path).write_text(to_markdown(table, title, sources, notes), encoding="utf-8")
+    Path(latex_path).write_text(to_latex(table, title, sources), encoding="utf-8")
+    Path(html_path).write_text(to_html(table, title, sources, notes), encoding="utf-8")
+    log.info("%s: %d rows, %d columns -> %s", bench, len(table), len(table.columns), csv_path)
+    return table

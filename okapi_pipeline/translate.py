@@ -1,145 +1,29 @@
 """Translation of instruction records through the LLM layer, gathering, and QA."""
 
-import functools
 import json
 import logging
-import re
 from collections import Counter
 from pathlib import Path
 
 from okapi_pipeline.jsonl import iter_jsonl, read_jsonl, write_json, write_jsonl
-from okapi_pipeline.languages import OKAPI_GROUPS, language_name
-from okapi_pipeline.llm import JsonRequest, LLMClient, Rejected, cache_file, check_reject_share
+from okapi_pipeline.languages import language_name
+from okapi_pipeline.llm.checks import (  # noqa: F401 - PROTECTED: segments keeps the same spans
+    PROTECTED,
+    detected_language,
+    lingua_language,
+    protected_spans,
+    strict_checks,
+    translation_check,
+)
+from okapi_pipeline.llm.job import Budget, job_report, run_llm_job
+from okapi_pipeline.llm.prompts import field_request, load_prompt
+from okapi_pipeline.llm.requests import Rejected
 
 log = logging.getLogger(__name__)
 
 FIELDS = ("instruction", "input", "output")
 # Translated/English length ratios outside this band are flagged by the QA report.
 LENGTH_RATIO_BAND = (0.33, 3.0)
-
-
-def load_prompt(prompt_file, **values) -> str:
-    """A versioned prompt file with its placeholders filled ({{ }} is a literal brace)."""
-    return Path(prompt_file).read_text(encoding="utf-8").format(**values).strip()
-
-
-def non_empty_answers(request: JsonRequest, answer: dict) -> str | None:
-    """Every field that was sent comes back as a non-empty string."""
-    for key in request.keys:
-        value = answer[key]
-        if not isinstance(value, str):
-            return f"'{key}' is not a string"
-        if not value.strip():
-            return f"'{key}' is empty"
-    return None
-
-
-# Spans a translation must keep verbatim: fenced code, inline code, URLs, e-mail
-# addresses and placeholders ({name}, {{name}}, <noinput>).
-PROTECTED = re.compile(
-    r"```.*?```|`[^`\n]+`|https?://[^\s<>\"'`)\]]*[^\s<>\"'`)\].,;:!?]|[\w.+-]+@[\w-]+\.[\w.]*\w"
-    r"|\{\{?[A-Za-z_][\w.]*\}\}?|<[a-z_]+>",
-    re.S,
-)
-DIGITS = re.compile(r"\d+")
-# Below this many letters (outside protected spans) a text is too short to judge its language.
-MIN_LETTERS_FOR_LANGUAGE = 20
-
-
-def protected_spans(text: str) -> list[str]:
-    return PROTECTED.findall(text)
-
-
-def numbers(text: str) -> Counter:
-    """Digit runs as numbers, so 1,000 and 1.000 agree and any script's digits count."""
-    return Counter(int(run) for run in DIGITS.findall(PROTECTED.sub(" ", text)))
-
-
-def prose(text: str) -> str:
-    """The text with protected spans and digits removed: what the language is judged on."""
-    return DIGITS.sub(" ", PROTECTED.sub(" ", text))
-
-
-def letters(text: str) -> int:
-    return sum(ch.isalpha() for ch in text)
-
-
-@functools.lru_cache(maxsize=None)
-def language_detector():
-    """An offline identifier over English and the Okapi languages lingua knows.
-
-    Low-accuracy (trigram) mode: loads in about a second instead of a dozen, and is
-    reliable on sentences; shorter texts are not judged.
-    """
-    from lingua import LanguageDetectorBuilder
-
-    languages = [lang for code in ["en", *(c for group in OKAPI_GROUPS.values() for c in group)]
-                 if (lang := lingua_language(code)) is not None]
-    return LanguageDetectorBuilder.from_languages(*languages).with_minimum_relative_distance(0.1) \
-        .with_low_accuracy_mode().build()
-
-
-def lingua_language(code: str):
-    """The lingua Language of an ISO 639-1 code, or None where lingua has no model."""
-    from lingua import IsoCode639_1, Language
-
-    iso = getattr(IsoCode639_1, code.upper(), None)
-    return Language.from_iso_code_639_1(iso) if iso is not None else None
-
-
-def detected_language(text: str) -> str | None:
-    """ISO 639-1 code of the text's language, None when too short or unsure."""
-    text = prose(text)
-    if letters(text) < MIN_LETTERS_FOR_LANGUAGE:
-        return None
-    found = language_detector().detect_language_of(text)
-    return found.iso_code_639_1.name.lower() if found is not None else None
-
-
-def translation_problem(source: str, translated: str, language: str) -> str | None:
-    """Why a translated field is unusable, else None: a protected span or a number was
-    changed or dropped, the text was left in English, or it is in another language."""
-    for span in protected_spans(source):
-        if span not in translated:
-            kind = "code block" if span.startswith("```") else "code" if span.startswith("`") else \
-                "URL" if span.startswith("http") else "placeholder" if span[0] in "{<" else "e-mail address"
-            return f"{kind} not kept"
-    missing = numbers(source) - numbers(translated)
-    if missing:
-        return f"number {next(iter(missing))} not kept"
-    if translated.strip() == source.strip() and letters(prose(source)) >= MIN_LETTERS_FOR_LANGUAGE:
-        return "left untranslated"
-    if lingua_language(language) is not None:
-        found = detected_language(translated)
-        if found is not None and found != language:
-            return f"wrong language ({found})"
-    return None
-
-
-def translation_check(language: str, strict: bool = True):
-    """The check of a translation answer: every field non-empty and, when strict,
-    protected spans, numbers and the language in order."""
-
-    def check(request: JsonRequest, answer: dict) -> str | None:
-        reason = non_empty_answers(request, answer)
-        if reason or not strict:
-            return reason
-        for key in request.keys:
-            problem = translation_problem(request.user[key], answer[key], language)
-            if problem:
-                return f"'{key}': {problem}"
-        return None
-
-    return check
-
-
-def field_request(system: str, fields: dict[str, str], languages: tuple[str, str] | None = None) -> JsonRequest:
-    """Only the non-empty fields are sent: an empty string stays empty without asking.
-
-    `languages` (source, target) is what the `mt` backend translates between.
-    """
-    sent = {key: value for key, value in fields.items() if value}
-    return JsonRequest(system=system, user=sent, keys=tuple(sent), languages=languages)
 
 
 def segment_counts(results) -> dict:
@@ -157,50 +41,38 @@ def segment_counts(results) -> dict:
     return dict(counts)
 
 
-def strict_checks(llm_settings: dict) -> bool:
-    return llm_settings.get("answer_checks", "strict") == "strict"
-
-
 def translate_shard(source, translated_path, rejects_path, report_path, language: str,
-                    prompt_file, llm_settings: dict, cache_name: str, threads: int = 1) -> dict:
+                    prompt_file, llm_settings: dict, cache_name: str, threads: int = 1,
+                    budget: Budget | None = None) -> dict:
     """Translate one shard: instruction, input and output of a record in one request.
 
     Fails (after writing the outputs) when more records were rejected than
-    `max_reject_share` accepts.
+    `max_reject_share` accepts; with `budget`, refuses to start when over budget.
     """
     records = read_jsonl(source)
     system = load_prompt(prompt_file, language=language_name(language))
     requests = [field_request(system, {key: record[key] for key in FIELDS}, ("en", language)) for record in records]
-    if requests:
-        client = LLMClient.from_settings(llm_settings, cache_file(llm_settings, cache_name), threads)
-        try:
-            results = client.json_requests(requests, check=translation_check(language, strict_checks(llm_settings)))
-        finally:
-            client.close()
-    else:
-        results = []
-    translated, rejects = [], []
-    for record, result in zip(records, results):
-        if isinstance(result, Rejected):
-            rejects.append({"id": record["id"], "reason": result.reason, "answer": result.answer, "source": record})
-        else:
-            translated.append({"id": record["id"], **{key: result.get(key, "") if record[key] else "" for key in FIELDS}})
-    write_jsonl(translated_path, translated)
-    write_jsonl(rejects_path, rejects)
-    report = {
-        "language": language,
-        "total": len(records),
-        "accepted": len(translated),
-        "rejected": len(rejects),
-        "reasons": dict(Counter(reject["reason"] for reject in rejects)),
-    }
-    if segment_counts(results):
-        report["segments"] = segment_counts(results)
-    write_json(report_path, report)
-    log.info("%s: %d of %d records translated; rejected: %s", language, len(translated), len(records),
-             report["reasons"])
-    check_reject_share(report, llm_settings, f"translation {cache_name}", cache_file(llm_settings, cache_name))
-    return report
+    segments = {}
+
+    def work(clients):
+        results = clients.ask(cache_name, requests, check=translation_check(language, strict_checks(llm_settings)))
+        translated, rejects = [], []
+        for record, result in zip(records, results):
+            if isinstance(result, Rejected):
+                rejects.append({"id": record["id"], "reason": result.reason, "answer": result.answer,
+                                "source": record})
+            else:
+                translated.append({"id": record["id"],
+                                   **{key: result.get(key, "") if record[key] else "" for key in FIELDS}})
+        write_jsonl(translated_path, translated)
+        segments.update(segment_counts(results))
+        return len(records), rejects
+
+    def report(total, rejects):
+        return {**job_report(total, rejects, language=language), **({"segments": segments} if segments else {})}
+
+    return run_llm_job(f"translation {cache_name}", llm_settings, cache_name, work, threads=threads, budget=budget,
+                       rejects_path=rejects_path, report_path=report_path, report=report)
 
 
 def gather(inputs, output) -> int:

@@ -20,16 +20,13 @@ from pathlib import Path
 from okapi_pipeline.cost import MESSAGE_TOKENS, TOKEN_FACTOR, tokens, usd
 from okapi_pipeline.jsonl import read_jsonl, write_json
 from okapi_pipeline.languages import language_group, language_name
-from okapi_pipeline.llm import LLMClient, Rejected, cache_file
-from okapi_pipeline.translate import (
-    FIELDS,
-    field_request,
-    load_prompt,
-    segment_counts,
-    split_stats,
-    strict_checks,
-    translation_check,
-)
+from okapi_pipeline.llm.cache import cache_file
+from okapi_pipeline.llm.checks import strict_checks, translation_check
+from okapi_pipeline.llm.client import LLMClient
+from okapi_pipeline.llm.job import job_report
+from okapi_pipeline.llm.prompts import field_request, load_prompt
+from okapi_pipeline.llm.requests import Rejected
+from okapi_pipeline.translate import FIELDS, segment_counts, split_stats
 
 log = logging.getLogger(__name__)
 
@@ -153,10 +150,7 @@ def compare_translator(english_path, language: str, name: str, settings: dict, p
 
 
 def _reasons(rejects: list[dict]) -> dict:
-    reasons: dict[str, int] = {}
-    for reject in rejects:
-        reasons[reject["reason"]] = reasons.get(reject["reason"], 0) + 1
-    return reasons
+    return job_report(len(rejects), rejects)["reasons"]
 
 
 def _usd_per_1k(records: list[dict], prompt_file, language: str, settings: dict) -> float:

@@ -43,6 +43,8 @@ rule translate_benchmark:
     localrule: llm_is_remote("benchmarks")
     conda:
         "../envs/data.yaml"
+    resources:
+        **llm_gpu_resources("translate_benchmark", "benchmarks"),
     params:
         source=benchmark_source,
         splits=benchmark_splits,

@@ -1,5 +1,6 @@
 """Config checks, wildcard constraints, input functions and target lists."""
 
+import math
 import os
 import re
 import sys
@@ -105,6 +106,129 @@ def model_dir(wildcards):
 
 def base_model_of(wildcards):
     return base_model_dir(wildcards.model)
+
+
+# ---- what a GPU job asks for -------------------------------------------------------
+# Generally valid needs, sized from the model a job loads, so they are on the rules;
+# where jobs run (partitions, account, site limits) is slurm/config.yaml's.
+
+# Per stage: host memory in bytes per parameter (what the job holds if all of it sat in
+# host memory, as on a node without a GPU), and the hours one GPU takes for a model of
+# the reference size the runtime was set for: the paper's 7B models, or for the
+# translation stages NLLB-200 3.3B (configs/local-translation.yaml). Other sizes scale
+# in proportion.
+PAPER_7B = 7e9
+NLLB_3B = 3.3e9
+GPU_STAGES = {
+    # fp32 weights, gradients and two Adam moments (16 B), plus activations.
+    "sft": (18, 12, PAPER_7B),
+    # fp32 weights; gradients and Adam moments for the top blocks only, activations.
+    "reward_model": (10, 24, PAPER_7B),
+    # Policy, frozen reference and reward model (4 B each), value head and the policy's
+    # trainable top blocks. The released schedule: 5 rounds of 896 rollouts, 1,280
+    # optimizer steps, about 2 h; twice that for headroom (not yet measured on GPU).
+    "ppo": (16, 4, PAPER_7B),
+    # Policy and frozen reference (4 B each), the policy's top blocks trained.
+    "dpo": (12, 24, PAPER_7B),
+    # Inference: fp32 weights, and as much again for loading, KV cache and batches.
+    "generate_responses": (8, 8, PAPER_7B),
+    "evaluate": (8, 4, PAPER_7B),
+    "self_instruct": (8, 24, PAPER_7B),
+    "rank_shard": (8, 1, PAPER_7B),
+    "translate_shard": (8, 1, NLLB_3B),
+    # Up to 2,000 items x 4 responses: about 140K sentences, an hour at 40 a second.
+    "back_translate_shard": (8, 2, NLLB_3B),
+    "translate_benchmark": (8, 2, NLLB_3B),
+    "translator_sample": (8, 1, NLLB_3B),
+}
+# Python, torch, transformers (and lm-eval) themselves, and the data.
+BASE_MEMORY_MB = 4000
+MIN_RUNTIME_MINUTES = 30
+CPUS_PER_GPU = 8
+
+
+def gpu_job(stage, parameters):
+    """What one GPU job of `stage` on a model of `parameters` asks for on its first
+    attempt: one GPU, its CPUs, host memory in MB and runtime in minutes."""
+    bytes_per_parameter, hours, reference_parameters = GPU_STAGES[stage]
+    memory_mb = BASE_MEMORY_MB + bytes_per_parameter * parameters / 1e6
+    minutes = hours * 60 * parameters / reference_parameters
+    return {
+        "gpu": 1,
+        "cpus_per_gpu": CPUS_PER_GPU,
+        "mem_mb": 1000 * math.ceil(memory_mb / 1000),
+        "runtime": max(MIN_RUNTIME_MINUTES, math.ceil(minutes)),
+    }
+
+
+def built_model_parameters(build):
+    """About how many parameters a `build` model has: untied embeddings and head, and
+    per layer attention (4 h^2) and the feed-forward block (3 h i), twice for the
+    encoder-decoder translation models."""
+    hidden = build["hidden_size"]
+    ffn = build.get("intermediate_size") or 4 * hidden
+    layer = 4 * hidden**2 + 3 * hidden * ffn
+    stacks = 2 if build["architecture"] in MT_ARCHITECTURES else 1
+    vocabulary = config["tiny_models"]["vocab_size"]
+    return 2 * vocabulary * hidden + stacks * build["num_layers"] * layer
+
+
+def model_parameters(name):
+    """The parameter count of a base model, an evaluation-only checkpoint or any other
+    model a stage names (a hub id or path of unknown size: sized as 7B)."""
+    if name in config["base_models"]:
+        entry = config["base_models"][name]
+        if entry.get("parameters"):
+            return entry["parameters"]
+        if "build" in entry:
+            return built_model_parameters(entry["build"])
+    elif name in CHECKPOINTS:
+        entry = CHECKPOINTS[name]
+        if entry.get("parameters"):
+            return entry["parameters"]
+        if "compare_with" in entry:
+            return model_parameters(entry["compare_with"]["model"])
+    return PAPER_7B
+
+
+def job_model(wildcards):
+    return wildcards.model
+
+
+def gpu_resources(stage, model_of=job_model):
+    """A GPU rule's resources, sized for the model `model_of(wildcards)` names (the
+    job's {model} by default); the runtime grows with each attempt."""
+
+    def mem_mb(wildcards):
+        return gpu_job(stage, model_parameters(model_of(wildcards)))["mem_mb"]
+
+    def runtime(wildcards, attempt):
+        return (
+            gpu_job(stage, model_parameters(model_of(wildcards)))["runtime"] * attempt
+        )
+
+    return {
+        "gpu": 1,
+        "cpus_per_gpu": CPUS_PER_GPU,
+        "mem_mb": mem_mb,
+        "runtime": runtime,
+    }
+
+
+def llm_gpu_resources(job, stage):
+    """Resources of a job of an LLM stage on a local model (`hf`, `mt`), sized for the
+    stage's model; a job on an API backend is a localrule and asks for nothing."""
+    if llm_is_remote(stage):
+        return {}
+
+    def stage_model(wildcards):
+        return llm_settings(config, stage)["model"]
+
+    return gpu_resources(job, stage_model)
+
+
+def translator_model(wildcards):
+    return translator_settings(config, wildcards.translator)["model"]
 
 
 # ---- the LLM-call layer --------------------------------------------------------
@@ -290,12 +414,23 @@ def shard_index(wildcards):
 # ---- benchmarks -----------------------------------------------------------------
 
 
-def benchmark_files(wildcards):
-    return expand(
-        "results/benchmark_data/{bench}/{lang}.json",
-        bench=BENCHMARKS,
-        lang=wildcards.lang,
-    )
+def evaluation_inputs(wildcards):
+    """The model, and each benchmark's data by the benchmark's name."""
+    return {
+        "model": model_dir(wildcards),
+        **{
+            bench: f"results/benchmark_data/{bench}/{wildcards.lang}.json"
+            for bench in BENCHMARKS
+        },
+    }
+
+
+def score_outputs():
+    """Each benchmark's score file of one (model, variant, language), by the benchmark's name."""
+    return {
+        bench: f"results/scores/{{model}}/{{variant}}/{{lang}}/{bench}.json"
+        for bench in BENCHMARKS
+    }
 
 
 RELEASED_FOLDERS = {"arc": "m_arc", "hellaswag": "m_hellaswag", "mmlu": "m_mmlu"}
@@ -393,32 +528,47 @@ def translator_samples():
 # ---- targets ---------------------------------------------------------------------
 
 
-def all_scores():
-    return (
-        expand(
-            "results/scores/{model}/{variant}/{lang}/{bench}.json",
-            model=MODELS,
-            variant=VARIANTS,
-            lang=LANGUAGES,
-            bench=BENCHMARKS,
-        )
-        + checkpoint_score_files()
-    )
+def all_scores(benchmarks=BENCHMARKS):
+    return expand(
+        "results/scores/{model}/{variant}/{lang}/{bench}.json",
+        model=MODELS,
+        variant=VARIANTS,
+        lang=LANGUAGES,
+        bench=benchmarks,
+    ) + checkpoint_score_files(benchmarks)
+
+
+def benchmark_scores(wildcards):
+    """Every score of one benchmark: its table's cells."""
+    return all_scores([wildcards.bench])
+
+
+def evaluation_metric(wildcards):
+    return config["evaluation"][wildcards.bench]["metric"]
+
+
+def evaluation_split(wildcards):
+    return config["evaluation"][wildcards.bench]["split"]
 
 
 # The preference-tuned variants the figures set against SFT.
 TUNED_VARIANTS = [variant for variant in VARIANTS if variant not in ("base", "sft")]
 
 
-def trained_scores():
+def trained_scores(benchmarks=BENCHMARKS):
     """The SFT and RLHF scores the figures compare."""
     return expand(
         "results/scores/{model}/{variant}/{lang}/{bench}.json",
         model=MODELS,
         variant=["sft", *TUNED_VARIANTS],
         lang=LANGUAGES,
-        bench=BENCHMARKS,
+        bench=benchmarks,
     )
+
+
+def trained_benchmark_scores(wildcards):
+    """The SFT and RLHF scores of one benchmark: its figures' points."""
+    return trained_scores([wildcards.bench])
 
 
 def trained_models(wildcards):
@@ -437,12 +587,12 @@ def checkpoint_languages(name):
     return CHECKPOINTS[name].get("languages") or LANGUAGES
 
 
-def checkpoint_score_files():
+def checkpoint_score_files(benchmarks=BENCHMARKS):
     return [
         f"results/scores/{name}/checkpoint/{lang}/{bench}.json"
         for name in CHECKPOINTS
         for lang in checkpoint_languages(name)
-        for bench in BENCHMARKS
+        for bench in benchmarks
     ]
 
 

@@ -4,13 +4,9 @@
 rule evaluate:
     """All benchmarks for one (model, variant, language) in one lm-eval call."""
     input:
-        model=model_dir,
-        benchmarks=benchmark_files,
+        unpack(evaluation_inputs),
     output:
-        expand(
-            "results/scores/{{model}}/{{variant}}/{{lang}}/{bench}.json",
-            bench=BENCHMARKS,
-        ),
+        **score_outputs(),
     log:
         "logs/evaluate/{model}/{variant}/{lang}.log",
     benchmark:
@@ -18,6 +14,8 @@ rule evaluate:
     conda:
         "../envs/eval.yaml"
     threads: 1
+    resources:
+        **gpu_resources("evaluate"),
     params:
         # Without the checkpoint list: adding a checkpoint reruns no other evaluation.
         protocol={

@@ -47,6 +47,8 @@ rule self_instruct:
     localrule: llm_is_remote("self_instruct")
     conda:
         "../envs/data.yaml"
+    resources:
+        **llm_gpu_resources("self_instruct", "self_instruct"),
     params:
         llm=llm_answer_params("self_instruct"),
         target_count=config["self_instruct"]["count"],

@@ -15,6 +15,8 @@ rule generate_responses:
     conda:
         "../envs/train.yaml"
     threads: 1
+    resources:
+        **gpu_resources("generate_responses"),
     params:
         settings=config["ranking"],
     script:
@@ -36,6 +38,8 @@ rule back_translate_shard:
     localrule: llm_is_remote("back_translation")
     conda:
         "../envs/data.yaml"
+    resources:
+        **llm_gpu_resources("back_translate_shard", "back_translation"),
     params:
         llm=llm_answer_params("back_translation"),
         shard_index=shard_index,
@@ -62,6 +66,8 @@ rule rank_shard:
     localrule: llm_is_remote("ranking")
     conda:
         "../envs/data.yaml"
+    resources:
+        **llm_gpu_resources("rank_shard", "ranking"),
     params:
         llm=llm_answer_params("ranking"),
         shard_index=shard_index,

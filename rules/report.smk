@@ -2,24 +2,26 @@
 
 
 rule paper_figures:
-    """Per benchmark: SFT vs RLHF per language, and the RLHF gain by resource group."""
+    """One benchmark: SFT vs RLHF per language, and the RLHF gain by resource group."""
     input:
-        scores=trained_scores(),
+        scores=trained_benchmark_scores,
     output:
         comparison=report(
-            expand("results/figures/{bench}/sft_vs_rlhf.png", bench=BENCHMARKS),
+            "results/figures/{bench}/sft_vs_rlhf.png",
             caption="../report/sft_vs_rlhf.rst",
             category="Figures",
             subcategory="SFT vs RLHF",
+            labels={"benchmark": "{bench}"},
         ),
         gain=report(
-            expand("results/figures/{bench}/gain_by_group.png", bench=BENCHMARKS),
+            "results/figures/{bench}/gain_by_group.png",
             caption="../report/gain_by_group.rst",
             category="Figures",
             subcategory="Gain over SFT by resource group",
+            labels={"benchmark": "{bench}"},
         ),
     log:
-        "logs/figures/paper_figures.log",
+        "logs/figures/{bench}.log",
     localrule: True
     conda:
         "../envs/report.yaml"
@@ -27,8 +29,7 @@ rule paper_figures:
         models=MODELS,
         variants=TUNED_VARIANTS,
         languages=LANGUAGES,
-        benchmarks=list(BENCHMARKS),
-        metrics={bench: config["evaluation"][bench]["metric"] for bench in BENCHMARKS},
+        metric=evaluation_metric,
         language_groups=config["language_groups"],
     script:
         "../scripts/paper_figures.py"
@@ -58,7 +59,11 @@ rule training_curves:
 rule figures:
     """Target: the paper's figures and every model's training curves."""
     input:
-        rules.paper_figures.output if MODELS else [],
+        expand(
+            "results/figures/{bench}/{figure}.png",
+            bench=BENCHMARKS if MODELS else [],
+            figure=["sft_vs_rlhf", "gain_by_group"],
+        ),
         expand(
             "results/figures/training/{model}/{lang}.png", model=MODELS, lang=LANGUAGES
         ),

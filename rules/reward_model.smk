@@ -15,6 +15,8 @@ rule train_reward_model:
     conda:
         "../envs/train.yaml"
     threads: 1
+    resources:
+        **gpu_resources("reward_model"),
     params:
         settings=config["reward_model"],
         checkpoints="results/checkpoints/{model}/{lang}/rm",

@@ -16,6 +16,8 @@ rule train_ppo:
     conda:
         "../envs/train.yaml"
     threads: 1
+    resources:
+        **gpu_resources("ppo"),
     params:
         settings=config["ppo"],
         checkpoints="results/checkpoints/{model}/{lang}/rlhf",
@@ -43,6 +45,8 @@ rule train_dpo:
     conda:
         "../envs/train.yaml"
     threads: 1
+    resources:
+        **gpu_resources("dpo"),
     params:
         settings=config["dpo"],
         checkpoints="results/checkpoints/{model}/{lang}/dpo",

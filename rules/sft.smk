@@ -15,6 +15,8 @@ rule train_sft:
     conda:
         "../envs/train.yaml"
     threads: 1
+    resources:
+        **gpu_resources("sft"),
     params:
         settings=config["sft"],
         checkpoints="results/checkpoints/{model}/{lang}/sft",

@@ -2,25 +2,27 @@
 
 
 rule paper_tables:
-    """Scores and the paper's reference numbers into CSV, Markdown, LaTeX and HTML tables."""
+    """One benchmark's scores and the paper's reference numbers as CSV, Markdown, LaTeX and HTML."""
     input:
-        scores=all_scores(),
+        scores=benchmark_scores,
         reference="reference/paper_scores.csv",
     output:
         csv=report(
-            expand("results/tables/{bench}.csv", bench=BENCHMARKS),
+            "results/tables/{bench}.csv",
             caption="../report/paper_tables.rst",
             category="Paper tables",
+            labels={"benchmark": "{bench}", "format": "CSV"},
         ),
-        markdown=expand("results/tables/{bench}.md", bench=BENCHMARKS),
-        latex=expand("results/tables/{bench}.tex", bench=BENCHMARKS),
+        markdown="results/tables/{bench}.md",
+        latex="results/tables/{bench}.tex",
         html=report(
-            expand("results/tables/{bench}.html", bench=BENCHMARKS),
+            "results/tables/{bench}.html",
             caption="../report/paper_tables.rst",
             category="Paper tables",
+            labels={"benchmark": "{bench}", "format": "HTML"},
         ),
     log:
-        "logs/tables/paper_tables.log",
+        "logs/tables/{bench}.log",
     localrule: True
     conda:
         "../envs/report.yaml"
@@ -28,9 +30,8 @@ rule paper_tables:
         languages=LANGUAGES,
         models=MODELS,
         variants=VARIANTS,
-        benchmarks=list(BENCHMARKS),
-        metrics={bench: config["evaluation"][bench]["metric"] for bench in BENCHMARKS},
-        splits={bench: config["evaluation"][bench]["split"] for bench in BENCHMARKS},
+        metric=evaluation_metric,
+        split=evaluation_split,
         language_groups=config["language_groups"],
         checkpoints=checkpoint_references(),
     script:
@@ -40,4 +41,8 @@ rule paper_tables:
 rule tables:
     """Target: the paper's tables."""
     input:
-        rules.paper_tables.output,
+        expand(
+            "results/tables/{bench}.{ext}",
+            bench=BENCHMARKS,
+            ext=["csv", "md", "tex", "html"],
+        ),

@@ -18,6 +18,8 @@ rule translate_shard:
     localrule: llm_is_remote("translation")
     conda:
         "../envs/data.yaml"
+    resources:
+        **llm_gpu_resources("translate_shard", "translation"),
     params:
         llm=llm_answer_params("translation"),
         cache_name="translation/{lang}/{split}/{shard}",

@@ -37,6 +37,8 @@ rule translator_sample_local:
         translator=alternation(LOCAL_TRANSLATORS),
     conda:
         "../envs/data.yaml"
+    resources:
+        **gpu_resources("translator_sample", translator_model),
     params:
         llm=translator_answer_params,
         comparison=config["translator_comparison"],

@@ -2,7 +2,7 @@ import logging
 import sys
 
 from okapi_pipeline.config import translator_settings
-from okapi_pipeline.llm import OPERATIONAL_SETTINGS
+from okapi_pipeline.llm import OPERATIONAL_SETTINGS, exit_on_user_error
 from okapi_pipeline.translators import compare_translator
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
@@ -12,16 +12,17 @@ name = snakemake.wildcards.translator
 operational = {key: value for key, value in translator_settings(snakemake.config, name).items()
                if key in OPERATIONAL_SETTINGS}
 comparison = snakemake.params.comparison
-compare_translator(
-    english_path=snakemake.input.english,
-    language=snakemake.wildcards.lang,
-    name=name,
-    settings={**operational, **snakemake.params.llm},
-    prompt_file=snakemake.input.prompt,
-    back_prompt_file=snakemake.input.back_translation_prompt,
-    size=comparison["sample_size"],
-    seed=comparison["seed"],
-    out_path=snakemake.output[0],
-    threads=snakemake.threads,
-    gpu_hour_usd=comparison["gpu_hour_usd"],
-)
+with exit_on_user_error():
+    compare_translator(
+        english_path=snakemake.input.english,
+        language=snakemake.wildcards.lang,
+        name=name,
+        settings={**operational, **snakemake.params.llm},
+        prompt_file=snakemake.input.prompt,
+        back_prompt_file=snakemake.input.back_translation_prompt,
+        size=comparison["sample_size"],
+        seed=comparison["seed"],
+        out_path=snakemake.output[0],
+        threads=snakemake.threads,
+        gpu_hour_usd=comparison["gpu_hour_usd"],
+    )

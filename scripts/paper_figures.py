@@ -6,13 +6,13 @@ from okapi_pipeline.figures import paper_figures
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 paper_figures(
+    bench=snakemake.wildcards.bench,
     score_files=list(snakemake.input.scores),
     models=list(snakemake.params.models),
     variants=list(snakemake.params.variants),
     languages=list(snakemake.params.languages),
-    benchmarks=list(snakemake.params.benchmarks),
-    metrics=dict(snakemake.params.metrics),
+    metric=snakemake.params.metric,
     language_groups=dict(snakemake.params.language_groups),
-    comparison_paths=list(snakemake.output.comparison),
-    gain_paths=list(snakemake.output.gain),
+    comparison_path=snakemake.output.comparison,
+    gain_path=snakemake.output.gain,
 )

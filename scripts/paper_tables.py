@@ -1,23 +1,23 @@
 import logging
 import sys
 
-from okapi_pipeline.tables import paper_tables
+from okapi_pipeline.tables import paper_table
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-paper_tables(
+paper_table(
+    bench=snakemake.wildcards.bench,
     score_files=list(snakemake.input.scores),
     reference_file=snakemake.input.reference,
     languages=list(snakemake.params.languages),
     models=list(snakemake.params.models),
     variants=list(snakemake.params.variants),
-    benchmarks=list(snakemake.params.benchmarks),
-    metrics=dict(snakemake.params.metrics),
-    splits=dict(snakemake.params.splits),
+    metric=snakemake.params.metric,
+    split=snakemake.params.split,
     language_groups=dict(snakemake.params.language_groups),
-    csv_paths=list(snakemake.output.csv),
-    markdown_paths=list(snakemake.output.markdown),
-    latex_paths=list(snakemake.output.latex),
-    html_paths=list(snakemake.output.html),
+    csv_path=snakemake.output.csv,
+    markdown_path=snakemake.output.markdown,
+    latex_path=snakemake.output.latex,
+    html_path=snakemake.output.html,
     checkpoints=dict(snakemake.params.checkpoints),
 )

@@ -2,19 +2,14 @@ import logging
 import sys
 
 from okapi_pipeline.config import stage_llm_settings
-from okapi_pipeline.cost import BudgetExceeded, check_budget
-from okapi_pipeline.llm import TooManyRejects
+from okapi_pipeline.llm import Budget, exit_on_user_error
 from okapi_pipeline.ranking import rank_shard
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-settings = stage_llm_settings(snakemake.config, "ranking", snakemake.params.llm)
-try:
-    # Before any request: a paid stage over its budget refuses to start.
-    check_budget(snakemake.config, "ranking", settings, snakemake.input.instructions)
-    if not snakemake.input.back_translated:
-        # Back-translated here, by the judge's translator.
-        check_budget(snakemake.config, "back_translation", settings, snakemake.input.instructions)
+# Without a back_translation stage of its own, the judge's translator back-translates here.
+stages = ("ranking",) if snakemake.input.back_translated else ("ranking", "back_translation")
+with exit_on_user_error():
     rank_shard(
         responses_path=snakemake.input.responses,
         shard_index=snakemake.params.shard_index,
@@ -25,11 +20,9 @@ try:
         language=snakemake.wildcards.lang,
         rank_prompt_file=snakemake.input.prompt,
         back_translation_prompt_file=snakemake.input.back_translation_prompt,
-        llm_settings=settings,
+        llm_settings=stage_llm_settings(snakemake.config, "ranking", snakemake.params.llm),
         cache_name=snakemake.params.cache_name,
         threads=snakemake.threads,
         back_translated_path=snakemake.input.back_translated or None,
+        budget=Budget(snakemake.config, stages, snakemake.input.instructions),
     )
-except (BudgetExceeded, TooManyRejects) as error:
-    # One line at the end of the log; the cache keeps every answer.
-    sys.exit(str(error))

@@ -2,19 +2,16 @@ import logging
 import sys
 
 from okapi_pipeline.config import stage_llm_settings
-from okapi_pipeline.cost import BudgetExceeded, check_budget
+from okapi_pipeline.llm import Budget, exit_on_user_error
 from okapi_pipeline.self_instruct import self_instruct
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-settings = stage_llm_settings(snakemake.config, "self_instruct", snakemake.params.llm)
-try:
-    # Before any request: a paid stage over its budget refuses to start.
-    check_budget(snakemake.config, "self_instruct", settings, None)
+with exit_on_user_error():
     self_instruct(
         seed_tasks=snakemake.input.seed_tasks,
         prompt_file=snakemake.input.prompt,
-        llm_settings=settings,
+        llm_settings=stage_llm_settings(snakemake.config, "self_instruct", snakemake.params.llm),
         target_count=snakemake.params.target_count,
         max_attempts=snakemake.params.max_attempts,
         tasks_per_request=snakemake.params.tasks_per_request,
@@ -24,6 +21,5 @@ try:
         report_path=snakemake.output.report,
         cache_name=snakemake.params.cache_name,
         threads=snakemake.threads,
+        budget=Budget(snakemake.config, ("self_instruct",)),
     )
-except BudgetExceeded as error:
-    sys.exit(str(error))

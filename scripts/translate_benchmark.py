@@ -3,13 +3,11 @@ import sys
 
 from okapi_pipeline.benchmarks import translate_benchmark
 from okapi_pipeline.config import stage_llm_settings
-from okapi_pipeline.cost import BudgetExceeded
-from okapi_pipeline.llm import TooManyRejects
-from okapi_pipeline.mt import UnsupportedLanguage
+from okapi_pipeline.llm import exit_on_user_error
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-try:
+with exit_on_user_error():
     translate_benchmark(
         bench=snakemake.wildcards.bench,
         lang=snakemake.wildcards.lang,
@@ -21,6 +19,3 @@ try:
         qa_path=snakemake.output.qa,
         threads=snakemake.threads,
     )
-except (BudgetExceeded, TooManyRejects, UnsupportedLanguage) as error:
-    # One line at the end of the log; the cache keeps every answer.
-    sys.exit(str(error))

@@ -2,17 +2,12 @@ import logging
 import sys
 
 from okapi_pipeline.config import stage_llm_settings
-from okapi_pipeline.cost import BudgetExceeded, check_budget
-from okapi_pipeline.llm import TooManyRejects
-from okapi_pipeline.mt import UnsupportedLanguage
+from okapi_pipeline.llm import Budget, exit_on_user_error
 from okapi_pipeline.translate import translate_shard
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-settings = stage_llm_settings(snakemake.config, "translation", snakemake.params.llm)
-try:
-    # Before any request: a paid stage over its budget refuses to start.
-    check_budget(snakemake.config, "translation", settings, snakemake.input.instructions)
+with exit_on_user_error():
     translate_shard(
         source=snakemake.input.shard,
         translated_path=snakemake.output.translated,
@@ -20,10 +15,9 @@ try:
         report_path=snakemake.output.report,
         language=snakemake.wildcards.lang,
         prompt_file=snakemake.input.prompt,
-        llm_settings=settings,
+        llm_settings=stage_llm_settings(snakemake.config, "translation", snakemake.params.llm),
         cache_name=snakemake.params.cache_name,
         threads=snakemake.threads,
+        # Before any request: a paid stage over its budget refuses to start.
+        budget=Budget(snakemake.config, ("translation",), snakemake.input.instructions),
     )
-except (BudgetExceeded, TooManyRejects, UnsupportedLanguage) as error:
-    # One line at the end of the log; the cache keeps every answer.
-    sys.exit(str(error))

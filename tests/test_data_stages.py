@@ -338,7 +338,7 @@ def test_preference_pairs_in_the_released_keys(tmp_path):
 def test_generate_and_rank_with_the_local_model(tiny_llama_dir, tmp_path):
     write_jsonl(tmp_path / "rm.jsonl", [{"id": "a", "instruction": "Give three tips.", "input": ""},
                                         {"id": "b", "instruction": "Translate.", "input": "Con mèo"}])
-    settings = {"responses_per_prompt": 3, "max_new_tokens": 6, "temperature": 1.0, "top_p": 0.75, "top_k": 40}
+    settings = {"responses_per_prompt": 3, "max_new_tokens": 6, "temperature": 1.0, "top_p": 0.75, "top_k": 40, "seed": 0}
     generate_responses(tiny_llama_dir, tmp_path / "rm.jsonl", tmp_path / "responses.jsonl", settings, threads=1)
     generated = read_jsonl(tmp_path / "responses.jsonl")
     assert [len(r["responses"]) for r in generated] == [3, 3]
@@ -353,3 +353,42 @@ def test_generate_and_rank_with_the_local_model(tiny_llama_dir, tmp_path):
     assert report["total"] == 2 and report["ranked"] + report["rejected"] == 2
     for record in read_jsonl(out[0]):
         assert sorted(record["ranking"]) == [0, 1, 2]
+
+
+# ---- the one job runner ------------------------------------------------------------
+
+
+def test_every_stage_job_refuses_over_budget_before_any_request(fake_openai, openai_settings, tmp_path):
+    from okapi_pipeline.cost import BudgetExceeded
+    from okapi_pipeline.llm import Budget, run_llm_job
+
+    paid = dict(openai_settings, budget_usd=0.0, price_input_per_1k=1.0)
+    worked = []
+    budget = Budget(requests=[JsonRequest("Translate.", "hello " * 200, ("text",))], budget_key="x.llm.budget_usd")
+    with pytest.raises(BudgetExceeded, match=r"^job: the estimated cost \$.* set x.llm.budget_usd to at least 1 "):
+        run_llm_job("job", paid, "job", lambda clients: worked.append(clients) or (0, []), budget=budget)
+    write_jsonl(tmp_path / "en.jsonl", english(3))
+    with pytest.raises(BudgetExceeded):
+        translate_shard(tmp_path / "en.jsonl", tmp_path / "t.jsonl", tmp_path / "r.jsonl", tmp_path / "rep.json",
+                        "vi", PROMPTS / "translate.txt", paid, "t", budget=budget)
+    assert worked == [] and fake_openai.count == 0 and not (tmp_path / "t.jsonl").exists()
+    # Free (no budget, or not a paid backend): the same job runs.
+    report = run_llm_job("job", openai_settings, "job", lambda clients: (2, [{"reason": "r", "stage": "s"}]),
+                         budget=budget, report_path=tmp_path / "job.json", rejects_path=tmp_path / "job.jsonl")
+    assert report == {"total": 2, "accepted": 1, "rejected": 1, "reasons": {"s: r": 1}}
+    assert json.loads((tmp_path / "job.json").read_text()) == report and len(read_jsonl(tmp_path / "job.jsonl")) == 1
+
+
+def test_user_fixable_errors_end_a_script_in_one_line_and_others_keep_their_traceback():
+    from okapi_pipeline.cost import BudgetExceeded
+    from okapi_pipeline.llm import TooManyRejects, exit_on_user_error
+    from okapi_pipeline.mt import UnsupportedLanguage
+
+    for error in (TooManyRejects("too many"), BudgetExceeded("over budget"), UnsupportedLanguage("no code")):
+        with pytest.raises(SystemExit) as exit_:
+            with exit_on_user_error():
+                raise error
+        assert exit_.value.code == str(error)
+    with pytest.raises(KeyError):
+        with exit_on_user_error():
+            raise KeyError("a bug")

@@ -40,11 +40,13 @@ def test_paper_figures_are_written_per_benchmark(tmp_path):
     paths = [write_score(tmp_path / "scores", model, variant, lang, bench, 0.3 + 0.01 * index, 0.4 + 0.02 * index)
              for model in ("tiny-llama", "tiny-bloom") for index, variant in enumerate(("sft", "rlhf"))
              for lang in ("vi", "id", "bn") for bench in ("arc", "mmlu")]
-    comparison = [tmp_path / "figures" / bench / "sft_vs_rlhf.png" for bench in ("arc", "mmlu")]
-    gain = [tmp_path / "figures" / bench / "gain_by_group.png" for bench in ("arc", "mmlu")]
-    gains = paper_figures(paths, ["tiny-llama", "tiny-bloom"], ["rlhf"], ["vi", "id", "bn"], ["arc", "mmlu"],
-                          {"arc": "acc_norm", "mmlu": "acc"}, {}, comparison, gain)
-    assert all(is_png(path) for path in comparison + gain)
+    comparison = {bench: tmp_path / "figures" / bench / "sft_vs_rlhf.png" for bench in ("arc", "mmlu")}
+    gain = {bench: tmp_path / "figures" / bench / "gain_by_group.png" for bench in ("arc", "mmlu")}
+    gains = {bench: paper_figures(bench=bench, score_files=paths, models=["tiny-llama", "tiny-bloom"],
+                                  variants=["rlhf"], languages=["vi", "id", "bn"], metric=metric, language_groups={},
+                                  comparison_path=comparison[bench], gain_path=gain[bench])
+             for bench, metric in (("arc", "acc_norm"), ("mmlu", "acc"))}
+    assert all(is_png(path) for path in [*comparison.values(), *gain.values()])
     assert gains["arc"][("tiny-bloom", "rlhf", "all")] == pytest.approx(2.0)  # acc_norm 0.42 - 0.40
     assert gains["mmlu"][("tiny-llama", "rlhf", "low")] == pytest.approx(1.0)  # acc 0.31 - 0.30
 

@@ -2,6 +2,7 @@
 
 import json
 import math
+import os
 import time
 
 import openai
@@ -127,6 +128,81 @@ def test_cache_appends_after_a_partial_line(tmp_path):
     cache.put("c", Answer("{}", "stop"))
     cache.close()
     assert list(ResponseCache(path).answers) == ["a", "c"]
+
+
+
+def test_cache_commits_in_groups_off_the_caller_and_close_flushes(tmp_path, monkeypatch):
+    import okapi_pipeline.llm.cache as cache_module
+
+    fsyncs = []
+    real_fsync = os.fsync
+
+    def slow_fsync(fd):  # a slow disk: the caller (the event loop) must not wait for it
+        time.sleep(0.05)
+        fsyncs.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(cache_module.os, "fsync", slow_fsync)
+    cache = ResponseCache(tmp_path / "c.jsonl")
+    start = time.perf_counter()
+    for i in range(200):
+        cache.put(f"k{i}", Answer("{}", "stop"))
+    assert time.perf_counter() - start < 0.05
+    cache.close()
+    assert 1 <= len(fsyncs) < 20  # group commits, not one fsync per answer
+    assert list(ResponseCache(tmp_path / "c.jsonl").answers) == [f"k{i}" for i in range(200)]
+
+
+
+def test_close_never_misses_the_writer_whatever_moment_it_comes(tmp_path):
+    import random
+    import threading
+
+    def puts_and_closes():
+        for i in range(150):
+            cache = ResponseCache(tmp_path / f"c{i}.jsonl")
+            cache.put("k", Answer("{}", "stop"))
+            time.sleep(random.random() * 0.008)  # before, during or after the writer's gathering
+            cache.close()
+
+    worker = threading.Thread(target=puts_and_closes, daemon=True)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive()
+    assert all(list(ResponseCache(tmp_path / f"c{i}.jsonl").answers) == ["k"] for i in range(150))
+
+
+KILLED_WRITER = """
+import sys, time
+from okapi_pipeline.llm.cache import ResponseCache
+from okapi_pipeline.llm.requests import Answer
+cache = ResponseCache(sys.argv[1])
+for i in range(300):
+    cache.put(f"k{i}", Answer("{}", "stop"))
+cache.flush()
+print("flushed", flush=True)
+i = 300
+while True:
+    cache.put(f"k{i}", Answer("x" * 1000, "stop"))
+    i += 1
+    if i % 50 == 0:
+        time.sleep(0.001)
+"""
+
+
+def test_a_killed_writer_keeps_every_answer_committed_before_the_kill(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "c.jsonl"
+    process = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(path)], stdout=subprocess.PIPE, text=True)
+    assert process.stdout.readline().strip() == "flushed"
+    time.sleep(0.2)  # answers keep coming in, commits keep going out
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    answers = ResponseCache(path).answers  # a torn last line is ignored
+    assert {f"k{i}" for i in range(300)} <= set(answers) and len(answers) > 300
 
 
 @pytest.fixture

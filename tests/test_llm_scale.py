@@ -11,11 +11,12 @@ import time
 import pytest
 import yaml
 
-from okapi_pipeline.batch import request_lines
+from okapi_pipeline.llm.batch import request_lines
 from okapi_pipeline.cost import BudgetExceeded, check_budget, config_estimate, estimate_costs
 from okapi_pipeline.jsonl import read_jsonl, write_jsonl
 from okapi_pipeline.llm import JsonRequest, LLMClient, TooManyRejects
-from okapi_pipeline.translate import translate_shard, translation_problem, translation_qa
+from okapi_pipeline.llm.checks import translation_problem
+from okapi_pipeline.translate import translate_shard, translation_qa
 from tests.fake_openai import (  # noqa: F401
     CANARY_KEY, FakeOpenAI, fake_openai, fake_translation, files_containing, openai_settings)
 from tests.workflow import REPO, copy_workflow, snakemake

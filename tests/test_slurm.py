@@ -7,11 +7,11 @@ through `slurm/` to the end; every sbatch call is logged with what SLURM recorde
 
 import ast
 import importlib.util
+import math
 import os
 import shutil
 
 import pytest
-from snakemake.profiles import ProfileConfigFileParser
 
 from tests.slurm import cluster as slurm
 from tests.workflow import REPO, copy_workflow
@@ -58,16 +58,16 @@ def test_gpu_rules_are_submitted_with_their_gpus_cpus_memory_and_time(small_run)
     [sft] = submitted(submissions, "rule_train_sft_wildcards_vi")
     assert {"--gpus=1", "--cpus-per-gpu=8"} <= set(sft["args"])
     assert " -p gpu " in " ".join(sft["args"]) + " "
-    assert sft["args"][sft["args"].index("--mem") + 1] == "128000"
-    # What SLURM recorded: one GPU, 8 CPUs per GPU, 12 h, the GPU partition.
+    assert sft["args"][sft["args"].index("--mem") + 1] == "5000"
+    # What SLURM recorded: one GPU, 8 CPUs per GPU, a tiny model's 30 minutes, the GPU partition.
     assert sft["job"]["TresPerJob"] == "gres:gpu:1"
     assert sft["job"]["CpusPerTres"] == "gres:gpu:8"
-    assert sft["job"]["TimeLimit"] == "12:00:00"
+    assert sft["job"]["TimeLimit"] == "00:30:00"
     assert sft["job"]["Partition"] == "gpu"
     for lang in ("vi", "bn"):
         [evaluate] = submitted(submissions, f"rule_evaluate_wildcards_{lang}")
         assert evaluate["job"]["TresPerJob"] == "gres:gpu:1"
-        assert evaluate["job"]["TimeLimit"] == "04:00:00"
+        assert evaluate["job"]["TimeLimit"] == "00:30:00"
         # The job ran inside its allocation and SLURM gave it a GPU.
         ran = where(workdir / f"results/scores/{lang}.txt")
         assert ran["slurm_job_id"] == evaluate["stdout"].strip()
@@ -80,8 +80,8 @@ def test_a_retried_job_asks_for_more_time(small_run):
     workdir, submissions = small_run
     # The small workflow's train_sft for bn fails on its first attempt.
     first, second = submitted(submissions, "rule_train_sft_wildcards_bn")
-    assert first["job"]["TimeLimit"] == "12:00:00"
-    assert second["job"]["TimeLimit"] == "1-00:00:00"
+    assert first["job"]["TimeLimit"] == "00:30:00"
+    assert second["job"]["TimeLimit"] == "01:00:00"
     assert where(workdir / "results/models/bn/sft.txt")["slurm_job_id"] == second["stdout"].strip()
 
 
@@ -101,11 +101,11 @@ def test_cpu_rules_get_the_default_resources_and_partition(small_run):
 def test_shards_are_grouped_into_few_jobs_with_one_gpu_each(small_run):
     workdir, submissions = small_run
     groups = [s for s in submissions if "group_translate" in s["args"][s["args"].index("--output") + 1]]
-    # 8 shards, 4 per SLURM job, run one after the other: 1 GPU for 4 x 60 minutes.
+    # 8 shards, 4 per SLURM job, run one after the other: 1 GPU for 4 x 30 minutes.
     assert len(groups) == 2
     for group in groups:
         assert group["job"]["TresPerJob"] == "gres:gpu:1"
-        assert group["job"]["TimeLimit"] == "04:00:00"
+        assert group["job"]["TimeLimit"] == "02:00:00"
     shard_jobs = {where(path)["slurm_job_id"] for lang in ("vi", "bn")
                   for path in (workdir / "results" / lang).glob("000?.txt")}
     assert shard_jobs == {group["stdout"].strip() for group in groups}
@@ -132,7 +132,7 @@ def test_a_rerun_submits_nothing(small_run, slurm_cluster):
     assert len(slurm_cluster.submissions()) == before
 
 
-# The rules that run on GPUs on a cluster (slurm/config.yaml), and how many jobs of each
+# The rules that run on GPUs on a cluster (their resources), and how many jobs of each
 # the demo has: one per (model, language) or per (model, variant, language); responses
 # are generated once per language (one shared ranking set).
 DEMO_GPU_JOBS = {"train_sft": 6, "train_reward_model": 6, "train_ppo": 6,
@@ -141,7 +141,8 @@ DEMO_GPU_JOBS = {"train_sft": 6, "train_reward_model": 6, "train_ppo": 6,
 
 @pytest.fixture(scope="module")
 def demo_run(slurm_cluster, tmp_path_factory):
-    """The embedded demo run to the end through the profile; its workdir and submissions."""
+    """The embedded demo run to the end through the profile on the small node (8 CPUs,
+    16 GB, one GPU); its workdir and submissions."""
     workdir = copy_workflow(tmp_path_factory.mktemp("slurm-demo"))
     before = len(slurm_cluster.submissions())
     # Two jobs at a time on this 2-core machine, one torch thread each.
@@ -168,6 +169,9 @@ def test_the_demo_runs_through_sbatch_with_gpus_for_the_gpu_rules(demo_run):
             assert "--gpus=1" in job["args"]
             assert job["job"]["TresPerJob"] == "gres:gpu:1"
             assert job["job"]["Partition"] == "gpu"
+            # A tiny model asks for little: it fits the 16 GB node.
+            assert int(job["args"][job["args"].index("--mem") + 1]) <= 8000
+            assert job["job"]["TimeLimit"] == "00:30:00"
     # Login-node rules were never submitted; the tables came out of the run.
     submitted_rules = " ".join(rule_of(s) for s in submissions)
     for rule in ("load_instructions", "gather_translations", "paper_tables"):
@@ -193,12 +197,10 @@ def load_plan_cluster():
     return module
 
 
-def profile_resources(rule):
-    """The profile's set-resources for a rule, evaluated for a first attempt."""
-    with open(REPO / "slurm/config.yaml") as stream:
-        items = ProfileConfigFileParser().parse(stream)["set-resources"]
-    values = dict(item.split(":", 1)[1].split("=", 1) for item in items if item.startswith(f"{rule}:"))
-    return {key: eval(value, {"attempt": 1}) for key, value in values.items() if key in ("gpu", "runtime")}
+# Hours on one GPU for a 7B model (rules/common.smk GPU_STAGES): the paper's runtimes.
+PAPER_HOURS = {"train_sft": 12, "train_reward_model": 24, "train_ppo": 4, "generate_responses": 8, "evaluate": 4}
+# configs/paper.yaml: bloom-7b1 and llama-7b.
+PAPER_PARAMETERS = {"bloom-7b1": 7.07e9, "llama-7b": 6.74e9}
 
 
 @pytest.mark.slow
@@ -218,11 +220,16 @@ def test_the_paper_plan_counts_jobs_and_gpu_hours_without_a_cluster(tmp_path, mo
     for rule in ("translate_shard", "rank_shard", "self_instruct"):
         assert plans[rule].local and plans[rule].gpu_hours == 0
     assert plans["translate_shard"].jobs == 26 * 79  # 158K instructions in shards of 2000
-    # 2 models x 26 languages, each with the profile's GPUs for the profile's runtime.
+    # 2 models x 26 languages (responses: bloom-7b1's only, ranking.responses_from), each
+    # on one GPU for the paper's 7B runtime scaled to the model's size (to the minute).
+    responders = {"generate_responses": ["bloom-7b1"]}
     for rule in ("train_sft", "train_reward_model", "train_ppo", "generate_responses"):
-        asked = profile_resources(rule)
-        assert not plans[rule].local and plans[rule].slurm_jobs == 52
-        assert plans[rule].gpu_hours == pytest.approx(52 * asked["gpu"] * asked["runtime"] / 60)
+        models = responders.get(rule, list(PAPER_PARAMETERS))
+        assert not plans[rule].local and plans[rule].slurm_jobs == 26 * len(models)
+        assert plans[rule].gpus == {1}
+        hours = [math.ceil(PAPER_HOURS[rule] * 60 * PAPER_PARAMETERS[model] / 7e9) / 60 for model in models]
+        assert plans[rule].runtimes_h == set(hours)
+        assert plans[rule].gpu_hours == pytest.approx(26 * sum(hours))
     assert plans["evaluate"].jobs == 2 * 3 * 26
     # Nothing was submitted or asked about jobs (the SLURM plugin only reads the config).
     called = calls.read_text().split("\n") if calls.exists() else []

@@ -15,7 +15,7 @@ from okapi_pipeline.tables import (
     format_table,
     mean_or_missing,
     paper_numbers,
-    paper_tables,
+    paper_table,
     read_reference,
     read_scores,
 )
@@ -126,11 +126,24 @@ def test_reference_file_is_well_formed():
 
 
 def write_score(root: Path, model, variant, lang, bench, acc, acc_norm) -> Path:
-    path = root / model / variant / lang / f"{bench}.json"
+    """A score file as evaluate writes it, under a name that says nothing of what it holds."""
+    path = root / f"{model}.{variant}.{lang}.{bench}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"benchmark": bench, "language": lang,
+    path.write_text(json.dumps({"model": model, "variant": variant, "benchmark": bench, "language": lang,
                                 "metrics": {"acc": acc, "acc_norm": acc_norm}}), encoding="utf-8")
     return path
+
+
+def write_table(paths, languages, models, variants, out, checkpoints=None):
+    """The HellaSwag (acc_norm, validation) table of these score files into out[csv/md/tex/html]."""
+    return paper_table(bench="hellaswag", score_files=paths, reference_file=REFERENCE, languages=languages,
+                       models=models, variants=variants, metric="acc_norm", split="validation",
+                       language_groups={}, csv_path=out["csv"], markdown_path=out["md"],
+                       latex_path=out["tex"], html_path=out["html"], checkpoints=checkpoints)
+
+
+def table_files(folder: Path) -> dict:
+    return {kind: folder / f"hellaswag.{kind}" for kind in ("csv", "md", "tex", "html")}
 
 
 def test_read_scores_takes_each_benchmarks_configured_metric(tmp_path):
@@ -140,15 +153,21 @@ def test_read_scores_takes_each_benchmarks_configured_metric(tmp_path):
         ("arc", "tiny-llama", "sft", "vi"): 50.0, ("mmlu", "tiny-llama", "sft", "vi"): 25.0}
 
 
+def test_read_scores_refuses_a_score_file_that_does_not_say_what_it_scores(tmp_path):
+    path = tmp_path / "tiny-llama" / "sft" / "vi" / "arc.json"
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"benchmark": "arc", "language": "vi", "metrics": {"acc": 0.2, "acc_norm": 0.3}}))
+    with pytest.raises(ValueError, match="without model, variant"):
+        read_scores([path], {"arc": "acc"})
+
+
 def test_paper_tables_writes_csv_and_markdown(tmp_path):
     paths = [write_score(tmp_path / "scores", model, variant, lang, "hellaswag", 0.3, 0.4)
              for model in ("bloom-7b1", "tiny-llama") for variant in ("base", "sft") for lang in ("vi", "bn")]
     paths.pop()  # tiny-llama sft bn
-    csv_path, md_path = tmp_path / "tables" / "hellaswag.csv", tmp_path / "tables" / "hellaswag.md"
-    tex_path, html_path = tmp_path / "tables" / "hellaswag.tex", tmp_path / "tables" / "hellaswag.html"
-    paper_tables(paths, REFERENCE, ["vi", "bn"], ["bloom-7b1", "tiny-llama"], ["base", "sft"], ["hellaswag"],
-                 {"hellaswag": "acc_norm"}, {"hellaswag": "validation"}, {}, [csv_path], [md_path], [tex_path],
-                 [html_path])
+    out = table_files(tmp_path / "tables")
+    csv_path, md_path, html_path = out["csv"], out["md"], out["html"]
+    write_table(paths, ["vi", "bn"], ["bloom-7b1", "tiny-llama"], ["base", "sft"], out)
     table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     assert list(table.columns) == ["group", "language", "bloom-7b1 base", "bloom-7b1 base (paper)",
                                    "bloom-7b1 base (diff)", "bloom-7b1 sft", "bloom-7b1 sft (paper)",
@@ -169,10 +188,9 @@ def test_paper_tables_writes_csv_and_markdown(tmp_path):
 
 def test_latex_table_is_booktabs_with_dashes_for_missing_cells(tmp_path):
     paths = [write_score(tmp_path / "scores", "tiny_llama", "sft", "vi", "hellaswag", 0.3, 0.4)]
-    tex_path = tmp_path / "hellaswag.tex"
-    paper_tables(paths, REFERENCE, ["vi", "bn"], ["tiny_llama"], ["sft"], ["hellaswag"], {"hellaswag": "acc_norm"},
-                 {"hellaswag": "validation"}, {}, [tmp_path / "h.csv"], [tmp_path / "h.md"], [tex_path],
-                 [tmp_path / "h.html"])
+    out = table_files(tmp_path)
+    tex_path = out["tex"]
+    write_table(paths, ["vi", "bn"], ["tiny_llama"], ["sft"], out)
     latex = tex_path.read_text(encoding="utf-8")
     lines = [line.strip() for line in latex.splitlines()]
     assert "\\toprule" in lines and "\\midrule" in lines and "\\bottomrule" in lines
@@ -187,10 +205,9 @@ def test_a_checkpoint_column_is_set_against_the_model_it_reproduces(tmp_path):
     paths = [write_score(tmp_path / "scores", "okapi-bloom", "checkpoint", lang, "hellaswag", 0.3, 0.5)
              for lang in ("vi", "bn")]
     paths.append(write_score(tmp_path / "scores", "tiny-llama", "base", "vi", "hellaswag", 0.3, 0.4))
-    csv_path = tmp_path / "hellaswag.csv"
-    paper_tables(paths, REFERENCE, ["vi", "bn"], ["tiny-llama"], ["base"], ["hellaswag"], {"hellaswag": "acc_norm"},
-                 {"hellaswag": "validation"}, {}, [csv_path], [tmp_path / "h.md"], [tmp_path / "h.tex"],
-                 [tmp_path / "h.html"], checkpoints={"okapi-bloom": ["bloom-7b1", "base"]})
+    out = table_files(tmp_path)
+    csv_path = out["csv"]
+    write_table(paths, ["vi", "bn"], ["tiny-llama"], ["base"], out, checkpoints={"okapi-bloom": ["bloom-7b1", "base"]})
     table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     assert list(table.columns) == ["group", "language", "tiny-llama base", "okapi-bloom checkpoint",
                                    "okapi-bloom checkpoint (paper)", "okapi-bloom checkpoint (diff)"]
@@ -209,14 +226,12 @@ def test_cell_format(value, signed, text):
 
 def test_an_unavailable_benchmark_shows_not_available_with_its_reason_and_the_rest_is_scored(tmp_path):
     paths = [write_score(tmp_path / "scores", "tiny-llama", "sft", lang, "hellaswag", 0.3, 0.4) for lang in ("vi", "id")]
-    unavailable = tmp_path / "scores" / "tiny-llama" / "sft" / "zh" / "hellaswag.json"
-    unavailable.parent.mkdir(parents=True)
+    unavailable = tmp_path / "scores" / "unavailable.json"
     reason = "alexandrainst/m_hellaswag[zh]: BuilderConfig 'zh' not found"
-    unavailable.write_text(json.dumps({"benchmark": "hellaswag", "language": "zh", "unavailable": reason}))
-    out = {kind: tmp_path / "tables" / f"hellaswag.{kind}" for kind in ("csv", "md", "tex", "html")}
-    paper_tables([*paths, unavailable], REFERENCE, ["zh", "vi", "id"], ["tiny-llama"], ["sft"], ["hellaswag"],
-                 {"hellaswag": "acc_norm"}, {"hellaswag": "validation"}, {}, [out["csv"]], [out["md"]],
-                 [out["tex"]], [out["html"]])
+    unavailable.write_text(json.dumps({"model": "tiny-llama", "variant": "sft", "benchmark": "hellaswag",
+                                       "language": "zh", "unavailable": reason}))
+    out = table_files(tmp_path / "tables")
+    write_table([*paths, unavailable], ["zh", "vi", "id"], ["tiny-llama"], ["sft"], out)
     table = pd.read_csv(out["csv"], dtype=str, keep_default_na=False)
     rows = {(g, l): row["tiny-llama sft"] for g, l, row in zip(table["group"], table["language"], table.to_dict("records"))}
     assert rows[("high", "zh")] == NOT_AVAILABLE

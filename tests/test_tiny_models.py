@@ -60,3 +60,41 @@ def test_unknown_architecture_is_refused(tiny_tokenizer_dir):
     tokenizer = AutoTokenizer.from_pretrained(tiny_tokenizer_dir)
     with pytest.raises(ValueError, match="unknown architecture"):
         model_config({"architecture": "gpt9", "hidden_size": 8, "num_layers": 1, "num_heads": 1}, tokenizer)
+
+
+# ---- the one loader ----------------------------------------------------------------------
+
+
+def test_on_cpu_the_run_is_fp32():
+    from okapi_pipeline.modeling import Precision, run_precision
+
+    if torch.cuda.is_available():
+        pytest.skip("a CPU-only check")
+    precision = run_precision(threads=1)
+    assert precision == Precision("cpu", False)
+    assert (precision.dtype, precision.dtype_name, precision.train_dtype) == (torch.float32, "float32", torch.float32)
+
+
+@pytest.mark.parametrize(("drop", "pad"), [({"pad_token"}, "<unk>"), ({"pad_token", "unk_token"}, "</s>")])
+def test_a_tokenizer_without_pad_token_pads_with_unk_else_eos(tmp_path, tiny_tokenizer_dir, drop, pad):
+    from okapi_pipeline.modeling import load_tokenizer
+
+    config = json.loads((tiny_tokenizer_dir / "tokenizer_config.json").read_text())
+    for name in ("tokenizer.json", "special_tokens_map.json"):
+        if (tiny_tokenizer_dir / name).exists():
+            (tmp_path / name).write_bytes((tiny_tokenizer_dir / name).read_bytes())
+    special = tmp_path / "special_tokens_map.json"
+    if special.exists():
+        special.write_text(json.dumps({k: v for k, v in json.loads(special.read_text()).items() if k not in drop}))
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps({k: v for k, v in config.items() if k not in drop}))
+    assert load_tokenizer(tmp_path).pad_token == pad
+
+
+def test_generation_loads_left_padding_in_eval_mode_on_the_run_device(tiny_llama_dir):
+    from okapi_pipeline.modeling import load_for_generation
+
+    tokenizer, model, precision = load_for_generation(tiny_llama_dir, threads=1)
+    assert tokenizer.padding_side == "left" and tokenizer.pad_token == "<pad>"
+    assert not model.training
+    assert model.device.type == precision.device and model.dtype == precision.dtype
+    assert model.config.pad_token_id == tokenizer.pad_token_id

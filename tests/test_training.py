@@ -14,19 +14,12 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 from okapi_pipeline.jsonl import write_jsonl
 from okapi_pipeline.dpo import train_dpo
-from okapi_pipeline.modeling import (
-    fingerprint,
-    freeze_lower_blocks,
-    gradient_accumulation,
-    load_scorer,
-    load_tokenizer,
-    prepare_checkpoints,
-    transformer_blocks,
-)
+from okapi_pipeline.modeling import freeze_lower_blocks, load_scorer, load_tokenizer, transformer_blocks
 from okapi_pipeline.ppo import ClippedScore, adaptive_kl_coef, ppo_schedule, train_ppo
 from okapi_pipeline.reward_model import train_reward_model
 from okapi_pipeline.sft import train_sft
 from okapi_pipeline.train import CONFIG_DIR, launch_command
+from okapi_pipeline.trainer import fingerprint, gradient_accumulation, prepare_checkpoints
 
 SFT_SETTINGS = {
     "finetuning": "full", "epochs": 3, "learning_rate": 3e-3, "lr_scheduler": "cosine", "warmup_steps": 1,
@@ -382,6 +375,41 @@ def test_checkpoints_resume_the_same_run_and_are_dropped_for_another(tmp_path):
     data.write_text("two\n")  # new data: the old run's checkpoints must not be resumed
     assert prepare_checkpoints(tmp_path / "ck", fingerprint(data, {"epochs": 3})) is None
     assert not list((tmp_path / "ck").glob("checkpoint-*"))
+
+
+
+def test_every_stage_runs_one_sequence_resume_train_save_summary_clean_up(tmp_path):
+    from types import SimpleNamespace
+
+    from okapi_pipeline.trainer import Stage, run_trainer
+
+    data, settings, calls = tmp_path / "pairs.jsonl", {"seed": 0}, []
+    data.write_text("one\n")
+    prepare_checkpoints(tmp_path / "ck", fingerprint(data, settings))
+    (tmp_path / "ck" / "checkpoint-3").mkdir()
+    (tmp_path / "ck" / "checkpoint-3" / "trainer_state.json").write_text("{}")
+    trainer = SimpleNamespace(
+        model=torch.nn.Linear(2, 1),
+        state=SimpleNamespace(global_step=5, log_history=[{"step": 4, "loss/policy_avg": 0.5}, {"step": 5}]),
+        train=lambda resume_from_checkpoint: calls.append(("train", Path(resume_from_checkpoint).name)),
+    )
+
+    def save(trainer, out_dir, tokenizer):
+        calls.append(("save", tokenizer))
+        return trainer.model
+
+    def build(precision):
+        calls.append(("build", precision.device))
+        return Stage(trainer, "tokenizer", 2, summary=lambda t: calls.append("summary") or {"own": 1},
+                     save=save, loss_key="loss/policy_avg")
+
+    result = run_trainer("ppo", build, inputs=(data,), out_dir=tmp_path / "out", settings=settings,
+                         checkpoint_dir=tmp_path / "ck", threads=1)
+    assert calls == [("build", result["device"]), ("train", "checkpoint-3"), "summary", ("save", "tokenizer")]
+    assert result == summary(tmp_path / "out")
+    assert (result["stage"], result["steps"], result["resumed_from_step"], result["own"]) == ("ppo", 5, 3, 1)
+    assert (result["loss"], result["trainable_parameters"], result["total_parameters"]) == ([{"step": 4, "loss": 0.5}], 2, 3)
+    assert not (tmp_path / "ck").exists()
 
 
 def paper_config() -> dict:

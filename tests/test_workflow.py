@@ -80,8 +80,9 @@ def test_changed_translation_reruns_only_that_language(demo_run):
     finally:
         data.write_bytes(backup)
 
-    expected = {("all", ()), ("paper_tables", ()), ("paper_figures", ()),
-                ("translation_qa", (("lang", "vi"),))}
+    expected = {("all", ()), ("translation_qa", (("lang", "vi"),))}
+    for bench in BENCHMARKS:
+        expected |= {("paper_tables", (("bench", bench),)), ("paper_figures", (("bench", bench),))}
     responder = DEMO["ranking"]["responses_from"]
     for rule in ("generate_responses", "preference_pairs"):
         expected.add((rule, (("lang", "vi"), ("model", responder))))

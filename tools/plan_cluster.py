@@ -4,7 +4,8 @@
     python tools/plan_cluster.py --configfile configs/paper.yaml --remaining
 
 Reads the jobs and their resources from a Snakemake dry run with the profile (the
-resources SLURM will be asked for on a first attempt), which rules run on the login
+resources SLURM will be asked for on a first attempt: the rules size them from each
+model's parameter count, the profile adds partitions), which rules run on the login
 node from the workflow, and how many shards share a SLURM job from the profile's
 `group-components`. Submits nothing, needs no cluster and no network.
 A stage is the rules file a rule is defined in (rules/translate.smk: translate).
@@ -136,10 +137,10 @@ def _values(values: set, fmt: str) -> str:
 
 def report(plans: list[RulePlan]) -> str:
     lines = [f"{'rule':<22}{'stage':<14}{'jobs':>7}  {'runs on':<11}{'SLURM jobs':>11}"
-             f"{'GPUs/job':>10}{'hours/job':>11}{'GPU hours':>11}"]
+             f"{'GPUs/job':>10}{'hours/job':>14}{'GPU hours':>11}"]
     for p in plans:
         lines.append(f"{p.rule:<22}{p.stage:<14}{p.jobs:>7}  {'login node' if p.local else 'SLURM':<11}"
-                     f"{p.slurm_jobs:>11}{_values(p.gpus, '{}'):>10}{_values(p.runtimes_h, '{:g}'):>11}"
+                     f"{p.slurm_jobs:>11}{_values(p.gpus, '{}'):>10}{_values(p.runtimes_h, '{:.3g}'):>14}"
                      f"{p.gpu_hours:>11.0f}")
     stages: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0])
     for p in plans:

@@ -14,9 +14,10 @@ set -euo pipefail
 
 here="$(cd "$(dirname "$0")" && pwd)"
 state="${OKAPI_SLURM_STATE:-/tmp/okapi-slurm}"
-cpus="${OKAPI_SLURM_CPUS:-64}"
-memory_mb="${OKAPI_SLURM_MEMORY_MB:-512000}"
-gpus="${OKAPI_SLURM_GPUS:-8}"
+# By default a small GPU node: 8 CPUs, 16 GB and one GPU, which the demo must fit.
+cpus="${OKAPI_SLURM_CPUS:-8}"
+memory_mb="${OKAPI_SLURM_MEMORY_MB:-16000}"
+gpus="${OKAPI_SLURM_GPUS:-1}"
 host="$(hostname -s)"
 marker="# okapi-pipeline test cluster"
 

@@ -14,7 +14,8 @@ import logging
 import time
 from pathlib import Path
 
-from okapi_pipeline.llm import Answer, ResponseCache
+from okapi_pipeline.llm.cache import ResponseCache
+from okapi_pipeline.llm.requests import Answer
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ def answer_in_batches(client_options: dict, bodies: list[dict], keys: list[str],
             state_path.unlink()
             raise RuntimeError(f"batch {batch_id} failed: {batch.errors}")
         answered = _collect(client, batch, cache)
+        cache.flush()  # on disk before the batch is forgotten: a kill now pays for nothing twice
         state_path.unlink()
         pending = {key: body for key, body in pending.items() if cache.get(key) is None}
         log.info("batch %s %s: %d answers; %d requests still open", batch_id, batch.status, answered, len(pending))
