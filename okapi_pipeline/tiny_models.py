@@ -29,36 +29,52 @@ def corpus_files(corpus_dir) -> list[Path]:
     return files
 
 
-def train_tokenizer(corpus_dir, out_dir, vocab_size: int) -> None:
-    """Train a byte-level BPE on every *.txt of corpus_dir and save it as a HF tokenizer."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
+def _train_bpe(corpus_dir, vocab_size: int, extra_special: list[str]):
+    """A byte-level BPE trained on every *.txt of corpus_dir, with pad/bos/eos/unk first."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tokenizer.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=[PAD, BOS, EOS, UNK],
+        vocab_size=vocab_size + len(extra_special),
+        special_tokens=[PAD, BOS, EOS, UNK, *extra_special],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
     tokenizer.train([str(path) for path in corpus_files(corpus_dir)], trainer)
-    # Like Llama's tokenizer: every encoded text starts with the BOS token.
-    tokenizer.post_processor = processors.TemplateProcessing(
-        single=f"{BOS} $A",
-        pair=f"{BOS} $A {BOS} $B",
-        special_tokens=[(BOS, tokenizer.token_to_id(BOS))],
-    )
+    return tokenizer
+
+
+def _save_wrapped(tokenizer, out_dir, max_length: int, extra_special: list[str]):
+    """The trained tokenizer as a transformers fast tokenizer, saved to out_dir."""
+    from transformers import PreTrainedTokenizerFast
+
     wrapped = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         bos_token=BOS,
         eos_token=EOS,
         unk_token=UNK,
         pad_token=PAD,
-        model_max_length=MAX_POSITIONS,
+        model_max_length=max_length,
+        **({"extra_special_tokens": extra_special} if extra_special else {}),
     )
     wrapped.save_pretrained(out_dir)
+    return wrapped
+
+
+def train_tokenizer(corpus_dir, out_dir, vocab_size: int) -> None:
+    """Train a byte-level BPE on every *.txt of corpus_dir and save it as a HF tokenizer."""
+    from tokenizers import processors
+
+    tokenizer = _train_bpe(corpus_dir, vocab_size, [])
+    # Like Llama's tokenizer: every encoded text starts with the BOS token.
+    tokenizer.post_processor = processors.TemplateProcessing(
+        single=f"{BOS} $A",
+        pair=f"{BOS} $A {BOS} $B",
+        special_tokens=[(BOS, tokenizer.token_to_id(BOS))],
+    )
+    wrapped = _save_wrapped(tokenizer, out_dir, MAX_POSITIONS, [])
     log.info("tokenizer: %d tokens -> %s", wrapped.vocab_size, out_dir)
 
 
@@ -204,31 +220,8 @@ def mt_language_tokens(family: str) -> list[str]:
 def train_mt_tokenizer(corpus_dir, out_dir, vocab_size: int, family: str):
     """A byte-level BPE like the causal models', with the family's language tokens as
     special tokens (never split, skipped when decoding) and no added BOS."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
     languages = mt_language_tokens(family)
-    tokenizer = Tokenizer(models.BPE())
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size + len(languages),
-        special_tokens=[PAD, BOS, EOS, UNK, *languages],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train([str(path) for path in corpus_files(corpus_dir)], trainer)
-    wrapped = PreTrainedTokenizerFast(
-        tokenizer_object=tokenizer,
-        bos_token=BOS,
-        eos_token=EOS,
-        unk_token=UNK,
-        pad_token=PAD,
-        extra_special_tokens=languages,
-        model_max_length=MT_MAX_POSITIONS,
-    )
-    wrapped.save_pretrained(out_dir)
-    return wrapped
+    return _save_wrapped(_train_bpe(corpus_dir, vocab_size, languages), out_dir, MT_MAX_POSITIONS, languages)
 
 
 def mt_model_config(build: dict, tokenizer):
