@@ -31,3 +31,10 @@ test-fast: install
 lint: install
 	$(SNAKEMAKE) --lint
 	$(VENV)/bin/snakefmt --check Snakefile rules/
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+format: install
+	$(VENV)/bin/snakefmt Snakefile rules/
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .

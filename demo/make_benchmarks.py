@@ -27,15 +27,28 @@ PHRASES = {
         "times": "{a} nhân {b} bằng bao nhiêu?",
         "capital": "Thủ đô của {country} là thành phố nào?",
         "water": "Con vật nào sau đây sống dưới nước?",
-        "countries": [("Pháp", "Paris"), ("Nhật Bản", "Tokyo"), ("Ý", "Rôma"), ("Đức", "Berlin"),
-                      ("Ai Cập", "Cairo"), ("Thái Lan", "Băng Cốc"), ("Anh", "Luân Đôn"), ("Nga", "Mát-xcơ-va")],
+        "countries": [
+            ("Pháp", "Paris"),
+            ("Nhật Bản", "Tokyo"),
+            ("Ý", "Rôma"),
+            ("Đức", "Berlin"),
+            ("Ai Cập", "Cairo"),
+            ("Thái Lan", "Băng Cốc"),
+            ("Anh", "Luân Đôn"),
+            ("Nga", "Mát-xcơ-va"),
+        ],
         "water_animals": ["cá", "cá heo", "cá voi", "con mực"],
         "land_animals": ["con mèo", "con chó", "con ngựa", "con gà", "con bò"],
         "scenes": [
             ("Nấu ăn", "Một người phụ nữ đứng trong bếp và rửa rau.", "cô ấy", "cắt rau và cho vào nồi."),
             ("Chơi bóng đá", "Mấy cậu bé chạy trên sân cỏ.", "một cậu bé", "sút quả bóng vào khung thành."),
             ("Rửa xe", "Một người đàn ông xịt nước lên chiếc xe hơi.", "anh ấy", "lau xe bằng một miếng bọt biển."),
-            ("Sức khỏe", "[header] Cách giữ sức khỏe [title] Uống đủ nước mỗi ngày.", "[step] uống", "ít nhất tám cốc nước mỗi ngày."),
+            (
+                "Sức khỏe",
+                "[header] Cách giữ sức khỏe [title] Uống đủ nước mỗi ngày.",
+                "[step] uống",
+                "ít nhất tám cốc nước mỗi ngày.",
+            ),
             ("Làm vườn", "Một bà cụ đào đất trong vườn.", "bà", "trồng một cây con xuống đất."),
         ],
     },
@@ -44,15 +57,38 @@ PHRASES = {
         "times": "Berapa {a} dikali {b}?",
         "capital": "Apa ibu kota {country}?",
         "water": "Hewan manakah yang hidup di air?",
-        "countries": [("Prancis", "Paris"), ("Jepang", "Tokyo"), ("Italia", "Roma"), ("Jerman", "Berlin"),
-                      ("Mesir", "Kairo"), ("Thailand", "Bangkok"), ("Inggris", "London"), ("Rusia", "Moskow")],
+        "countries": [
+            ("Prancis", "Paris"),
+            ("Jepang", "Tokyo"),
+            ("Italia", "Roma"),
+            ("Jerman", "Berlin"),
+            ("Mesir", "Kairo"),
+            ("Thailand", "Bangkok"),
+            ("Inggris", "London"),
+            ("Rusia", "Moskow"),
+        ],
         "water_animals": ["ikan", "lumba-lumba", "paus", "cumi-cumi"],
         "land_animals": ["kucing", "anjing", "kuda", "ayam", "sapi"],
         "scenes": [
-            ("Memasak", "Seorang wanita berdiri di dapur dan mencuci sayuran.", "dia", "memotong sayuran dan memasukkannya ke dalam panci."),
-            ("Bermain sepak bola", "Beberapa anak laki-laki berlari di lapangan rumput.", "seorang anak", "menendang bola ke gawang."),
+            (
+                "Memasak",
+                "Seorang wanita berdiri di dapur dan mencuci sayuran.",
+                "dia",
+                "memotong sayuran dan memasukkannya ke dalam panci.",
+            ),
+            (
+                "Bermain sepak bola",
+                "Beberapa anak laki-laki berlari di lapangan rumput.",
+                "seorang anak",
+                "menendang bola ke gawang.",
+            ),
             ("Mencuci mobil", "Seorang pria menyemprotkan air ke mobil.", "dia", "menggosok mobil dengan spons."),
-            ("Kesehatan", "[header] Cara tetap sehat [title] Minum cukup air setiap hari.", "[step] minumlah", "setidaknya delapan gelas air sehari."),
+            (
+                "Kesehatan",
+                "[header] Cara tetap sehat [title] Minum cukup air setiap hari.",
+                "[step] minumlah",
+                "setidaknya delapan gelas air sehari.",
+            ),
             ("Berkebun", "Seorang nenek menggali tanah di kebun.", "nenek itu", "menanam bibit pohon di tanah."),
         ],
     },
@@ -61,15 +97,28 @@ PHRASES = {
         "times": "{a} গুণ {b} কত?",
         "capital": "{country}-এর রাজধানী কোন শহর?",
         "water": "নিচের কোন প্রাণী পানিতে বাস করে?",
-        "countries": [("ফ্রান্স", "প্যারিস"), ("জাপান", "টোকিও"), ("ইতালি", "রোম"), ("জার্মানি", "বার্লিন"),
-                      ("মিশর", "কায়রো"), ("থাইল্যান্ড", "ব্যাংকক"), ("ইংল্যান্ড", "লন্ডন"), ("রাশিয়া", "মস্কো")],
+        "countries": [
+            ("ফ্রান্স", "প্যারিস"),
+            ("জাপান", "টোকিও"),
+            ("ইতালি", "রোম"),
+            ("জার্মানি", "বার্লিন"),
+            ("মিশর", "কায়রো"),
+            ("থাইল্যান্ড", "ব্যাংকক"),
+            ("ইংল্যান্ড", "লন্ডন"),
+            ("রাশিয়া", "মস্কো"),
+        ],
         "water_animals": ["মাছ", "ডলফিন", "তিমি", "স্কুইড"],
         "land_animals": ["বিড়াল", "কুকুর", "ঘোড়া", "মুরগি", "গরু"],
         "scenes": [
             ("রান্না", "একজন মহিলা রান্নাঘরে দাঁড়িয়ে সবজি ধুচ্ছেন।", "তিনি", "সবজি কেটে হাঁড়িতে দেন।"),
             ("ফুটবল খেলা", "কয়েকটি ছেলে মাঠে দৌড়াচ্ছে।", "একটি ছেলে", "বলটি গোলে মারে।"),
             ("গাড়ি ধোয়া", "একজন লোক গাড়িতে পানি ছিটাচ্ছেন।", "তিনি", "স্পঞ্জ দিয়ে গাড়ি মোছেন।"),
-            ("স্বাস্থ্য", "[header] সুস্থ থাকার উপায় [title] প্রতিদিন যথেষ্ট পানি পান করুন।", "[step] পান করুন", "দিনে অন্তত আট গ্লাস পানি।"),
+            (
+                "স্বাস্থ্য",
+                "[header] সুস্থ থাকার উপায় [title] প্রতিদিন যথেষ্ট পানি পান করুন।",
+                "[step] পান করুন",
+                "দিনে অন্তত আট গ্লাস পানি।",
+            ),
             ("বাগান করা", "একজন বৃদ্ধা বাগানে মাটি খুঁড়ছেন।", "তিনি", "মাটিতে একটি চারা গাছ লাগান।"),
         ],
         "digits": "০১২৩৪৫৬৭৮৯",
@@ -107,15 +156,24 @@ def arc_record(rnd, lang, split, index) -> dict:
     # Mostly 4 options; a few 3- and 5-option items as in ARC-Challenge.
     options = {3: 3, 7: 5}.get(index % 10, 4)
     question, texts, answer = multiple_choice(rnd, lang, rnd.choice(["add", "capital", "water"]), options)
-    record = {"id": f"ARC-Challenge/{split}/demo-{lang}-{index:04d}", "answer": LETTERS[answer], "instruction": question}
+    record = {
+        "id": f"ARC-Challenge/{split}/demo-{lang}-{index:04d}",
+        "answer": LETTERS[answer],
+        "instruction": question,
+    }
     record.update({f"option_{LETTERS[i].lower()}": text for i, text in enumerate(texts)})
     return record
 
 
 def mmlu_record(rnd, lang, split, index) -> dict:
     subject, template = rnd.choice(
-        [("elementary_mathematics", "add"), ("elementary_mathematics", "times"),
-         ("high_school_geography", "capital"), ("high_school_biology", "water")])
+        [
+            ("elementary_mathematics", "add"),
+            ("elementary_mathematics", "times"),
+            ("high_school_geography", "capital"),
+            ("high_school_biology", "water"),
+        ]
+    )
     question, texts, answer = multiple_choice(rnd, lang, template, 4)
     record = {"instruction": question}
     record.update({f"option_{LETTERS[i].lower()}": text for i, text in enumerate(texts)})
@@ -158,7 +216,9 @@ def main(out_dir: Path) -> None:
         for split, size in SIZES["mmlu"].items():
             write(out_dir / "m_mmlu" / f"{lang}_{split}.json", [mmlu_record(rnd, lang, split, i) for i in range(size)])
         for split, size in SIZES["hellaswag"].items():
-            write(out_dir / "m_hellaswag" / f"{lang}_{split}.json", [hellaswag_record(rnd, lang, i) for i in range(size)])
+            write(
+                out_dir / "m_hellaswag" / f"{lang}_{split}.json", [hellaswag_record(rnd, lang, i) for i in range(size)]
+            )
 
 
 if __name__ == "__main__":

@@ -174,7 +174,9 @@ def translated_record(bench: str, record: dict, answer: dict) -> dict:
     translated = dict(record)
     if bench == "hellaswag":
         translated.update({key: answer.get(key, record[key]) for key in ("activity_label", "ctx_a", "ctx_b")})
-        translated["endings"] = [answer.get(f"ending_{index}", ending) for index, ending in enumerate(record["endings"])]
+        translated["endings"] = [
+            answer.get(f"ending_{index}", ending) for index, ending in enumerate(record["endings"])
+        ]
         translated["ctx"] = (translated["ctx_a"] + " " + translated["ctx_b"]).strip()
         return translated
     translated.update({key: answer[key] for key in translatable_fields(bench, record) if key in answer})
@@ -188,8 +190,17 @@ def english_source(source: dict) -> dict:
     return {"source": "hub", "hub_id": source["hub_id"]}
 
 
-def translate_benchmark(bench: str, lang: str, source: dict, splits: list[str], prompt_file, llm_settings: dict,
-                        out_path, qa_path, threads: int = 1) -> dict:
+def translate_benchmark(
+    bench: str,
+    lang: str,
+    source: dict,
+    splits: list[str],
+    prompt_file,
+    llm_settings: dict,
+    out_path,
+    qa_path,
+    threads: int = 1,
+) -> dict:
     """Translate the English splits of one benchmark into `lang` through the LLM layer.
 
     One request per record (question and options together), cached per (benchmark,
@@ -200,8 +211,10 @@ def translate_benchmark(bench: str, lang: str, source: dict, splits: list[str], 
     """
     system = load_prompt(prompt_file, language=language_name(lang))
     english = {split: load_split(bench, "en", split, english_source(source)) for split in splits}
-    requests = {split: [field_request(system, translatable_fields(bench, record), ("en", lang)) for record in records]
-                for split, records in english.items()}
+    requests = {
+        split: [field_request(system, translatable_fields(bench, record), ("en", lang)) for record in records]
+        for split, records in english.items()
+    }
     what = f"benchmark translation {bench} {lang}"
     data = {"benchmark": bench, "language": lang, "source": source, "splits": {}}
     splits = {}
@@ -209,8 +222,11 @@ def translate_benchmark(bench: str, lang: str, source: dict, splits: list[str], 
     def work(clients):
         every_reject = []
         for split, records in english.items():
-            results = clients.ask(f"benchmarks/{bench}/{lang}/{split}", requests[split],
-                                  check=translation_check(lang, strict_checks(llm_settings)))
+            results = clients.ask(
+                f"benchmarks/{bench}/{lang}/{split}",
+                requests[split],
+                check=translation_check(lang, strict_checks(llm_settings)),
+            )
             kept, rejects, unchanged = [], [], 0
             for index, (record, result) in enumerate(zip(records, results)):
                 if isinstance(result, Rejected):
@@ -220,23 +236,47 @@ def translate_benchmark(bench: str, lang: str, source: dict, splits: list[str], 
                 unchanged += all(result.get(key) == text for key, text in translatable_fields(bench, record).items())
             data["splits"][split] = check_records(bench, kept, f"{bench} {split} translated into {lang}")
             counts = job_report(len(records), rejects)
-            splits[split] = {**{key: counts[key] for key in ("total", "accepted", "rejected")},
-                             "unchanged": unchanged, "reasons": counts["reasons"], "rejects": rejects[:50]}
+            splits[split] = {
+                **{key: counts[key] for key in ("total", "accepted", "rejected")},
+                "unchanged": unchanged,
+                "reasons": counts["reasons"],
+                "rejects": rejects[:50],
+            }
             every_reject += rejects
-            log.info("%s %s %s: %d of %d records translated; rejected: %s", bench, lang, split, len(kept),
-                     len(records), splits[split]["reasons"])
+            log.info(
+                "%s %s %s: %d of %d records translated; rejected: %s",
+                bench,
+                lang,
+                split,
+                len(kept),
+                len(records),
+                splits[split]["reasons"],
+            )
         return sum(len(records) for records in english.values()), every_reject
 
     def qa_report(total, rejects):
-        qa = {"benchmark": bench, "language": lang, **job_report(total, rejects),
-              "unchanged": sum(split["unchanged"] for split in splits.values())}
-        qa = {key: qa[key] for key in ("benchmark", "language", "total", "accepted", "rejected", "unchanged",
-                                       "reasons")}
+        qa = {
+            "benchmark": bench,
+            "language": lang,
+            **job_report(total, rejects),
+            "unchanged": sum(split["unchanged"] for split in splits.values()),
+        }
+        qa = {
+            key: qa[key] for key in ("benchmark", "language", "total", "accepted", "rejected", "unchanged", "reasons")
+        }
         data["translation"] = {key: qa[key] for key in ("total", "accepted", "rejected", "unchanged")}
         write_json(out_path, data)
         return {**qa, "splits": splits}
 
-    return run_llm_job(what, llm_settings, f"benchmarks/{bench}/{lang}", work, threads=threads,
-                       budget=Budget(requests=[r for split in requests.values() for r in split],
-                                     budget_key="benchmarks.llm.budget_usd"),
-                       report_path=qa_path, report=qa_report)
+    return run_llm_job(
+        what,
+        llm_settings,
+        f"benchmarks/{bench}/{lang}",
+        work,
+        threads=threads,
+        budget=Budget(
+            requests=[r for split in requests.values() for r in split], budget_key="benchmarks.llm.budget_usd"
+        ),
+        report_path=qa_path,
+        report=qa_report,
+    )

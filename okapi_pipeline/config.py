@@ -39,8 +39,11 @@ def _one_line(error: jsonschema.ValidationError) -> str:
         where = _key_path(error)
         keys = ", ".join(extra)
         prefix = "" if where == "(top level)" else where + "."
-        return f"config: unknown key '{prefix}{extra[0]}'" if len(extra) == 1 else (
-            f"config: unknown keys in '{where}': {keys}")
+        return (
+            f"config: unknown key '{prefix}{extra[0]}'"
+            if len(extra) == 1
+            else (f"config: unknown keys in '{where}': {keys}")
+        )
     if error.validator == "unevaluatedProperties":
         return f"config: unknown key in '{_key_path(error)}': {error.message}"
     if error.validator == "required":
@@ -94,14 +97,16 @@ def _check_cross_keys(config: dict) -> None:
         if model not in config["base_models"]:
             raise ConfigError(
                 f"config: 'models.{index}': '{model}' is not an entry of base_models "
-                f"({', '.join(sorted(config['base_models']))})")
+                f"({', '.join(sorted(config['base_models']))})"
+            )
     for bench in BENCHMARKS:
         source = config["benchmarks"][bench]
         needed = {"local": "path", "hub": "hub_id", "translate": "path"}[source["source"]]
         if needed not in source and not (source["source"] == "translate" and "hub_id" in source):
             alternative = " or hub_id" if source["source"] == "translate" else ""
             raise ConfigError(
-                f"config: missing key 'benchmarks.{bench}.{needed}'{alternative} (source is {source['source']})")
+                f"config: missing key 'benchmarks.{bench}.{needed}'{alternative} (source is {source['source']})"
+            )
         protocol = config["evaluation"][bench]
         if protocol.get("num_fewshot", 0) > 0 and not protocol.get("fewshot_split"):
             raise ConfigError(f"config: 'evaluation.{bench}.fewshot_split' is needed for num_fewshot > 0")
@@ -114,11 +119,16 @@ def _check_cross_keys(config: dict) -> None:
         if llm["backend"] != "openai" and llm["mode"] == "batch":
             raise ConfigError(f"config: '{stage}.llm.mode': batch needs the openai backend")
         if llm["backend"] == "mt" and llm["engine"] == "ctranslate2" and llm["model"] not in config["base_models"]:
-            raise ConfigError(f"config: '{stage}.llm.model': engine ctranslate2 needs a base_models entry "
-                              f"(converted once into resources/ctranslate2/), got '{llm['model']}'")
+            raise ConfigError(
+                f"config: '{stage}.llm.model': engine ctranslate2 needs a base_models entry "
+                f"(converted once into resources/ctranslate2/), got '{llm['model']}'"
+            )
         if llm["backend"] == "mt" and stage in NOT_TRANSLATION:
-            what = "the ranking judge (set back_translation.llm for an mt back-translation)" if stage == "ranking" \
+            what = (
+                "the ranking judge (set back_translation.llm for an mt back-translation)"
+                if stage == "ranking"
                 else "self-instruct"
+            )
             raise ConfigError(f"config: '{stage}.llm.backend': mt only translates; it cannot be {what}")
     for name, entry in config["translator_comparison"]["translators"].items():
         llm = {**llm_settings(config, "translation"), **entry}
@@ -137,8 +147,7 @@ def _check_cross_keys(config: dict) -> None:
     for name in ("sft", "reward_model"):
         section = config[name]
         if section["effective_batch_size"] % section["per_device_batch_size"]:
-            raise ConfigError(
-                f"config: '{name}.effective_batch_size' must be a multiple of per_device_batch_size")
+            raise ConfigError(f"config: '{name}.effective_batch_size' must be a multiple of per_device_batch_size")
 
 
 def _check_checkpoints(config: dict) -> None:
@@ -150,8 +159,7 @@ def _check_checkpoints(config: dict) -> None:
             raise ConfigError(f"config: 'evaluation.checkpoints.{name}': the name is already a base_models entry")
         for lang in entry.get("languages") or []:
             if lang not in config["languages"]:
-                raise ConfigError(
-                    f"config: 'evaluation.checkpoints.{name}.languages': '{lang}' is not in languages")
+                raise ConfigError(f"config: 'evaluation.checkpoints.{name}.languages': '{lang}' is not in languages")
 
 
 def llm_settings(config: dict, stage: str) -> dict:
@@ -174,9 +182,13 @@ def translator_names(config: dict) -> list[str]:
 
 
 # The rules that call an LLM, by the stage whose LLM settings they use.
-LLM_RULES = {"self_instruct": "self_instruct", "translate_shard": "translation",
-             "back_translate_shard": "back_translation", "rank_shard": "ranking",
-             "translate_benchmark": "benchmarks"}
+LLM_RULES = {
+    "self_instruct": "self_instruct",
+    "translate_shard": "translation",
+    "back_translate_shard": "back_translation",
+    "rank_shard": "ranking",
+    "translate_benchmark": "benchmarks",
+}
 
 
 def missing_api_keys(config: dict, rules) -> str | None:
@@ -189,9 +201,14 @@ def missing_api_keys(config: dict, rules) -> str | None:
             missing.setdefault(settings["api_key_env"], []).append(stage)
     if not missing:
         return None
-    return "; ".join(f"the environment variable {variable} is not set: the {', '.join(stages)} "
-                     f"stage{'s' if len(stages) > 1 else ''} will call the API with it"
-                     for variable, stages in missing.items()) + " (nothing was run)"
+    return (
+        "; ".join(
+            f"the environment variable {variable} is not set: the {', '.join(stages)} "
+            f"stage{'s' if len(stages) > 1 else ''} will call the API with it"
+            for variable, stages in missing.items()
+        )
+        + " (nothing was run)"
+    )
 
 
 def stage_llm_settings(config: dict, stage: str, answer_params: dict) -> dict:
@@ -213,8 +230,10 @@ def split_sizes(config: dict) -> dict[str, int]:
 
 def split_plan(config: dict) -> dict[str, dict]:
     """Each split's sources and size, in split order."""
-    return {split: {"sources": config["split"][split]["sources"], "size": config["split"][split]["size"]}
-            for split in SPLITS}
+    return {
+        split: {"sources": config["split"][split]["sources"], "size": config["split"][split]["size"]}
+        for split in SPLITS
+    }
 
 
 def ranking_responders(config: dict) -> list[str]:

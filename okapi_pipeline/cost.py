@@ -19,12 +19,24 @@ log = logging.getLogger(__name__)
 
 CHARS_PER_TOKEN = 4
 # Tokens per English-equivalent token for languages outside the Latin script (rough).
-TOKEN_FACTOR = {"ru": 2.0, "uk": 2.0, "sr": 2.0, "ar": 2.0, "zh": 1.5, "hi": 4.0, "bn": 4.0, "mr": 4.0,
-                "ne": 4.0, "ta": 4.0, "te": 4.0, "ml": 4.0, "kn": 4.0}
+TOKEN_FACTOR = {
+    "ru": 2.0,
+    "uk": 2.0,
+    "sr": 2.0,
+    "ar": 2.0,
+    "zh": 1.5,
+    "hi": 4.0,
+    "bn": 4.0,
+    "mr": 4.0,
+    "ne": 4.0,
+    "ta": 4.0,
+    "te": 4.0,
+    "ml": 4.0,
+    "kn": 4.0,
+}
 MESSAGE_TOKENS = 8  # the chat format's overhead per request
 RANKING_ANSWER_TOKENS = 20
-COLUMNS = ("stage", "language", "model", "requests", "input_tokens", "output_tokens", "usd", "segments",
-           "gpu_hours")
+COLUMNS = ("stage", "language", "model", "requests", "input_tokens", "output_tokens", "usd", "segments", "gpu_hours")
 SECONDS_PER_HOUR = 3600
 
 
@@ -36,8 +48,18 @@ def tokens(text: str) -> int:
     return math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
-def estimate_costs(instructions, seed_tasks, prompts: dict, languages: list[str], responders: list[str],
-                   sizes: dict, self_instruct: dict, ranking: dict, llm: dict, out_path=None) -> list[dict]:
+def estimate_costs(
+    instructions,
+    seed_tasks,
+    prompts: dict,
+    languages: list[str],
+    responders: list[str],
+    sizes: dict,
+    self_instruct: dict,
+    ranking: dict,
+    llm: dict,
+    out_path=None,
+) -> list[dict]:
     """One row per (stage, language, model): requests, tokens and USD at the stage's prices.
 
     `instructions` gives the average English record; `prompts` maps translation,
@@ -51,8 +73,14 @@ def estimate_costs(instructions, seed_tasks, prompts: dict, languages: list[str]
     from okapi_pipeline.self_instruct import EXAMPLES_PER_PROMPT, format_examples, seed_records
 
     records = read_jsonl(instructions) if instructions else []
-    record_tokens = mean(tokens(json.dumps({k: r[k] for k in ("instruction", "input", "output") if r[k]},
-                                           ensure_ascii=False)) for r in records) if records else 0
+    record_tokens = (
+        mean(
+            tokens(json.dumps({k: r[k] for k in ("instruction", "input", "output") if r[k]}, ensure_ascii=False))
+            for r in records
+        )
+        if records
+        else 0
+    )
     prompt_tokens = mean(tokens(r["instruction"] + r["input"]) for r in records) if records else 0
     record_segments, prompt_segments, segment_chars = _segment_counts(records)
     text = {name: Path(path).read_text(encoding="utf-8") for name, path in prompts.items()}
@@ -64,16 +92,33 @@ def estimate_costs(instructions, seed_tasks, prompts: dict, languages: list[str]
     # Every request shows 3 seed tasks and asks for tasks_per_request new ones.
     per_request = self_instruct["tasks_per_request"]
     requests = math.ceil(self_instruct["max_attempts"] / per_request) if self_instruct["count"] else 0
-    rows.append(_row("self_instruct", "en", "", requests,
-                     requests * (tokens(text["self_instruct"]) + examples + MESSAGE_TOKENS),
-                     requests * per_request * task_tokens, llm["self_instruct"]))
+    rows.append(
+        _row(
+            "self_instruct",
+            "en",
+            "",
+            requests,
+            requests * (tokens(text["self_instruct"]) + examples + MESSAGE_TOKENS),
+            requests * per_request * task_tokens,
+            llm["self_instruct"],
+        )
+    )
 
     items = sum(sizes.values())
     for lang in languages:
         factor = TOKEN_FACTOR.get(lang, 1.0)
-        rows.append(_row("translation", lang, "", items,
-                         items * (tokens(text["translation"]) + record_tokens + MESSAGE_TOKENS),
-                         items * record_tokens * factor, llm["translation"], items * record_segments))
+        rows.append(
+            _row(
+                "translation",
+                lang,
+                "",
+                items,
+                items * (tokens(text["translation"]) + record_tokens + MESSAGE_TOKENS),
+                items * record_tokens * factor,
+                llm["translation"],
+                items * record_segments,
+            )
+        )
 
     k, response_tokens = ranking["responses_per_prompt"], ranking["max_new_tokens"]
     for model in responders:
@@ -85,15 +130,42 @@ def estimate_costs(instructions, seed_tasks, prompts: dict, languages: list[str]
             if "back_translation" in llm:
                 # A back-translation request, then a ranking request, per item.
                 response_segments = k * response_tokens * CHARS_PER_TOKEN / segment_chars if segment_chars else 0
-                rows.append(_row("back_translation", lang, model, sizes["rm"], sizes["rm"] * back_in,
-                                 sizes["rm"] * english, llm["back_translation"],
-                                 sizes["rm"] * (prompt_segments + response_segments)))
-                rows.append(_row("ranking", lang, model, sizes["rm"], sizes["rm"] * rank_in,
-                                 sizes["rm"] * RANKING_ANSWER_TOKENS, llm["ranking"]))
+                rows.append(
+                    _row(
+                        "back_translation",
+                        lang,
+                        model,
+                        sizes["rm"],
+                        sizes["rm"] * back_in,
+                        sizes["rm"] * english,
+                        llm["back_translation"],
+                        sizes["rm"] * (prompt_segments + response_segments),
+                    )
+                )
+                rows.append(
+                    _row(
+                        "ranking",
+                        lang,
+                        model,
+                        sizes["rm"],
+                        sizes["rm"] * rank_in,
+                        sizes["rm"] * RANKING_ANSWER_TOKENS,
+                        llm["ranking"],
+                    )
+                )
                 continue
             # One back-translation and one ranking request per item.
-            rows.append(_row("ranking", lang, model, 2 * sizes["rm"], sizes["rm"] * (back_in + rank_in),
-                             sizes["rm"] * (english + RANKING_ANSWER_TOKENS), llm["ranking"]))
+            rows.append(
+                _row(
+                    "ranking",
+                    lang,
+                    model,
+                    2 * sizes["rm"],
+                    sizes["rm"] * (back_in + rank_in),
+                    sizes["rm"] * (english + RANKING_ANSWER_TOKENS),
+                    llm["ranking"],
+                )
+            )
 
     if out_path is None:
         return rows
@@ -103,18 +175,29 @@ def estimate_costs(instructions, seed_tasks, prompts: dict, languages: list[str]
         writer.writerows(rows)
     for stage in llm:
         hours = [r["gpu_hours"] for r in rows if r["stage"] == stage and r["gpu_hours"] is not None]
-        log.info("%s: about $%.2f%s (%s backend)", stage, sum(r["usd"] for r in rows if r["stage"] == stage),
-                 f" and {sum(hours):,.0f} GPU hours" if hours else "", llm[stage]["backend"])
+        log.info(
+            "%s: about $%.2f%s (%s backend)",
+            stage,
+            sum(r["usd"] for r in rows if r["stage"] == stage),
+            f" and {sum(hours):,.0f} GPU hours" if hours else "",
+            llm[stage]["backend"],
+        )
     return rows
 
 
 def _row(stage, language, model, requests, input_tokens, output_tokens, settings, segments=None) -> dict:
     input_tokens, output_tokens = round(input_tokens), round(output_tokens)
-    return {"stage": stage, "language": language, "model": model, "requests": requests,
-            "input_tokens": input_tokens, "output_tokens": output_tokens,
-            "usd": usd(input_tokens, output_tokens, settings),
-            "segments": round(segments) if segments is not None else None,
-            "gpu_hours": gpu_hours(segments, settings)}
+    return {
+        "stage": stage,
+        "language": language,
+        "model": model,
+        "requests": requests,
+        "input_tokens": input_tokens,
+        "output_tokens": output_tokens,
+        "usd": usd(input_tokens, output_tokens, settings),
+        "segments": round(segments) if segments is not None else None,
+        "gpu_hours": gpu_hours(segments, settings),
+    }
 
 
 def _segment_counts(records: list[dict]) -> tuple[float, float, float]:
@@ -126,9 +209,11 @@ def _segment_counts(records: list[dict]) -> tuple[float, float, float]:
         return 0.0, 0.0, 0.0
     per_field = [[segments(r[key]) for key in ("instruction", "input", "output")] for r in records]
     sentences = [s for fields in per_field for field in fields for s in field]
-    return (mean(sum(len(field) for field in fields) for fields in per_field),
-            mean(len(fields[0]) + len(fields[1]) for fields in per_field),
-            mean(len(s) for s in sentences) if sentences else 0.0)
+    return (
+        mean(sum(len(field) for field in fields) for fields in per_field),
+        mean(len(fields[0]) + len(fields[1]) for fields in per_field),
+        mean(len(s) for s in sentences) if sentences else 0.0,
+    )
 
 
 def gpu_hours(segments, settings: dict) -> float | None:
@@ -143,8 +228,11 @@ def usd(input_tokens: int, output_tokens: int, settings: dict) -> float:
     """The local backends (hf, mt) cost no dollars (mt: see gpu_hours)."""
     if settings["backend"] != "openai":
         return 0.0
-    return round(input_tokens / 1000 * settings.get("price_input_per_1k", 0.0)
-                 + output_tokens / 1000 * settings.get("price_output_per_1k", 0.0), 4)
+    return round(
+        input_tokens / 1000 * settings.get("price_input_per_1k", 0.0)
+        + output_tokens / 1000 * settings.get("price_output_per_1k", 0.0),
+        4,
+    )
 
 
 def config_estimate(config: dict, instructions=None) -> list[dict]:
@@ -154,11 +242,23 @@ def config_estimate(config: dict, instructions=None) -> list[dict]:
     """
     from okapi_pipeline.config import LLM_STAGES, llm_settings, ranking_responders, seed_tasks_path, split_sizes
 
-    prompts = {"translation": config["translation"]["prompt"], "self_instruct": config["self_instruct"]["prompt"],
-               "rank": config["ranking"]["prompt"], "back_translation": config["ranking"]["back_translation_prompt"]}
-    return estimate_costs(instructions, seed_tasks_path(config), prompts, config["languages"],
-                          ranking_responders(config), split_sizes(config), config["self_instruct"], config["ranking"],
-                          {stage: llm_settings(config, stage) for stage in LLM_STAGES})
+    prompts = {
+        "translation": config["translation"]["prompt"],
+        "self_instruct": config["self_instruct"]["prompt"],
+        "rank": config["ranking"]["prompt"],
+        "back_translation": config["ranking"]["back_translation_prompt"],
+    }
+    return estimate_costs(
+        instructions,
+        seed_tasks_path(config),
+        prompts,
+        config["languages"],
+        ranking_responders(config),
+        split_sizes(config),
+        config["self_instruct"],
+        config["ranking"],
+        {stage: llm_settings(config, stage) for stage in LLM_STAGES},
+    )
 
 
 def check_budget(config: dict, stage: str, settings: dict, instructions=None) -> None:
@@ -170,8 +270,13 @@ def check_budget(config: dict, stage: str, settings: dict, instructions=None) ->
     if not is_budgeted(settings):
         return
     cost = sum(row["usd"] for row in config_estimate(config, instructions) if row["stage"] == stage)
-    enforce_budget(cost, settings, f"{stage}: the estimated cost", f"llm.budget_usd (or {stage}.llm.budget_usd)",
-                   source=" (see `snakemake cost_estimate`)")
+    enforce_budget(
+        cost,
+        settings,
+        f"{stage}: the estimated cost",
+        f"llm.budget_usd (or {stage}.llm.budget_usd)",
+        source=" (see `snakemake cost_estimate`)",
+    )
 
 
 def is_budgeted(settings: dict) -> bool:
@@ -185,5 +290,6 @@ def enforce_budget(cost: float, settings: dict, what: str, budget_key: str, sour
     if cost > budget:
         raise BudgetExceeded(
             f"{what} ${cost:,.2f}{source} exceeds budget_usd ${budget:,.2f}; "
-            f"to allow it, set {budget_key} to at least {math.ceil(cost)} in your config file and run again")
+            f"to allow it, set {budget_key} to at least {math.ceil(cost)} in your config file and run again"
+        )
     log.info("%s $%.2f is within the budget of $%s", what, cost, budget)

@@ -54,22 +54,37 @@ def train_dpo(sft_dir, pairs_path, out_dir, settings: dict, checkpoint_dir, thre
             eval_dataset=Dataset.from_list([preference_example(p) for p in held_out]) if held_out else None,
             processing_class=tokenizer,
         )
-        return Stage(trainer, tokenizer, trainable, summary=lambda trainer: {
-            "train_pairs": len(train),
-            "held_out_pairs": len(held_out),
-            **reward_accuracies(trainer.state.log_history),
-        })
+        return Stage(
+            trainer,
+            tokenizer,
+            trainable,
+            summary=lambda trainer: {
+                "train_pairs": len(train),
+                "held_out_pairs": len(held_out),
+                **reward_accuracies(trainer.state.log_history),
+            },
+        )
 
-    return run_trainer("dpo", build, inputs=(sft_dir, pairs_path), out_dir=out_dir, settings=settings,
-                       checkpoint_dir=checkpoint_dir, threads=threads)
+    return run_trainer(
+        "dpo",
+        build,
+        inputs=(sft_dir, pairs_path),
+        out_dir=out_dir,
+        settings=settings,
+        checkpoint_dir=checkpoint_dir,
+        threads=threads,
+    )
 
 
 def reward_accuracies(history: list[dict]) -> dict:
     """Share of pairs whose implicit reward ranks the chosen response first, over training."""
     return {
         "reward_accuracy": [
-            {"step": e["step"], "value": e["rewards/accuracies"]} for e in history if "rewards/accuracies" in e],
+            {"step": e["step"], "value": e["rewards/accuracies"]} for e in history if "rewards/accuracies" in e
+        ],
         "held_out_reward_accuracy": [
             {"step": e["step"], "value": e["eval_rewards/accuracies"]}
-            for e in history if "eval_rewards/accuracies" in e],
+            for e in history
+            if "eval_rewards/accuracies" in e
+        ],
     }

@@ -104,7 +104,8 @@ def write_task(bench: str, benchmark_file, protocol: dict, workdir) -> tuple[str
     if shots and len(data["splits"][protocol["fewshot_split"]]) < shots:
         raise ValueError(
             f"{benchmark_file}: {shots} shots asked but split {protocol['fewshot_split']!r} "
-            f"has only {len(data['splits'][protocol['fewshot_split']])} records")
+            f"has only {len(data['splits'][protocol['fewshot_split']])} records"
+        )
     folder = Path(workdir).resolve() / name
     shutil.rmtree(folder, ignore_errors=True)
     data_files = {}
@@ -131,8 +132,7 @@ def write_task(bench: str, benchmark_file, protocol: dict, workdir) -> tuple[str
         ],
         "metadata": {"version": 1.0, "benchmark": bench, "language": data["language"]},
     }
-    (folder / f"{name}.yaml").write_text(
-        yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return name, config
 
 
@@ -151,17 +151,21 @@ def model_arguments(backend: str, model_dir, dtype: str, protocol: dict) -> str:
     if backend == "hf":
         return f"pretrained={model_dir},dtype={dtype}"
     if backend == "vllm":
-        return (f"pretrained={model_dir},dtype={dtype},tensor_parallel_size=1,"
-                f"gpu_memory_utilization={protocol.get('gpu_memory_utilization', 0.9)},"
-                f"seed={protocol.get('seed', 1234)}")
+        return (
+            f"pretrained={model_dir},dtype={dtype},tensor_parallel_size=1,"
+            f"gpu_memory_utilization={protocol.get('gpu_memory_utilization', 0.9)},"
+            f"seed={protocol.get('seed', 1234)}"
+        )
     raise ValueError(f"evaluation.backend: unknown backend {backend!r} ({' or '.join(BACKENDS)})")
 
 
 def check_backend(backend: str) -> None:
     """Fail in one line, before any work, when the chosen backend is not installed."""
     if backend == "vllm" and importlib.util.find_spec("vllm") is None:
-        raise RuntimeError("evaluation.backend is vllm but the vllm package is not installed here "
-                           "(pip install vllm on a CUDA machine, or set evaluation.backend: hf)")
+        raise RuntimeError(
+            "evaluation.backend is vllm but the vllm package is not installed here "
+            "(pip install vllm on a CUDA machine, or set evaluation.backend: hf)"
+        )
 
 
 class TruncationCounter(logging.Filter):
@@ -224,19 +228,22 @@ def logged_prompts(samples: list[dict]) -> list[dict]:
     records = []
     for sample in sorted(samples, key=lambda s: s["doc_id"]):
         # One request per choice, each (context, " " + choice): the context is shared.
-        records.append({
-            "doc_id": sample["doc_id"],
-            "id": sample["doc"]["id"],
-            "prompt": sample["arguments"][0][0],
-            "continuations": [arguments[1] for arguments in sample["arguments"]],
-            "target": sample["target"],
-            "loglikelihoods": [response[0][0] for response in sample["resps"]],
-        })
+        records.append(
+            {
+                "doc_id": sample["doc_id"],
+                "id": sample["doc"]["id"],
+                "prompt": sample["arguments"][0][0],
+                "continuations": [arguments[1] for arguments in sample["arguments"]],
+                "target": sample["target"],
+                "loglikelihoods": [response[0][0] for response in sample["resps"]],
+            }
+        )
     return records
 
 
-def score_record(results: dict, task: str, bench: str, lang: str, protocol: dict, config: dict, run: dict,
-                 prompts: list[dict]) -> dict:
+def score_record(
+    results: dict, task: str, bench: str, lang: str, protocol: dict, config: dict, run: dict, prompts: list[dict]
+) -> dict:
     """The score file of one benchmark: what was scored (`run`'s model and variant), lm-eval's
     metrics, shots, sample count, config, first prompts."""
     metrics = results["results"][task]
@@ -262,8 +269,16 @@ def score_record(results: dict, task: str, bench: str, lang: str, protocol: dict
     return json.loads(json.dumps(record, default=str))
 
 
-def evaluate_model(model_dir, benchmark_files: dict, protocol: dict, out_paths: dict, workdir, threads: int = 1,
-                   model: str | None = None, variant: str | None = None) -> dict:
+def evaluate_model(
+    model_dir,
+    benchmark_files: dict,
+    protocol: dict,
+    out_paths: dict,
+    workdir,
+    threads: int = 1,
+    model: str | None = None,
+    variant: str | None = None,
+) -> dict:
     """Score one model on every benchmark of one language; write one JSON per benchmark.
 
     benchmark_files / out_paths: benchmark name -> normalised benchmark file / score file.
@@ -282,8 +297,13 @@ def evaluate_model(model_dir, benchmark_files: dict, protocol: dict, out_paths: 
         data = json.loads(Path(path).read_text(encoding="utf-8"))
         if "unavailable" in data:
             # The benchmark data step marked it (benchmarks.strict is off): no score, the reason.
-            scores[bench] = {"model": model, "variant": variant, "benchmark": bench, "language": data["language"],
-                             "unavailable": data["unavailable"]}
+            scores[bench] = {
+                "model": model,
+                "variant": variant,
+                "benchmark": bench,
+                "language": data["language"],
+                "unavailable": data["unavailable"],
+            }
             write_json(out_paths[bench], scores[bench])
             log.warning("%s %s not scored: %s", bench, data["language"], data["unavailable"])
             continue
@@ -293,7 +313,9 @@ def evaluate_model(model_dir, benchmark_files: dict, protocol: dict, out_paths: 
         return scores
     device, dtype = precision.device, precision.dtype_name
     log.info("scoring %s on %s (%s, %s)", model_dir, ", ".join(t[0] for t in tasks.values()), device, dtype)
-    results, truncated = run_lm_eval(model_dir, [name for name, _, _ in tasks.values()], workdir, protocol, device, dtype)
+    results, truncated = run_lm_eval(
+        model_dir, [name for name, _, _ in tasks.values()], workdir, protocol, device, dtype
+    )
     run = {
         "model": model,
         "variant": variant,
@@ -312,7 +334,12 @@ def evaluate_model(model_dir, benchmark_files: dict, protocol: dict, out_paths: 
         write_jsonl(Path(workdir) / name / "samples.jsonl", prompts)
         scores[bench] = score_record(results, name, bench, lang, protocol, config, run, prompts)
         write_json(out_paths[bench], scores[bench])
-        log.info("%s: acc %.4f acc_norm %.4f (%d samples, %d-shot)", name, scores[bench]["metrics"]["acc"],
-                 scores[bench]["metrics"]["acc_norm"], scores[bench]["n_samples"], scores[bench]["n_shot"])
+        log.info(
+            "%s: acc %.4f acc_norm %.4f (%d samples, %d-shot)",
+            name,
+            scores[bench]["metrics"]["acc"],
+            scores[bench]["metrics"]["acc_norm"],
+            scores[bench]["n_samples"],
+            scores[bench]["n_shot"],
+        )
     return scores
-

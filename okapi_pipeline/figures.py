@@ -27,8 +27,9 @@ def _pyplot():
     return plt
 
 
-def gains_by_group(scores: dict, models: list[str], languages: list[str], variants: list[str],
-                   extra_groups: dict | None = None) -> dict:
+def gains_by_group(
+    scores: dict, models: list[str], languages: list[str], variants: list[str], extra_groups: dict | None = None
+) -> dict:
     """(model, variant, group) -> mean gain over SFT in points over the group's languages.
 
     scores: (model, variant, lang) -> percent. Groups in high / medium / low / other
@@ -47,13 +48,21 @@ def gains_by_group(scores: dict, models: list[str], languages: list[str], varian
     return gains
 
 
-def plot_sft_vs_rlhf(scores: dict, models: list[str], languages: list[str], variants: list[str], title: str,
-                     out_path, extra_groups: dict | None = None) -> None:
+def plot_sft_vs_rlhf(
+    scores: dict,
+    models: list[str],
+    languages: list[str],
+    variants: list[str],
+    title: str,
+    out_path,
+    extra_groups: dict | None = None,
+) -> None:
     """Grouped bars: SFT and each RLHF variant per language (ordered by resource group), one panel per model."""
     plt = _pyplot()
     ordered = [lang for _, members in grouped_languages(languages, extra_groups) for lang in members]
-    figure, axes = plt.subplots(len(models), 1, figsize=(max(6, 0.6 * len(ordered) + 2), 2.8 * len(models)),
-                                squeeze=False, sharey=True)
+    figure, axes = plt.subplots(
+        len(models), 1, figsize=(max(6, 0.6 * len(ordered) + 2), 2.8 * len(models)), squeeze=False, sharey=True
+    )
     shown = ["sft", *variants]
     width = 0.8 / len(shown)
     for axis, model in zip(axes[:, 0], models):
@@ -61,8 +70,13 @@ def plot_sft_vs_rlhf(scores: dict, models: list[str], languages: list[str], vari
             offset = (number - (len(shown) - 1) / 2) * width
             values = [scores.get((model, variant, lang)) for lang in ordered]
             positions = [index + offset for index, value in enumerate(values) if value is not None]
-            axis.bar(positions, [value for value in values if value is not None], width,
-                     label=VARIANT_LABELS.get(variant, variant), color=VARIANT_COLOURS.get(variant))
+            axis.bar(
+                positions,
+                [value for value in values if value is not None],
+                width,
+                label=VARIANT_LABELS.get(variant, variant),
+                color=VARIANT_COLOURS.get(variant),
+            )
         axis.set_xticks(range(len(ordered)), ordered)
         axis.set_title(model, fontsize=10)
         axis.set_ylabel("accuracy (%)")
@@ -81,8 +95,12 @@ def plot_gains_by_group(gains: dict, title: str, out_path) -> None:
     for index, (model, variant) in enumerate(series):
         values = [gains.get((model, variant, group)) for group in groups]
         positions = [g + (index - (len(series) - 1) / 2) * width for g, value in enumerate(values) if value is not None]
-        axis.bar(positions, [value for value in values if value is not None], width,
-                 label=f"{model} {VARIANT_LABELS.get(variant, variant)}")
+        axis.bar(
+            positions,
+            [value for value in values if value is not None],
+            width,
+            label=f"{model} {VARIANT_LABELS.get(variant, variant)}",
+        )
     axis.axhline(0, color="black", linewidth=0.8)
     axis.set_xticks(range(len(groups)), groups)
     axis.set_ylabel("gain over SFT (points)")
@@ -91,8 +109,17 @@ def plot_gains_by_group(gains: dict, title: str, out_path) -> None:
     _save(figure, out_path)
 
 
-def paper_figures(bench: str, score_files: list, models: list[str], variants: list[str], languages: list[str],
-                  metric: str, language_groups: dict, comparison_path, gain_path) -> dict:
+def paper_figures(
+    bench: str,
+    score_files: list,
+    models: list[str],
+    variants: list[str],
+    languages: list[str],
+    metric: str,
+    language_groups: dict,
+    comparison_path,
+    gain_path,
+) -> dict:
     """One benchmark's figures: SFT vs RLHF per language, and the gain over SFT by group.
 
     score_files: that benchmark's score files (another benchmark's are ignored).
@@ -119,16 +146,19 @@ def training_panels(summaries: dict) -> list[tuple[str, str, list[tuple[str, lis
     """
     panels = []
     for stage, summary in summaries.items():
-        losses = [(key.replace("_", " "), [p["step"] for p in summary.get(key, [])],
-                   [p[key] for p in summary.get(key, [])]) for key in ("loss", "eval_loss")]
+        losses = [
+            (key.replace("_", " "), [p["step"] for p in summary.get(key, [])], [p[key] for p in summary.get(key, [])])
+            for key in ("loss", "eval_loss")
+        ]
         name = STAGE_NAMES.get(stage, stage)
         panels.append((f"{name} loss", "loss", [series for series in losses if series[1]]))
         # PPO keeps its reward and KL per step (okapi_pipeline.ppo.CURVES).
         for key, label in (("reward", "reward-model score"), ("kl", "KL to SFT")):
             if summary.get(key):
                 points = summary[key]
-                panels.append((f"PPO {label}", label, [(key, [p["step"] for p in points],
-                                                        [p["value"] for p in points])]))
+                panels.append(
+                    (f"PPO {label}", label, [(key, [p["step"] for p in points], [p["value"] for p in points])])
+                )
     return [panel for panel in panels if panel[2]]
 
 
@@ -148,7 +178,7 @@ def plot_training_curves(summary_paths: dict, title: str, out_path) -> None:
         axis.set_ylabel(label)
         if len(series) > 1:
             axis.legend(fontsize=8)
-    for axis in list(axes.flat)[len(panels):]:
+    for axis in list(axes.flat)[len(panels) :]:
         axis.axis("off")
     figure.suptitle(title)
     _save(figure, out_path)

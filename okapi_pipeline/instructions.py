@@ -23,7 +23,7 @@ def read_source(source: str) -> list[dict]:
     if source.startswith(HUB_PREFIX):
         from datasets import load_dataset
 
-        return list(load_dataset(source[len(HUB_PREFIX):], split="train"))
+        return list(load_dataset(source[len(HUB_PREFIX) :], split="train"))
     if source.startswith(("http://", "https://")):
         with urllib.request.urlopen(source, timeout=120) as response:
             return parse_records(response.read().decode("utf-8"))
@@ -38,12 +38,14 @@ def normalise(records: list[dict], id_prefix: str = "alpaca") -> list[dict]:
             value = record.get(key)
             if not isinstance(value, str) or not value.strip():
                 raise ValueError(f"instruction record {index}: '{key}' is missing or empty")
-        normalised.append({
-            "id": str(record["id"]) if record.get("id") not in (None, "") else f"{id_prefix}-{index:05d}",
-            "instruction": record["instruction"].strip(),
-            "input": (record.get("input") or "").strip(),
-            "output": record["output"].strip(),
-        })
+        normalised.append(
+            {
+                "id": str(record["id"]) if record.get("id") not in (None, "") else f"{id_prefix}-{index:05d}",
+                "instruction": record["instruction"].strip(),
+                "input": (record.get("input") or "").strip(),
+                "output": record["output"].strip(),
+            }
+        )
     ids = [record["id"] for record in normalised]
     if len(set(ids)) != len(ids):
         raise ValueError("instruction records: ids are not unique")

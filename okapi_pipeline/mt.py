@@ -34,17 +34,58 @@ log = logging.getLogger(__name__)
 
 # ISO 639-1 -> FLORES-200 (NLLB-200): English and the 26 Okapi languages, and a few more.
 FLORES = {
-    "en": "eng_Latn", "ru": "rus_Cyrl", "de": "deu_Latn", "zh": "zho_Hans", "fr": "fra_Latn",
-    "es": "spa_Latn", "it": "ita_Latn", "nl": "nld_Latn", "vi": "vie_Latn", "id": "ind_Latn",
-    "ar": "arb_Arab", "hu": "hun_Latn", "ro": "ron_Latn", "da": "dan_Latn", "sk": "slk_Latn",
-    "uk": "ukr_Cyrl", "ca": "cat_Latn", "sr": "srp_Cyrl", "hr": "hrv_Latn", "hi": "hin_Deva",
-    "bn": "ben_Beng", "ta": "tam_Taml", "ne": "npi_Deva", "ml": "mal_Mlym", "mr": "mar_Deva",
-    "te": "tel_Telu", "kn": "kan_Knda",
-    "pt": "por_Latn", "pl": "pol_Latn", "cs": "ces_Latn", "sv": "swe_Latn", "fi": "fin_Latn",
-    "tr": "tur_Latn", "ja": "jpn_Jpan", "ko": "kor_Hang", "el": "ell_Grek", "he": "heb_Hebr",
-    "fa": "pes_Arab", "th": "tha_Thai", "ur": "urd_Arab", "sw": "swh_Latn", "gu": "guj_Gujr",
-    "pa": "pan_Guru", "bg": "bul_Cyrl", "no": "nob_Latn", "et": "est_Latn", "lt": "lit_Latn",
-    "lv": "lvs_Latn", "sl": "slv_Latn", "ms": "zsm_Latn", "tl": "tgl_Latn", "af": "afr_Latn",
+    "en": "eng_Latn",
+    "ru": "rus_Cyrl",
+    "de": "deu_Latn",
+    "zh": "zho_Hans",
+    "fr": "fra_Latn",
+    "es": "spa_Latn",
+    "it": "ita_Latn",
+    "nl": "nld_Latn",
+    "vi": "vie_Latn",
+    "id": "ind_Latn",
+    "ar": "arb_Arab",
+    "hu": "hun_Latn",
+    "ro": "ron_Latn",
+    "da": "dan_Latn",
+    "sk": "slk_Latn",
+    "uk": "ukr_Cyrl",
+    "ca": "cat_Latn",
+    "sr": "srp_Cyrl",
+    "hr": "hrv_Latn",
+    "hi": "hin_Deva",
+    "bn": "ben_Beng",
+    "ta": "tam_Taml",
+    "ne": "npi_Deva",
+    "ml": "mal_Mlym",
+    "mr": "mar_Deva",
+    "te": "tel_Telu",
+    "kn": "kan_Knda",
+    "pt": "por_Latn",
+    "pl": "pol_Latn",
+    "cs": "ces_Latn",
+    "sv": "swe_Latn",
+    "fi": "fin_Latn",
+    "tr": "tur_Latn",
+    "ja": "jpn_Jpan",
+    "ko": "kor_Hang",
+    "el": "ell_Grek",
+    "he": "heb_Hebr",
+    "fa": "pes_Arab",
+    "th": "tha_Thai",
+    "ur": "urd_Arab",
+    "sw": "swh_Latn",
+    "gu": "guj_Gujr",
+    "pa": "pan_Guru",
+    "bg": "bul_Cyrl",
+    "no": "nob_Latn",
+    "et": "est_Latn",
+    "lt": "lit_Latn",
+    "lv": "lvs_Latn",
+    "sl": "slv_Latn",
+    "ms": "zsm_Latn",
+    "tl": "tgl_Latn",
+    "af": "afr_Latn",
 }
 # The 100 languages of M2M100 (ISO 639-1 where one exists): Telugu is not among them.
 M2M100 = set(
@@ -67,8 +108,9 @@ def language_code(family: str, lang: str) -> str:
     place where our codes meet each family's."""
     if family == "nllb":
         if lang not in FLORES:
-            raise UnsupportedLanguage(f"no FLORES-200 code known for '{lang}' (NLLB-200); "
-                                      f"add it to okapi_pipeline/mt.py FLORES")
+            raise UnsupportedLanguage(
+                f"no FLORES-200 code known for '{lang}' (NLLB-200); add it to okapi_pipeline/mt.py FLORES"
+            )
         return FLORES[lang]
     if family == "m2m100":
         if lang not in M2M100:
@@ -86,8 +128,9 @@ def detect_family(vocab) -> str:
     for family in FAMILIES:
         if language_code(family, "en") in vocab:
             return family
-    raise ValueError("not a known MT model: its vocabulary has none of eng_Latn (NLLB), __en__ (M2M100) "
-                     "and <2en> (MADLAD-400)")
+    raise ValueError(
+        "not a known MT model: its vocabulary has none of eng_Latn (NLLB), __en__ (M2M100) and <2en> (MADLAD-400)"
+    )
 
 
 def segment_key(model_id: str, source: str, target: str, text: str, generation: dict) -> str:
@@ -108,8 +151,11 @@ class MTBackend(Backend):
         self.model_id = model_fingerprint(settings["model"]) + ("+ctranslate2" if self.engine == "ctranslate2" else "")
         self.tokenizer = None
         self.model = None
-        self.generation = {"num_beams": settings.get("num_beams", 1), "max_new_tokens": settings["max_new_tokens"],
-                           "max_segment_tokens": settings.get("max_segment_tokens", 256)}
+        self.generation = {
+            "num_beams": settings.get("num_beams", 1),
+            "max_new_tokens": settings["max_new_tokens"],
+            "max_segment_tokens": settings.get("max_segment_tokens", 256),
+        }
         # Counts of this job: segments seen, translated now, found in the cache, cut.
         self.stats = Counter()
         self.seconds = 0.0
@@ -124,11 +170,16 @@ class MTBackend(Backend):
         self.tokenizer = AutoTokenizer.from_pretrained(self.settings["model"])
         config = AutoConfig.from_pretrained(self.settings["model"])
         if not getattr(config, "is_encoder_decoder", False):
-            raise ValueError(f"{self.settings['model']}: backend mt needs an encoder-decoder (seq2seq) "
-                             f"translation model, got model_type {config.model_type}; use backend hf for a causal LM")
+            raise ValueError(
+                f"{self.settings['model']}: backend mt needs an encoder-decoder (seq2seq) "
+                f"translation model, got model_type {config.model_type}; use backend hf for a causal LM"
+            )
         self.family = detect_family(self.tokenizer.get_vocab())
-        limits = [self.generation["max_segment_tokens"], getattr(config, "max_position_embeddings", None),
-                  self.tokenizer.model_max_length]
+        limits = [
+            self.generation["max_segment_tokens"],
+            getattr(config, "max_position_embeddings", None),
+            self.tokenizer.model_max_length,
+        ]
         # Room for the language token and the end of sequence.
         self.max_tokens = min(limit for limit in limits if limit) - 2
         log.info("%s: %s family, segments of at most %d tokens", self.settings["model"], self.family, self.max_tokens)
@@ -148,11 +199,16 @@ class MTBackend(Backend):
 
             converted = self.settings.get("ctranslate2_dir")
             if not converted:
-                raise ValueError("engine ctranslate2 needs the model as a base_models entry (converted once into "
-                                 "resources/ctranslate2/)")
-            self.model = ctranslate2.Translator(converted, device=self.device,
-                                                compute_type="float16" if self.device == "cuda" else "int8",
-                                                intra_threads=self.threads)
+                raise ValueError(
+                    "engine ctranslate2 needs the model as a base_models entry (converted once into "
+                    "resources/ctranslate2/)"
+                )
+            self.model = ctranslate2.Translator(
+                converted,
+                device=self.device,
+                compute_type="float16" if self.device == "cuda" else "int8",
+                intra_threads=self.threads,
+            )
             return
         from transformers import AutoModelForSeq2SeqLM
 
@@ -164,8 +220,9 @@ class MTBackend(Backend):
         code = language_code(self.family, lang)
         vocab = self.tokenizer.get_vocab()
         if code not in vocab:
-            raise UnsupportedLanguage(f"the MT model {self.settings['model']} ({self.family}) has no token {code} "
-                                      f"for '{lang}'")
+            raise UnsupportedLanguage(
+                f"the MT model {self.settings['model']} ({self.family}) has no token {code} for '{lang}'"
+            )
         return vocab[code]
 
     # ---- segments -------------------------------------------------------------------
@@ -182,8 +239,12 @@ class MTBackend(Backend):
             parts = cut(piece, offsets, self.max_tokens)
             if len(parts) > 1:
                 self.stats["cut"] += 1
-                log.warning("a sentence of %d tokens was cut into %d parts (limit %d)", len(offsets),
-                            sum(p.translate for p in parts), self.max_tokens)
+                log.warning(
+                    "a sentence of %d tokens was cut into %d parts (limit %d)",
+                    len(offsets),
+                    sum(p.translate for p in parts),
+                    self.max_tokens,
+                )
             out.extend(parts)
         return out
 
@@ -245,18 +306,25 @@ class MTBackend(Backend):
             pairs.setdefault((source, target), []).append(key)
         started = time.monotonic()
         for (source, target), segment_keys in pairs.items():
-            lengths = {key: len(self.tokenizer(missing[key][2], add_special_tokens=False)["input_ids"])
-                       for key in segment_keys}
+            lengths = {
+                key: len(self.tokenizer(missing[key][2], add_special_tokens=False)["input_ids"]) for key in segment_keys
+            }
             ordered = sorted(segment_keys, key=lambda k: -lengths[k])
             for start in range(0, len(ordered), batch_size):
-                batch = ordered[start:start + batch_size]
+                batch = ordered[start : start + batch_size]
                 outputs = self.generate([missing[key][2] for key in batch], source, target)
                 for key, (text, finish) in zip(batch, outputs):
                     cache.put(key, Answer(text, finish))
                 self.stats["translated"] += len(batch)
         self.seconds += time.monotonic() - started
-        log.info("%d segments translated in %.1f s (%.1f segments/s, batches of %d, %s)", len(missing),
-                 self.seconds, len(missing) / max(self.seconds, 1e-9), batch_size, self.device)
+        log.info(
+            "%d segments translated in %.1f s (%.1f segments/s, batches of %d, %s)",
+            len(missing),
+            self.seconds,
+            len(missing) / max(self.seconds, 1e-9),
+            batch_size,
+            self.device,
+        )
 
     def encode(self, text: str, source: str, target: str) -> list[int]:
         ids = self.tokenizer(text, add_special_tokens=False)["input_ids"][: self.max_tokens]
@@ -276,12 +344,19 @@ class MTBackend(Backend):
         torch = self.torch
         pad = self.tokenizer.pad_token_id
         input_ids = torch.tensor([ids + [pad] * (width - len(ids)) for ids in encoded], device=self.device)
-        attention_mask = torch.tensor([[1] * len(ids) + [0] * (width - len(ids)) for ids in encoded],
-                                      device=self.device)
+        attention_mask = torch.tensor(
+            [[1] * len(ids) + [0] * (width - len(ids)) for ids in encoded], device=self.device
+        )
         options = {"forced_bos_token_id": self.token_id(target)} if self.family != "madlad" else {}
         with torch.no_grad():
-            output = self.model.generate(input_ids=input_ids, attention_mask=attention_mask, max_new_tokens=cap,
-                                         num_beams=self.generation["num_beams"], do_sample=False, **options)
+            output = self.model.generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                max_new_tokens=cap,
+                num_beams=self.generation["num_beams"],
+                do_sample=False,
+                **options,
+            )
         eos = self.tokenizer.eos_token_id
         results = []
         for row in output:
@@ -298,8 +373,13 @@ class MTBackend(Backend):
         source = [tokenizer.convert_ids_to_tokens(ids) for ids in encoded]
         prefix = None if self.family == "madlad" else [[language_code(self.family, target)]] * len(source)
         results = []
-        for result in self.model.translate_batch(source, target_prefix=prefix, max_decoding_length=cap + 1,
-                                                 beam_size=self.generation["num_beams"], return_end_token=True):
+        for result in self.model.translate_batch(
+            source,
+            target_prefix=prefix,
+            max_decoding_length=cap + 1,
+            beam_size=self.generation["num_beams"],
+            return_end_token=True,
+        ):
             tokens = result.hypotheses[0]
             finished = bool(tokens) and tokens[-1] == tokenizer.eos_token
             text = tokenizer.decode(tokenizer.convert_tokens_to_ids(tokens), skip_special_tokens=True).strip()

@@ -69,8 +69,10 @@ def ppo_schedule(settings: dict, prompts: int, devices: int = 1) -> dict:
     if rollouts % mini:
         raise ValueError(f"ppo.rollout_batch_size {rollouts} is not a multiple of ppo.mini_batch_size {mini}")
     if rollouts % devices or mini % devices:
-        raise ValueError(f"ppo.rollout_batch_size {rollouts} and ppo.mini_batch_size {mini} must divide by the "
-                         f"{devices} processes (the paper's 896 and 14: 1, 2, 7 or 14 GPUs)")
+        raise ValueError(
+            f"ppo.rollout_batch_size {rollouts} and ppo.mini_batch_size {mini} must divide by the "
+            f"{devices} processes (the paper's 896 and 14: 1, 2, 7 or 14 GPUs)"
+        )
     rounds = settings["rounds"] or math.ceil(prompts / rollouts)
     return {
         "rounds": rounds,
@@ -114,8 +116,9 @@ class AdaptiveKLController(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "objective/kl" in logs:
             state.log_history[-1]["kl_coef"] = args.kl_coef  # the value this round used
-            args.kl_coef = adaptive_kl_coef(args.kl_coef, logs["objective/kl"], self.target, self.horizon,
-                                            self.episodes_per_round)
+            args.kl_coef = adaptive_kl_coef(
+                args.kl_coef, logs["objective/kl"], self.target, self.horizon, self.episodes_per_round
+            )
 
 
 def clip_gradients_before_each_step(optimizer, parameters, max_norm: float) -> None:
@@ -148,21 +151,29 @@ class ClippedScore(torch.nn.Module):
 # ---- training ----------------------------------------------------------------------------
 
 
-def train_ppo(sft_dir, reward_model_dir, prompts_path, out_dir, settings: dict, checkpoint_dir, threads: int = 1) -> dict:
+def train_ppo(
+    sft_dir, reward_model_dir, prompts_path, out_dir, settings: dict, checkpoint_dir, threads: int = 1
+) -> dict:
     """PPO from the SFT model; save the policy as a plain causal LM with a summary."""
     records = read_jsonl(prompts_path)
     schedule = ppo_schedule(settings, len(records), world_size())
     log.info("PPO schedule: %s", schedule)
     if len(records) < schedule["rollouts_per_device"]:
-        raise ValueError(f"{len(records)} prompts in {prompts_path}, fewer than one rollout batch "
-                         f"({schedule['rollouts_per_device']})")
+        raise ValueError(
+            f"{len(records)} prompts in {prompts_path}, fewer than one rollout batch "
+            f"({schedule['rollouts_per_device']})"
+        )
 
     def build(precision) -> Stage:
         # Left padding: generation continues every prompt from its last token.
         tokenizer = load_tokenizer(sft_dir, padding_side="left")
         policy, trainable, models = ppo_models(sft_dir, reward_model_dir, tokenizer, settings, precision)
-        log.info("PPO on %d prompts; %d trainable policy parameters (top %d blocks)", len(records), trainable,
-                 settings["trainable_top_blocks"])
+        log.info(
+            "PPO on %d prompts; %d trainable policy parameters (top %d blocks)",
+            len(records),
+            trainable,
+            settings["trainable_top_blocks"],
+        )
         trainer = ResumablePPOTrainer(
             args=ppo_config(settings, schedule, checkpoint_dir, precision),
             processing_class=tokenizer,
@@ -176,15 +187,29 @@ def train_ppo(sft_dir, reward_model_dir, prompts_path, out_dir, settings: dict, 
             optimizer = getattr(trainer.optimizer, "optimizer", trainer.optimizer)  # accelerate's wrapper
             clip_gradients_before_each_step(optimizer, trainer.model.parameters(), settings["max_grad_norm"])
         # The saved tokenizer pads on the right, as every other stage's.
-        return Stage(trainer, load_tokenizer(sft_dir), trainable, summary=lambda trainer: {
-            "episodes": trainer.state.episode,
-            "schedule": schedule,
-            "final_kl_coef": trainer.args.kl_coef,
-            **{name: curve(trainer.state.log_history, key) for name, key in CURVES.items()},
-        }, save=save_policy, loss_key="loss/policy_avg")
+        return Stage(
+            trainer,
+            load_tokenizer(sft_dir),
+            trainable,
+            summary=lambda trainer: {
+                "episodes": trainer.state.episode,
+                "schedule": schedule,
+                "final_kl_coef": trainer.args.kl_coef,
+                **{name: curve(trainer.state.log_history, key) for name, key in CURVES.items()},
+            },
+            save=save_policy,
+            loss_key="loss/policy_avg",
+        )
 
-    return run_trainer("ppo", build, inputs=(sft_dir, reward_model_dir, prompts_path), out_dir=out_dir,
-                       settings=settings, checkpoint_dir=checkpoint_dir, threads=threads)
+    return run_trainer(
+        "ppo",
+        build,
+        inputs=(sft_dir, reward_model_dir, prompts_path),
+        out_dir=out_dir,
+        settings=settings,
+        checkpoint_dir=checkpoint_dir,
+        threads=threads,
+    )
 
 
 def ppo_models(sft_dir, reward_model_dir, tokenizer, settings: dict, precision):

@@ -20,8 +20,7 @@ from okapi_pipeline.template import alpaca_prompt
 log = logging.getLogger(__name__)
 
 
-def generate_responses(model_dir, prompts_path, out_path, settings: dict, threads: int = 1,
-                       batch_size: int = 8) -> int:
+def generate_responses(model_dir, prompts_path, out_path, settings: dict, threads: int = 1, batch_size: int = 8) -> int:
     """K sampled responses per prompt, with the Alpaca template around the translated fields."""
     import torch
 
@@ -34,7 +33,7 @@ def generate_responses(model_dir, prompts_path, out_path, settings: dict, thread
     records = read_jsonl(prompts_path)
     out = []
     for start in range(0, len(records), batch_size):
-        batch = records[start:start + batch_size]
+        batch = records[start : start + batch_size]
         prompts = [alpaca_prompt(record["instruction"], record["input"]) for record in batch]
         encoded = tokenizer(prompts, return_tensors="pt", padding=True).to(device)
         with torch.no_grad():
@@ -50,10 +49,16 @@ def generate_responses(model_dir, prompts_path, out_path, settings: dict, thread
                 min_new_tokens=1,
                 pad_token_id=tokenizer.pad_token_id,
             )
-        texts = tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1]:], skip_special_tokens=True)
+        texts = tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
         for index, record in enumerate(batch):
-            out.append({"id": record["id"], "instruction": record["instruction"], "input": record["input"],
-                        "responses": [text.strip() for text in texts[index * k:(index + 1) * k]]})
+            out.append(
+                {
+                    "id": record["id"],
+                    "instruction": record["instruction"],
+                    "input": record["input"],
+                    "responses": [text.strip() for text in texts[index * k : (index + 1) * k]],
+                }
+            )
     log.info("%d prompts x %d responses", len(out), k)
     return write_jsonl(out_path, out)
 
@@ -62,8 +67,11 @@ def valid_ranking(request: JsonRequest, answer: dict) -> str | None:
     """The judge's answer must be a permutation of 1..K (K = the responses sent)."""
     k = len(request.user["responses"])
     ranking = answer["ranking"]
-    if not isinstance(ranking, list) or not all(type(r) is int for r in ranking) \
-            or sorted(ranking) != list(range(1, k + 1)):
+    if (
+        not isinstance(ranking, list)
+        or not all(type(r) is int for r in ranking)
+        or sorted(ranking) != list(range(1, k + 1))
+    ):
         return f"ranking is not a permutation of 1..{k}"
     return None
 
@@ -74,10 +82,22 @@ def back_translation_fields(record: dict) -> dict[str, str]:
     return fields
 
 
-def rank_shard(responses_path, shard_index: int, items_per_shard: int, ranked_path, rejects_path,
-               report_path, language: str, rank_prompt_file, back_translation_prompt_file,
-               llm_settings: dict, cache_name: str, threads: int = 1, back_translated_path=None,
-               budget: Budget | None = None) -> dict:
+def rank_shard(
+    responses_path,
+    shard_index: int,
+    items_per_shard: int,
+    ranked_path,
+    rejects_path,
+    report_path,
+    language: str,
+    rank_prompt_file,
+    back_translation_prompt_file,
+    llm_settings: dict,
+    cache_name: str,
+    threads: int = 1,
+    back_translated_path=None,
+    budget: Budget | None = None,
+) -> dict:
     """Back-translate and rank the items of one shard of the responses file.
 
     With `back_translated_path` (the output of `back_translate_shard`, when the
@@ -101,13 +121,21 @@ def rank_shard(responses_path, shard_index: int, items_per_shard: int, ranked_pa
         write_jsonl(ranked_path, ranked)
         return len(items), rejects
 
-    return run_llm_job(f"ranking {cache_name}", llm_settings, cache_name, work, threads=threads, budget=budget,
-                       rejects_path=rejects_path, report_path=report_path,
-                       report=lambda total, rejects: job_report(total, rejects, "ranked", language=language))
+    return run_llm_job(
+        f"ranking {cache_name}",
+        llm_settings,
+        cache_name,
+        work,
+        threads=threads,
+        budget=budget,
+        rejects_path=rejects_path,
+        report_path=report_path,
+        report=lambda total, rejects: job_report(total, rejects, "ranked", language=language),
+    )
 
 
 def _shard_items(responses_path, shard_index: int, items_per_shard: int) -> list[dict]:
-    return list(iter_jsonl(responses_path))[shard_index * items_per_shard:(shard_index + 1) * items_per_shard]
+    return list(iter_jsonl(responses_path))[shard_index * items_per_shard : (shard_index + 1) * items_per_shard]
 
 
 def back_translate(client: LLMClient, items, language, back_translation_prompt_file):
@@ -119,18 +147,36 @@ def back_translate(client: LLMClient, items, language, back_translation_prompt_f
     rejects, english = [], []
     for item, sent, result in zip(items, fields, results):
         if isinstance(result, Rejected):
-            rejects.append({"id": item["id"], "stage": "back-translation", "reason": result.reason,
-                            "answer": result.answer})
+            rejects.append(
+                {"id": item["id"], "stage": "back-translation", "reason": result.reason, "answer": result.answer}
+            )
             continue
         back = {key: result.get(key, "") if value else "" for key, value in sent.items()}
-        english.append((item, {"instruction": back["instruction"], "input": back["input"],
-                               "responses": [back[f"response_{n}"] for n in range(1, len(item["responses"]) + 1)]}))
+        english.append(
+            (
+                item,
+                {
+                    "instruction": back["instruction"],
+                    "input": back["input"],
+                    "responses": [back[f"response_{n}"] for n in range(1, len(item["responses"]) + 1)],
+                },
+            )
+        )
     return english, rejects
 
 
-def back_translate_shard(responses_path, shard_index: int, items_per_shard: int, out_path, language: str,
-                         back_translation_prompt_file, llm_settings: dict, cache_name: str, threads: int = 1,
-                         budget: Budget | None = None) -> int:
+def back_translate_shard(
+    responses_path,
+    shard_index: int,
+    items_per_shard: int,
+    out_path,
+    language: str,
+    back_translation_prompt_file,
+    llm_settings: dict,
+    cache_name: str,
+    threads: int = 1,
+    budget: Budget | None = None,
+) -> int:
     """Back-translation alone, for a `back_translation` translator of its own: one line per
     item, {"item", "english"} or {"item", "reject"}; rank_shard ranks and reports them
     (so no report and no reject-share check here)."""
@@ -138,14 +184,24 @@ def back_translate_shard(responses_path, shard_index: int, items_per_shard: int,
     lines = []
 
     def work(clients):
-        english, rejects = back_translate(clients(cache_name), items, language, back_translation_prompt_file) \
-            if items else ([], [])
-        lines.extend([{"item": item, "english": en} for item, en in english]
-                     + [{"item": {"id": reject["id"]}, "reject": reject} for reject in rejects])
+        english, rejects = (
+            back_translate(clients(cache_name), items, language, back_translation_prompt_file) if items else ([], [])
+        )
+        lines.extend(
+            [{"item": item, "english": en} for item, en in english]
+            + [{"item": {"id": reject["id"]}, "reject": reject} for reject in rejects]
+        )
         return len(items), rejects
 
-    run_llm_job(f"back-translation {cache_name}", llm_settings, cache_name, work, threads=threads, budget=budget,
-                check_share=False)
+    run_llm_job(
+        f"back-translation {cache_name}",
+        llm_settings,
+        cache_name,
+        work,
+        threads=threads,
+        budget=budget,
+        check_share=False,
+    )
     return write_jsonl(out_path, lines)
 
 
@@ -206,8 +262,15 @@ def preference_pairs(ranked_paths, out_path) -> int:
                 if better == worse:
                     identical += 1
                     continue
-                pairs.append({"id": record["id"], "instruction": record["instruction"], "input": record["input"],
-                              "prefered_output": better, "rejected_output": worse})
+                pairs.append(
+                    {
+                        "id": record["id"],
+                        "instruction": record["instruction"],
+                        "input": record["input"],
+                        "prefered_output": better,
+                        "rejected_output": worse,
+                    }
+                )
     if identical:
         log.info("%d pairs of identical responses left out", identical)
     return write_jsonl(out_path, pairs)

@@ -48,8 +48,8 @@ def tokenize_pair(pair: dict, tokenizer, max_length: int) -> dict:
     def ids(response: str) -> list[int]:
         answer = tokenizer(response + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
         room = max(max_length - len(answer), max_length // 2) - len(head)
-        body = prompt[len(head):]
-        return (head + body[max(len(body) - room, 0):] + answer)[:max_length]
+        body = prompt[len(head) :]
+        return (head + body[max(len(body) - room, 0) :] + answer)[:max_length]
 
     return {"chosen_ids": ids(pair["prefered_output"]), "rejected_ids": ids(pair["rejected_output"])}
 
@@ -111,11 +111,19 @@ def train_reward_model(sft_dir, pairs_path, out_dir, settings: dict, checkpoint_
                 "train_pairs": len(train),
                 "held_out_pairs": len(held_out),
                 "held_out_accuracy": accuracy,
-                "train_accuracy": [{"step": e["step"], "accuracy": e["accuracy"]}
-                                   for e in trainer.state.log_history if "accuracy" in e],
+                "train_accuracy": [
+                    {"step": e["step"], "accuracy": e["accuracy"]} for e in trainer.state.log_history if "accuracy" in e
+                ],
             }
 
         return Stage(trainer, tokenizer, trainable, summary)
 
-    return run_trainer("reward_model", build, inputs=(sft_dir, pairs_path), out_dir=out_dir, settings=settings,
-                       checkpoint_dir=checkpoint_dir, threads=threads)
+    return run_trainer(
+        "reward_model",
+        build,
+        inputs=(sft_dir, pairs_path),
+        out_dir=out_dir,
+        settings=settings,
+        checkpoint_dir=checkpoint_dir,
+        threads=threads,
+    )

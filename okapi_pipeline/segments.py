@@ -35,7 +35,7 @@ def pieces(text: str) -> list[Piece]:
     out: list[Piece] = []
     position = 0
     for fence in FENCE.finditer(text):
-        _lines(text[position:fence.start()], out)
+        _lines(text[position : fence.start()], out)
         out.append(Piece(fence.group(), False))
         position = fence.end()
     _lines(text[position:], out)
@@ -45,17 +45,17 @@ def pieces(text: str) -> list[Piece]:
 def _lines(chunk: str, out: list[Piece]) -> None:
     for line in chunk.splitlines(keepends=True):
         body = line.rstrip("\r\n")
-        ending = line[len(body):]
+        ending = line[len(body) :]
         head = LINE_HEAD.match(body).group()
         if head:
             out.append(Piece(head, False))
-        rest = body[len(head):]
+        rest = body[len(head) :]
         if not has_letters(rest):
             out.append(Piece(rest, False))  # blank, numbers-only or punctuation-only
         else:
             position = 0
             for span in PROTECTED.finditer(rest):
-                _sentences(rest[position:span.start()], out)
+                _sentences(rest[position : span.start()], out)
                 out.append(Piece(span.group(), False))
                 position = span.end()
             _sentences(rest[position:], out)
@@ -73,7 +73,7 @@ def _sentences(text: str, out: list[Piece]) -> None:
     for index, part in enumerate(parts):
         # Odd indexes are the whitespace between sentences.
         out.append(Piece(part, index % 2 == 0 and has_letters(part)))
-    out.append(Piece(text[start + len(core):], False))
+    out.append(Piece(text[start + len(core) :], False))
 
 
 def _merged(items: list[Piece]) -> list[Piece]:
@@ -121,8 +121,8 @@ def cut(piece: Piece, token_offsets: list[tuple[int, int]], max_tokens: int) -> 
         if part.strip():
             core = part.rstrip()
             out.append(Piece(core, True))
-            if part[len(core):]:
-                out.append(Piece(part[len(core):], False))
+            if part[len(core) :]:
+                out.append(Piece(part[len(core) :], False))
         rest_start = end
         while rest_start < len(text) and text[rest_start].isspace():
             rest_start += 1

@@ -26,8 +26,24 @@ EXAMPLES_PER_PROMPT = 3
 MIN_WORDS, MAX_WORDS = 4, 150
 # Tasks a text-only model cannot do (Alpaca's list).
 BLACKLIST = (
-    "image", "images", "graph", "graphs", "picture", "pictures", "file", "files", "map", "maps",
-    "draw", "plot", "go to", "video", "audio", "music", "flowchart", "diagram",
+    "image",
+    "images",
+    "graph",
+    "graphs",
+    "picture",
+    "pictures",
+    "file",
+    "files",
+    "map",
+    "maps",
+    "draw",
+    "plot",
+    "go to",
+    "video",
+    "audio",
+    "music",
+    "flowchart",
+    "diagram",
 )
 
 
@@ -48,8 +64,13 @@ def seed_records(path) -> list[dict]:
     records = []
     for task in read_jsonl(path):
         instance = task["instances"][0] if "instances" in task else task
-        records.append({"instruction": task["instruction"].strip(), "input": instance.get("input", "").strip(),
-                        "output": instance["output"].strip()})
+        records.append(
+            {
+                "instruction": task["instruction"].strip(),
+                "input": instance.get("input", "").strip(),
+                "output": instance["output"].strip(),
+            }
+        )
     return records
 
 
@@ -122,9 +143,21 @@ def parse_tasks(answer: dict, tasks_per_request: int) -> list[dict]:
     return [{key: answer[f"{key}_{number}"] for key in KEYS} for number in range(1, tasks_per_request + 1)]
 
 
-def self_instruct(seed_tasks, prompt_file, llm_settings: dict, target_count: int, max_attempts: int,
-                  tasks_per_request: int, rouge_l_threshold: float, seed: int, out_path, report_path,
-                  cache_name: str = "self_instruct", threads: int = 1, budget: Budget | None = None) -> dict:
+def self_instruct(
+    seed_tasks,
+    prompt_file,
+    llm_settings: dict,
+    target_count: int,
+    max_attempts: int,
+    tasks_per_request: int,
+    rouge_l_threshold: float,
+    seed: int,
+    out_path,
+    report_path,
+    cache_name: str = "self_instruct",
+    threads: int = 1,
+    budget: Budget | None = None,
+) -> dict:
     """Generate until `target_count` tasks pass the filters or `max_attempts` tasks were asked for.
 
     Each request asks for `tasks_per_request` tasks. Rejects are expected here (the
@@ -145,8 +178,11 @@ def self_instruct(seed_tasks, prompt_file, llm_settings: dict, target_count: int
             requests = []
             for _ in range(size):
                 examples = rng.sample(seeds, min(EXAMPLES_PER_PROMPT, len(seeds)))
-                requests.append(tasks_request(template, examples, tasks_per_request,
-                                              tag=f"seed {seed} request {counts['requests']}"))
+                requests.append(
+                    tasks_request(
+                        template, examples, tasks_per_request, tag=f"seed {seed} request {counts['requests']}"
+                    )
+                )
                 counts["requests"] += 1
             for result in clients.ask(cache_name, requests):
                 attempts += tasks_per_request
@@ -169,12 +205,28 @@ def self_instruct(seed_tasks, prompt_file, llm_settings: dict, target_count: int
 
     def report(attempts, rejects):
         reasons = job_report(attempts, rejects)["reasons"]
-        return {"target": target_count, "requests": counts["requests"], "tasks_per_request": tasks_per_request,
-                "attempts": attempts, "kept": len(kept), "rejected": len(rejects), "reasons": reasons,
-                "not_needed": counts["unused"]}
+        return {
+            "target": target_count,
+            "requests": counts["requests"],
+            "tasks_per_request": tasks_per_request,
+            "attempts": attempts,
+            "kept": len(kept),
+            "rejected": len(rejects),
+            "reasons": reasons,
+            "not_needed": counts["unused"],
+        }
 
-    return run_llm_job("self-instruct", llm_settings, cache_name, work, threads=threads, budget=budget,
-                       report_path=report_path, report=report, check_share=False)
+    return run_llm_job(
+        "self-instruct",
+        llm_settings,
+        cache_name,
+        work,
+        threads=threads,
+        budget=budget,
+        report_path=report_path,
+        report=report,
+        check_share=False,
+    )
 
 
 def task_reason(task: dict, rouge: RougeFilter) -> str | None:

@@ -71,11 +71,22 @@ def train_sft(base_dir, data_path, out_dir, settings: dict, checkpoint_dir, thre
             processing_class=tokenizer,
             peft_config=peft_config,
         )
-        return Stage(trainer, tokenizer, summary=lambda trainer: {
-            "train_examples": len(train),
-            "held_out_examples": len(held_out),
-            "tokens_per_second": tokens_per_second(trainer.state.log_history),
-        })
+        return Stage(
+            trainer,
+            tokenizer,
+            summary=lambda trainer: {
+                "train_examples": len(train),
+                "held_out_examples": len(held_out),
+                "tokens_per_second": tokens_per_second(trainer.state.log_history),
+            },
+        )
 
-    return run_trainer("sft", build, inputs=(base_dir, data_path), out_dir=out_dir, settings=settings,
-                       checkpoint_dir=checkpoint_dir, threads=threads)
+    return run_trainer(
+        "sft",
+        build,
+        inputs=(base_dir, data_path),
+        out_dir=out_dir,
+        settings=settings,
+        checkpoint_dir=checkpoint_dir,
+        threads=threads,
+    )

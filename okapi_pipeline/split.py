@@ -38,16 +38,23 @@ def source_groups(plan: dict[str, dict]) -> dict[tuple[str, ...], list[str]]:
         groups.setdefault(tuple(sorted(entry["sources"])), []).append(name)
     keys = list(groups)
     for i, first in enumerate(keys):
-        for second in keys[i + 1:]:
+        for second in keys[i + 1 :]:
             if set(first) & set(second):
                 raise ValueError(
                     f"split: {groups[first]} take {list(first)} and {groups[second]} take {list(second)}: "
-                    "splits must name the same sources or disjoint ones")
+                    "splits must name the same sources or disjoint ones"
+                )
     return groups
 
 
-def split_instructions(sources: dict[str, str], plan: dict[str, dict], seed: int, items_per_shard: int,
-                       split_paths: dict[str, str], shard_paths: dict[str, list[str]]) -> dict[str, int]:
+def split_instructions(
+    sources: dict[str, str],
+    plan: dict[str, dict],
+    seed: int,
+    items_per_shard: int,
+    split_paths: dict[str, str],
+    shard_paths: dict[str, list[str]],
+) -> dict[str, int]:
     """Write each split (`plan[name] = {sources, size}`) and its shards; return the sizes taken.
 
     `sources` maps a source name to its JSONL file. Within a group of splits that share
@@ -63,11 +70,17 @@ def split_instructions(sources: dict[str, str], plan: dict[str, dict], seed: int
         wanted = {name: plan[name]["size"] for name in names}
         sizes = scaled_sizes(wanted, len(pool))
         if sizes != wanted:
-            log.warning("only %d records from %s for %d planned: %s scaled down to %s",
-                        len(pool), "+".join(group_sources), sum(wanted.values()), names, sizes)
+            log.warning(
+                "only %d records from %s for %d planned: %s scaled down to %s",
+                len(pool),
+                "+".join(group_sources),
+                sum(wanted.values()),
+                names,
+                sizes,
+            )
         start = 0
         for name in names:
-            records = pool[start:start + sizes[name]]
+            records = pool[start : start + sizes[name]]
             start += sizes[name]
             _write_split(name, records, items_per_shard, split_paths[name], shard_paths[name])
             log.info("split %s: %d records from %s", name, len(records), "+".join(group_sources))
@@ -80,4 +93,4 @@ def _write_split(name: str, records: list[dict], items_per_shard: int, path, sha
         raise ValueError(f"split {name}: {len(records)} records do not fit {len(shards)} shards of {items_per_shard}")
     write_jsonl(path, records)
     for index, shard in enumerate(shards):
-        write_jsonl(shard, records[index * items_per_shard:(index + 1) * items_per_shard])
+        write_jsonl(shard, records[index * items_per_shard : (index + 1) * items_per_shard])

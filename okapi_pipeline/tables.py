@@ -176,7 +176,9 @@ def read_scores(paths: list, metrics: dict) -> dict:
         if bench not in metrics:
             continue
         key = (bench, data["model"], data["variant"], data["language"])
-        scores[key] = Unavailable(data["unavailable"]) if "unavailable" in data else 100 * data["metrics"][metrics[bench]]
+        scores[key] = (
+            Unavailable(data["unavailable"]) if "unavailable" in data else 100 * data["metrics"][metrics[bench]]
+        )
     return scores
 
 
@@ -190,7 +192,9 @@ def paper_numbers(reference: pd.DataFrame, bench: str, metric: str, split: str) 
     When two sources give the same number's place, the paper wins over the summary,
     and the summary over the authors' logs.
     """
-    rows = reference[(reference["benchmark"] == bench) & (reference["metric"] == metric) & (reference["split"] == split)]
+    rows = reference[
+        (reference["benchmark"] == bench) & (reference["metric"] == metric) & (reference["split"] == split)
+    ]
     rank = {source: index for index, source in enumerate(SOURCE_PRIORITY)}
     numbers = {}
     for row in sorted(rows.itertuples(), key=lambda r: rank.get(r.source, len(rank)), reverse=True):
@@ -200,8 +204,11 @@ def paper_numbers(reference: pd.DataFrame, bench: str, metric: str, split: str) 
 
 def unavailable_notes(scores: dict) -> list[str]:
     """One line per "n/a" cell: the column, the language and why."""
-    return [f"{NOT_AVAILABLE}: {column_label(model, variant)}, {lang}: {value.reason}"
-            for (model, variant, lang), value in sorted(scores.items()) if isinstance(value, Unavailable)]
+    return [
+        f"{NOT_AVAILABLE}: {column_label(model, variant)}, {lang}: {value.reason}"
+        for (model, variant, lang), value in sorted(scores.items())
+        if isinstance(value, Unavailable)
+    ]
 
 
 def to_markdown(table: pd.DataFrame, title: str, sources: list[str], notes: list[str] = ()) -> str:
@@ -227,18 +234,34 @@ def to_html(table: pd.DataFrame, title: str, sources: list[str], notes: list[str
     for index, line in enumerate(lines):
         # pandas writes "<tr>", then one "<td>" line per cell: the second cell is the language.
         following = lines[index + 2].strip() if index + 2 < len(lines) else ""
-        marked.append(line.replace("<tr>", '<tr class="average">')
-                      if line.strip() == "<tr>" and following == f"<td>{AVERAGE}</td>" else line)
+        marked.append(
+            line.replace("<tr>", '<tr class="average">')
+            if line.strip() == "<tr>" and following == f"<td>{AVERAGE}</td>"
+            else line
+        )
     note = f"<p>Paper columns: {', '.join(sources)} (see reference/README.md).</p>" if sources else ""
     note += "".join(f"<p>{html.escape(line)}</p>" for line in notes)
     title = html.escape(title)
-    return (f"<!DOCTYPE html>\n<html><head><meta charset=\"utf-8\"><title>{title}</title>"
-            f"<style>{HTML_STYLE}</style></head>\n<body><h2>{title}</h2>\n" + "\n".join(marked)
-            + f"\n{note}</body></html>\n")
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>{title}</title>'
+        f"<style>{HTML_STYLE}</style></head>\n<body><h2>{title}</h2>\n"
+        + "\n".join(marked)
+        + f"\n{note}</body></html>\n"
+    )
 
 
-LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+LATEX_SPECIALS = {
+    "\\": r"\textbackslash{}",
+    "&": r"\&",
+    "%": r"\%",
+    "$": r"\$",
+    "#": r"\#",
+    "_": r"\_",
+    "{": r"\{",
+    "}": r"\}",
+    "~": r"\textasciitilde{}",
+    "^": r"\textasciicircum{}",
+}
 
 
 def latex_escape(text: str) -> str:
@@ -289,10 +312,15 @@ def paper_table(
     reference_of.update({(name, CHECKPOINT): tuple(compared) for name, compared in checkpoints.items() if compared})
     shown = {row[3] for row in table_rows(languages, language_groups)}
     published = paper_numbers(read_reference(reference_file), bench, metric, split)
-    paper = {(*column, key): published[(*reference_of[column], key)]
-             for column in columns for key in shown if (*reference_of[column], key) in published}
-    table = format_table(build_table(ours, {key: score for key, (score, _) in paper.items()},
-                                     columns, languages, language_groups))
+    paper = {
+        (*column, key): published[(*reference_of[column], key)]
+        for column in columns
+        for key in shown
+        if (*reference_of[column], key) in published
+    }
+    table = format_table(
+        build_table(ours, {key: score for key, (score, _) in paper.items()}, columns, languages, language_groups)
+    )
     sources = [source for source in SOURCE_PRIORITY if source in {source for _, source in paper.values()}]
     title = f"{TITLES.get(bench, bench)} ({metric}, %, {split} split)"
     Path(csv_path).parent.mkdir(parents=True, exist_ok=True)

@@ -230,15 +230,35 @@ def mt_model_config(build: dict, tokenizer):
     hidden, heads, layers = build["hidden_size"], build["num_heads"], build["num_layers"]
     ffn = build.get("intermediate_size", 2 * hidden)
     if build["architecture"] == "madlad":
-        return T5Config(vocab_size=len(tokenizer), d_model=hidden, d_kv=hidden // heads, d_ff=ffn, num_layers=layers,
-                        num_decoder_layers=layers, num_heads=heads, pad_token_id=tokenizer.pad_token_id,
-                        eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.pad_token_id,
-                        feed_forward_proj="gated-gelu", tie_word_embeddings=False)
-    return M2M100Config(vocab_size=len(tokenizer), d_model=hidden, encoder_layers=layers, decoder_layers=layers,
-                        encoder_attention_heads=heads, decoder_attention_heads=heads, encoder_ffn_dim=ffn,
-                        decoder_ffn_dim=ffn, max_position_embeddings=MT_MAX_POSITIONS,
-                        pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                        eos_token_id=tokenizer.eos_token_id, decoder_start_token_id=tokenizer.eos_token_id)
+        return T5Config(
+            vocab_size=len(tokenizer),
+            d_model=hidden,
+            d_kv=hidden // heads,
+            d_ff=ffn,
+            num_layers=layers,
+            num_decoder_layers=layers,
+            num_heads=heads,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
+            decoder_start_token_id=tokenizer.pad_token_id,
+            feed_forward_proj="gated-gelu",
+            tie_word_embeddings=False,
+        )
+    return M2M100Config(
+        vocab_size=len(tokenizer),
+        d_model=hidden,
+        encoder_layers=layers,
+        decoder_layers=layers,
+        encoder_attention_heads=heads,
+        decoder_attention_heads=heads,
+        encoder_ffn_dim=ffn,
+        decoder_ffn_dim=ffn,
+        max_position_embeddings=MT_MAX_POSITIONS,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=tokenizer.eos_token_id,
+    )
 
 
 def copy_pairs(tokenizer, corpus_dir, family: str, max_length: int, seed: int) -> list[tuple[list[int], list[int]]]:
@@ -272,8 +292,9 @@ def copy_pairs(tokenizer, corpus_dir, family: str, max_length: int, seed: int) -
     return pairs
 
 
-def pretrain_copy(model, pairs, epochs: int, seed: int, pad: int, batch_size: int = 16,
-                  learning_rate: float = 3e-3) -> list[float]:
+def pretrain_copy(
+    model, pairs, epochs: int, seed: int, pad: int, batch_size: int = 16, learning_rate: float = 3e-3
+) -> list[float]:
     import torch
 
     generator = torch.Generator().manual_seed(seed)
@@ -282,7 +303,7 @@ def pretrain_copy(model, pairs, epochs: int, seed: int, pad: int, batch_size: in
     losses = []
     # Batches of similar lengths (little padding), in a new random order every epoch.
     by_length = sorted(range(len(pairs)), key=lambda i: len(pairs[i][0]))
-    batches_of_pairs = [by_length[start:start + batch_size] for start in range(0, len(pairs), batch_size)]
+    batches_of_pairs = [by_length[start : start + batch_size] for start in range(0, len(pairs), batch_size)]
     for epoch in range(epochs):
         order = torch.randperm(len(batches_of_pairs), generator=generator).tolist()
         total = batches = 0
@@ -320,8 +341,9 @@ def build_tiny_mt_model(corpus_dir, out_dir, build: dict, pretraining: dict, thr
     config = mt_model_config(build, tokenizer)
     set_seed(pretraining["seed"])
     model = AutoModelForSeq2SeqLM.from_config(config)
-    pairs = copy_pairs(tokenizer, corpus_dir, family, min(pretraining["max_length"], MT_COPY_MAX_TOKENS),
-                       pretraining["seed"])
+    pairs = copy_pairs(
+        tokenizer, corpus_dir, family, min(pretraining["max_length"], MT_COPY_MAX_TOKENS), pretraining["seed"]
+    )
     epochs = MT_COPY_EPOCHS if pretraining["pretrain_epochs"] else 0
     losses = pretrain_copy(model, pairs, epochs, pretraining["seed"], tokenizer.pad_token_id)
     model.save_pretrained(out_dir)
@@ -329,8 +351,13 @@ def build_tiny_mt_model(corpus_dir, out_dir, build: dict, pretraining: dict, thr
         "build": build,
         "config_class": type(config).__name__,
         "parameters": sum(p.numel() for p in model.parameters()),
-        "pretraining": {"task": "copy", "pairs": len(pairs), "epochs": epochs,
-                        "seed": pretraining["seed"], "loss_per_epoch": losses},
+        "pretraining": {
+            "task": "copy",
+            "pairs": len(pairs),
+            "epochs": epochs,
+            "seed": pretraining["seed"],
+            "loss_per_epoch": losses,
+        },
         "wall_time_s": round(time.time() - started, 2),
     }
     write_json(out_dir / "build_summary.json", summary)

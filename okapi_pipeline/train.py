@@ -56,9 +56,13 @@ def launch_command(stage: str, args_json, settings: dict, processes: int) -> lis
     if processes <= 1:
         return command
     return [
-        sys.executable, "-m", "accelerate.commands.launch",
-        "--config_file", str(accelerate_config(stage, settings)),
-        "--num_processes", str(processes),
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(accelerate_config(stage, settings)),
+        "--num_processes",
+        str(processes),
         *command[1:],
     ]
 

@@ -46,8 +46,16 @@ class Stage:
     loss_key: str = "loss"
 
 
-def run_trainer(stage: str, build: Callable[[Precision], Stage], *, inputs: tuple, out_dir, settings: dict,
-                checkpoint_dir, threads: int = 1) -> dict | None:
+def run_trainer(
+    stage: str,
+    build: Callable[[Precision], Stage],
+    *,
+    inputs: tuple,
+    out_dir,
+    settings: dict,
+    checkpoint_dir,
+    threads: int = 1,
+) -> dict | None:
     """Run one training stage; return its summary (None on the processes other than the main one).
 
     `inputs` (model directories, data files) and `settings` fingerprint the run: the
@@ -102,7 +110,8 @@ def trainer_arguments(settings: dict, checkpoint_dir, precision: Precision, eval
         per_device_train_batch_size=settings["per_device_batch_size"],
         per_device_eval_batch_size=settings["per_device_batch_size"],
         gradient_accumulation_steps=gradient_accumulation(
-            settings["effective_batch_size"], settings["per_device_batch_size"], world_size()),
+            settings["effective_batch_size"], settings["per_device_batch_size"], world_size()
+        ),
         seed=settings["seed"],
         eval_strategy="epoch" if evaluate else "no",
         save_strategy="steps",
@@ -121,7 +130,8 @@ def gradient_accumulation(effective_batch_size: int, per_device_batch_size: int,
     if effective_batch_size % per_step:
         raise ValueError(
             f"effective batch {effective_batch_size} is not a multiple of "
-            f"{per_device_batch_size} per device x {world_size} devices")
+            f"{per_device_batch_size} per device x {world_size} devices"
+        )
     return effective_batch_size // per_step
 
 

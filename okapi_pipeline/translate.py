@@ -41,9 +41,18 @@ def segment_counts(results) -> dict:
     return dict(counts)
 
 
-def translate_shard(source, translated_path, rejects_path, report_path, language: str,
-                    prompt_file, llm_settings: dict, cache_name: str, threads: int = 1,
-                    budget: Budget | None = None) -> dict:
+def translate_shard(
+    source,
+    translated_path,
+    rejects_path,
+    report_path,
+    language: str,
+    prompt_file,
+    llm_settings: dict,
+    cache_name: str,
+    threads: int = 1,
+    budget: Budget | None = None,
+) -> dict:
     """Translate one shard: instruction, input and output of a record in one request.
 
     Fails (after writing the outputs) when more records were rejected than
@@ -59,11 +68,11 @@ def translate_shard(source, translated_path, rejects_path, report_path, language
         translated, rejects = [], []
         for record, result in zip(records, results):
             if isinstance(result, Rejected):
-                rejects.append({"id": record["id"], "reason": result.reason, "answer": result.answer,
-                                "source": record})
+                rejects.append({"id": record["id"], "reason": result.reason, "answer": result.answer, "source": record})
             else:
-                translated.append({"id": record["id"],
-                                   **{key: result.get(key, "") if record[key] else "" for key in FIELDS}})
+                translated.append(
+                    {"id": record["id"], **{key: result.get(key, "") if record[key] else "" for key in FIELDS}}
+                )
         write_jsonl(translated_path, translated)
         segments.update(segment_counts(results))
         return len(records), rejects
@@ -71,8 +80,17 @@ def translate_shard(source, translated_path, rejects_path, report_path, language
     def report(total, rejects):
         return {**job_report(total, rejects, language=language), **({"segments": segments} if segments else {})}
 
-    return run_llm_job(f"translation {cache_name}", llm_settings, cache_name, work, threads=threads, budget=budget,
-                       rejects_path=rejects_path, report_path=report_path, report=report)
+    return run_llm_job(
+        f"translation {cache_name}",
+        llm_settings,
+        cache_name,
+        work,
+        threads=threads,
+        budget=budget,
+        rejects_path=rejects_path,
+        report_path=report_path,
+        report=report,
+    )
 
 
 def gather(inputs, output) -> int:
@@ -86,8 +104,11 @@ def split_stats(english: list[dict], translated: list[dict], language: str) -> d
     untranslated = sum(1 for en, tr in pairs if tr["output"].strip() == en["output"].strip())
     low, high = LENGTH_RATIO_BAND
     outliers = [tr["id"] for en, tr in pairs if not low <= len(tr["output"]) / max(len(en["output"]), 1) <= high]
-    broken = [tr["id"] for en, tr in pairs
-              if any(span not in tr[key] for key in FIELDS for span in protected_spans(en[key]) if span.startswith("`"))]
+    broken = [
+        tr["id"]
+        for en, tr in pairs
+        if any(span not in tr[key] for key in FIELDS for span in protected_spans(en[key]) if span.startswith("`"))
+    ]
     judged = in_language = 0
     if lingua_language(language) is not None:
         for _, tr in pairs:
@@ -121,8 +142,7 @@ def translation_qa(english_paths, translated_paths, report_paths, out_path, lang
     language = language or Path(translated_paths[0]).parent.name
     splits = {}
     for english_path, translated_path in zip(english_paths, translated_paths):
-        splits[Path(english_path).stem] = split_stats(read_jsonl(english_path), read_jsonl(translated_path),
-                                                       language)
+        splits[Path(english_path).stem] = split_stats(read_jsonl(english_path), read_jsonl(translated_path), language)
     rejected = {name: Counter() for name in splits}
     segmented = {name: Counter() for name in splits}
     for path in report_paths:
@@ -136,14 +156,32 @@ def translation_qa(english_paths, translated_paths, report_paths, out_path, lang
             # The mt backend: sentences translated, and those cut to the model's limit.
             splits[name]["segments"] = segmented[name]["segments"]
             splits[name]["segments_cut"] = segmented[name]["cut"]
-    totals = {key: sum(split[key] for split in splits.values())
-              for key in ("english", "translated", "missing", "rejected", "untranslated_outputs",
-                          "length_ratio_outliers", "broken_code", "language_judged", "segments", "segments_cut")
-              if all(split.get(key) is not None for split in splits.values())}
+    totals = {
+        key: sum(split[key] for split in splits.values())
+        for key in (
+            "english",
+            "translated",
+            "missing",
+            "rejected",
+            "untranslated_outputs",
+            "length_ratio_outliers",
+            "broken_code",
+            "language_judged",
+            "segments",
+            "segments_cut",
+        )
+        if all(split.get(key) is not None for split in splits.values())
+    }
     judged = [split for split in splits.values() if split["in_target_language_share"] is not None]
-    totals["in_target_language_share"] = round(
-        sum(s["in_target_language_share"] * s["language_judged"] for s in judged)
-        / sum(s["language_judged"] for s in judged), 4) if judged else None
+    totals["in_target_language_share"] = (
+        round(
+            sum(s["in_target_language_share"] * s["language_judged"] for s in judged)
+            / sum(s["language_judged"] for s in judged),
+            4,
+        )
+        if judged
+        else None
+    )
     qa = {"language": language, "length_ratio_band": list(LENGTH_RATIO_BAND), "totals": totals, "splits": splits}
     write_json(out_path, qa)
     return qa

@@ -30,9 +30,26 @@ from okapi_pipeline.translate import FIELDS, segment_counts, split_stats
 
 log = logging.getLogger(__name__)
 
-COLUMNS = ("language", "group", "translator", "backend", "model", "records", "accepted", "rejected",
-           "untranslated_share", "length_ratio_outliers", "broken_code", "in_target_language_share",
-           "segments_cut", "chrf_round_trip", "seconds_per_1k", "usd_per_1k", "gpu_hours_per_1k", "device")
+COLUMNS = (
+    "language",
+    "group",
+    "translator",
+    "backend",
+    "model",
+    "records",
+    "accepted",
+    "rejected",
+    "untranslated_share",
+    "length_ratio_outliers",
+    "broken_code",
+    "in_target_language_share",
+    "segments_cut",
+    "chrf_round_trip",
+    "seconds_per_1k",
+    "usd_per_1k",
+    "gpu_hours_per_1k",
+    "device",
+)
 
 
 def sample(records: list[dict], size: int, seed: int) -> list[dict]:
@@ -43,8 +60,15 @@ def sample(records: list[dict], size: int, seed: int) -> list[dict]:
     return [records[index] for index in chosen]
 
 
-def _translate(records: list[dict], system: str, languages: tuple[str, str], settings: dict, cache_name: str,
-               threads: int, timing: bool = False):
+def _translate(
+    records: list[dict],
+    system: str,
+    languages: tuple[str, str],
+    settings: dict,
+    cache_name: str,
+    threads: int,
+    timing: bool = False,
+):
     """Results (dict or Rejected) per record and the seconds the sent requests took
     (None when nothing was sent: every answer came from the cache)."""
     requests = [field_request(system, {key: record[key] for key in FIELDS}, languages) for record in records]
@@ -75,8 +99,11 @@ def _timing(settings: dict, cache_name: str, measured) -> dict | None:
     path = cache_file(settings, cache_name).with_suffix(".timing.json")
     if measured is not None:
         seconds, sent = measured
-        record = {"seconds": seconds, "requests": sent,
-                  "device": _device() if settings["backend"] != "openai" else "api"}
+        record = {
+            "seconds": seconds,
+            "requests": sent,
+            "device": _device() if settings["backend"] != "openai" else "api",
+        }
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(record))
         return record
@@ -91,23 +118,48 @@ def chrf(hypotheses: list[str], references: list[str]) -> float | None:
     return round(sacrebleu.corpus_chrf(hypotheses, [references]).score, 2)
 
 
-def compare_translator(english_path, language: str, name: str, settings: dict, prompt_file, back_prompt_file,
-                       size: int, seed: int, out_path, threads: int = 1, gpu_hour_usd: float | None = None) -> dict:
+def compare_translator(
+    english_path,
+    language: str,
+    name: str,
+    settings: dict,
+    prompt_file,
+    back_prompt_file,
+    size: int,
+    seed: int,
+    out_path,
+    threads: int = 1,
+    gpu_hour_usd: float | None = None,
+) -> dict:
     """One (translator, language) row of the comparison, written as JSON."""
     records = sample(read_jsonl(english_path), size, seed)
     forward_cache = f"translators/{name}/{language}/forward"
-    forward, measured = _translate(records, load_prompt(prompt_file, language=language_name(language)),
-                                   ("en", language), settings, forward_cache, threads, timing=True)
+    forward, measured = _translate(
+        records,
+        load_prompt(prompt_file, language=language_name(language)),
+        ("en", language),
+        settings,
+        forward_cache,
+        threads,
+        timing=True,
+    )
     timing = _timing(settings, forward_cache, measured)
     translated, rejects = [], []
     for record, result in zip(records, forward):
         if isinstance(result, Rejected):
             rejects.append({"id": record["id"], "reason": result.reason})
         else:
-            translated.append({"id": record["id"], **{key: result.get(key, "") if record[key] else ""
-                                                      for key in FIELDS}})
-    back, _ = _translate(translated, load_prompt(back_prompt_file, language=language_name(language)),
-                         (language, "en"), settings, f"translators/{name}/{language}/back", threads)
+            translated.append(
+                {"id": record["id"], **{key: result.get(key, "") if record[key] else "" for key in FIELDS}}
+            )
+    back, _ = _translate(
+        translated,
+        load_prompt(back_prompt_file, language=language_name(language)),
+        (language, "en"),
+        settings,
+        f"translators/{name}/{language}/back",
+        threads,
+    )
     source = {record["id"]: record for record in records}
     hypotheses, references = [], []
     for record, result in zip(translated, back):
@@ -138,14 +190,22 @@ def compare_translator(english_path, language: str, name: str, settings: dict, p
         "segments_cut": segment_counts(forward).get("cut") if local and settings["backend"] == "mt" else None,
         "chrf_round_trip": chrf(hypotheses, references),
         "seconds_per_1k": seconds_per_1k,
-        "usd_per_1k": _usd_per_1k(records, prompt_file, language, settings) if not local else (
-            round(gpu_hours * gpu_hour_usd, 4) if gpu_hours is not None and gpu_hour_usd is not None else 0.0),
+        "usd_per_1k": _usd_per_1k(records, prompt_file, language, settings)
+        if not local
+        else (round(gpu_hours * gpu_hour_usd, 4) if gpu_hours is not None and gpu_hour_usd is not None else 0.0),
         "gpu_hours_per_1k": gpu_hours,
         "device": timing["device"] if timing else None,
     }
     write_json(out_path, {**row, "reasons": _reasons(rejects), "qa": qa})
-    log.info("%s -> %s: %d of %d records, round-trip chrF %s, %s s per 1K records", name, language,
-             len(translated), len(records), row["chrf_round_trip"], seconds_per_1k)
+    log.info(
+        "%s -> %s: %d of %d records, round-trip chrF %s, %s s per 1K records",
+        name,
+        language,
+        len(translated),
+        len(records),
+        row["chrf_round_trip"],
+        seconds_per_1k,
+    )
     return row
 
 
@@ -186,8 +246,11 @@ def _figure(table, path) -> None:
     languages = list(dict.fromkeys(table["language"]))
     translators = list(dict.fromkeys(table["translator"]))
     width = 0.8 / max(len(translators), 1)
-    panels = [("chrf_round_trip", "round-trip chrF"), ("untranslated_share", "untranslated share"),
-              ("seconds_per_1k", "seconds per 1K records")]
+    panels = [
+        ("chrf_round_trip", "round-trip chrF"),
+        ("untranslated_share", "untranslated share"),
+        ("seconds_per_1k", "seconds per 1K records"),
+    ]
     figure, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.6))
     for axis, (column, title) in zip(axes, panels):
         for index, name in enumerate(translators):

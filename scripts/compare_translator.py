@@ -9,8 +9,9 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 name = snakemake.wildcards.translator
 # Answer-shaping settings from the params (they decide reruns), operational ones from config.
-operational = {key: value for key, value in translator_settings(snakemake.config, name).items()
-               if key in OPERATIONAL_SETTINGS}
+operational = {
+    key: value for key, value in translator_settings(snakemake.config, name).items() if key in OPERATIONAL_SETTINGS
+}
 comparison = snakemake.params.comparison
 with exit_on_user_error():
     compare_translator(

@@ -9,6 +9,9 @@ import pytest
 
 from okapi_pipeline.template import alpaca_prompt
 
+# The fake OpenAI-compatible server's fixtures (fake_openai, openai_settings).
+pytest_plugins = ["tests.fake_openai"]
+
 # A little multilingual text (the demo languages and a few more), plus the English
 # Alpaca template the models see in every later stage.
 TINY_CORPUS = """\
@@ -32,7 +35,9 @@ Le chat est assis sur le tapis. Le chien court dans le parc. L'eau est mouillée
 
 def write_corpus(directory) -> None:
     directory.mkdir(parents=True, exist_ok=True)
-    template = alpaca_prompt("Give three tips.", "") + "Eat well.\n" + alpaca_prompt("Translate.", "Con mèo") + "The cat."
+    template = (
+        alpaca_prompt("Give three tips.", "") + "Eat well.\n" + alpaca_prompt("Translate.", "Con mèo") + "The cat."
+    )
     (directory / "text.txt").write_text(TINY_CORPUS * 3, encoding="utf-8")
     (directory / "template.txt").write_text(template * 3, encoding="utf-8")
 

@@ -94,24 +94,42 @@ class FakeOpenAI:
                 fault = self.batch_faults.pop(0) if self.batch_faults else None
             if fault and fault[0] == "expire":
                 expired = True
-                errors.append({"id": self.new_id("line"), "custom_id": line["custom_id"], "response": None,
-                               "error": {"code": "batch_expired", "message": "not done in time"}})
+                errors.append(
+                    {
+                        "id": self.new_id("line"),
+                        "custom_id": line["custom_id"],
+                        "response": None,
+                        "error": {"code": "batch_expired", "message": "not done in time"},
+                    }
+                )
             elif fault and fault[0] == "500":
-                errors.append({"id": self.new_id("line"), "custom_id": line["custom_id"],
-                               "response": {"status_code": 500, "body": {"error": {"message": "server error"}}},
-                               "error": None})
+                errors.append(
+                    {
+                        "id": self.new_id("line"),
+                        "custom_id": line["custom_id"],
+                        "response": {"status_code": 500, "body": {"error": {"message": "server error"}}},
+                        "error": None,
+                    }
+                )
             else:
-                output.append({"id": self.new_id("line"), "custom_id": line["custom_id"], "error": None,
-                               "response": {"status_code": 200, "body": completion(line["body"], answer(line["body"]),
-                                                                                   "stop")}})
+                output.append(
+                    {
+                        "id": self.new_id("line"),
+                        "custom_id": line["custom_id"],
+                        "error": None,
+                        "response": {
+                            "status_code": 200,
+                            "body": completion(line["body"], answer(line["body"]), "stop"),
+                        },
+                    }
+                )
         for name, lines in (("output_file_id", output), ("error_file_id", errors)):
             if lines:
                 file_id = self.new_id("file")
                 self.files[file_id] = "".join(json.dumps(x) + "\n" for x in lines).encode()
                 batch[name] = file_id
         batch["status"] = "expired" if expired else "completed"
-        batch["request_counts"] = {"total": len(output) + len(errors), "completed": len(output),
-                                   "failed": len(errors)}
+        batch["request_counts"] = {"total": len(output) + len(errors), "completed": len(output), "failed": len(errors)}
 
     def _handler(self):
         fake = self
@@ -139,10 +157,19 @@ class FakeOpenAI:
                     return self._upload(raw)
                 if self.path == "/v1/batches":
                     request = json.loads(raw)
-                    batch = {"id": fake.new_id("batch"), "object": "batch", "endpoint": request["endpoint"],
-                             "input_file_id": request["input_file_id"], "completion_window": "24h",
-                             "status": "validating", "created_at": int(time.time()), "errors": None,
-                             "output_file_id": None, "error_file_id": None, "request_counts": None}
+                    batch = {
+                        "id": fake.new_id("batch"),
+                        "object": "batch",
+                        "endpoint": request["endpoint"],
+                        "input_file_id": request["input_file_id"],
+                        "completion_window": "24h",
+                        "status": "validating",
+                        "created_at": int(time.time()),
+                        "errors": None,
+                        "output_file_id": None,
+                        "error_file_id": None,
+                        "request_counts": None,
+                    }
                     fake.batches[batch["id"]] = batch
                     return self._send(200, batch)
                 body = json.loads(raw)
@@ -166,12 +193,24 @@ class FakeOpenAI:
 
             def _upload(self, raw):
                 message = email.parser.BytesParser().parsebytes(
-                    f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode() + raw)
-                part = next(p for p in message.get_payload() if p.get_param("name", header="content-disposition") == "file")
+                    f"Content-Type: {self.headers['Content-Type']}\r\n\r\n".encode() + raw
+                )
+                part = next(
+                    p for p in message.get_payload() if p.get_param("name", header="content-disposition") == "file"
+                )
                 file_id = fake.new_id("file")
                 fake.files[file_id] = part.get_payload(decode=True)
-                self._send(200, {"id": file_id, "object": "file", "bytes": len(fake.files[file_id]),
-                                 "created_at": int(time.time()), "filename": "batch.jsonl", "purpose": "batch"})
+                self._send(
+                    200,
+                    {
+                        "id": file_id,
+                        "object": "file",
+                        "bytes": len(fake.files[file_id]),
+                        "created_at": int(time.time()),
+                        "filename": "batch.jsonl",
+                        "purpose": "batch",
+                    },
+                )
 
             def _respond(self, body, fault):
                 if fault and fault[0] == "429":
@@ -262,8 +301,13 @@ def answer(body: dict) -> str:
     tasks = {}
     for number in range(1, max([int(n) for n in re.findall(r"instruction_(\d+)", user)], default=1) + 1):
         topics = " ".join(f"topic{rng.randrange(1000)}" for _ in range(6))
-        tasks.update({f"instruction_{number}": f"Explain {topics}.", f"input_{number}": "",
-                      f"output_{number}": f"An explanation of {topics}."})
+        tasks.update(
+            {
+                f"instruction_{number}": f"Explain {topics}.",
+                f"input_{number}": "",
+                f"output_{number}": f"An explanation of {topics}.",
+            }
+        )
     return json.dumps(tasks)
 
 
@@ -273,11 +317,13 @@ def completion(body: dict, content: str, finish_reason: str) -> dict:
         "object": "chat.completion",
         "created": int(time.time()),
         "model": body["model"],
-        "choices": [{
-            "index": 0,
-            "message": {"role": "assistant", "content": content},
-            "finish_reason": finish_reason,
-        }],
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": content},
+                "finish_reason": finish_reason,
+            }
+        ],
         "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
     }
 

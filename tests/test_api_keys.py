@@ -5,8 +5,10 @@ import yaml
 from okapi_pipeline.config import load_schema, missing_api_keys, validate_config
 from tests.workflow import REPO, copy_workflow, snakemake
 
-OVERRIDE = {"llm": {"backend": "openai", "model": "gpt-x", "api_key_env": "OKAPI_ABSENT_KEY", "budget_usd": None},
-            "ranking": {"llm": {"backend": "hf", "model": "tiny-llama"}}}
+OVERRIDE = {
+    "llm": {"backend": "openai", "model": "gpt-x", "api_key_env": "OKAPI_ABSENT_KEY", "budget_usd": None},
+    "ranking": {"llm": {"backend": "hf", "model": "tiny-llama"}},
+}
 
 
 def config_with(overrides: dict) -> dict:
@@ -20,8 +22,10 @@ def test_missing_keys_name_the_variable_and_only_the_stages_that_will_run(monkey
     config = config_with(OVERRIDE)
     monkeypatch.delenv("OKAPI_ABSENT_KEY", raising=False)
     message = missing_api_keys(config, {"translate_shard", "rank_shard", "train_sft"})
-    assert message == ("the environment variable OKAPI_ABSENT_KEY is not set: the translation stage will call "
-                       "the API with it (nothing was run)")
+    assert message == (
+        "the environment variable OKAPI_ABSENT_KEY is not set: the translation stage will call "
+        "the API with it (nothing was run)"
+    )
     assert missing_api_keys(config, {"rank_shard", "train_sft"}) is None  # ranking runs locally
     monkeypatch.setenv("OKAPI_ABSENT_KEY", "sk-test")
     assert missing_api_keys(config, {"translate_shard"}) is None

@@ -15,7 +15,7 @@ from okapi_pipeline.benchmarks import (
     translate_benchmark,
 )
 from okapi_pipeline.llm import TooManyRejects
-from tests.fake_openai import fake_openai, fake_translation, openai_settings  # noqa: F401
+from tests.fake_openai import fake_translation
 
 # The released samples in shared/ beside the checkout (absent on a machine without them).
 REAL_SAMPLES = Path(__file__).resolve().parents[2] / "shared" / "reference" / "okapi-samples"
@@ -28,26 +28,42 @@ SHOTS = 25
 def arc_item(split: str, index: int, options: int = 4) -> dict:
     a, b = index + 2, index + 3
     texts = [str(a + b), str(a + b + 1), str(a + b + 2), str(a + b + 3), str(a + b + 4)][:options]
-    record = {"id": f"ARC-Challenge/{split}/Mercury_{index:05d}", "answer": "A",
-              "instruction": f"Câu hỏi {split} số {index}: {a} cộng {b} bằng bao nhiêu?"}
+    record = {
+        "id": f"ARC-Challenge/{split}/Mercury_{index:05d}",
+        "answer": "A",
+        "instruction": f"Câu hỏi {split} số {index}: {a} cộng {b} bằng bao nhiêu?",
+    }
     record.update({f"option_{letter}": text for letter, text in zip("abcde", texts)})
     return record
 
 
 def mmlu_item(split: str, index: int) -> dict:
-    return {"instruction": f"Câu hỏi {split} số {index}: Thủ đô của nước Pháp là thành phố nào?",
-            "option_a": "Thành phố Luân Đôn", "option_b": "Thành phố Paris",
-            "option_c": "Thành phố Berlin", "option_d": "Thành phố Rôma",
-            "answer": "B", "id": f"high_school_geography/{split}/{index}"}
+    return {
+        "instruction": f"Câu hỏi {split} số {index}: Thủ đô của nước Pháp là thành phố nào?",
+        "option_a": "Thành phố Luân Đôn",
+        "option_b": "Thành phố Paris",
+        "option_c": "Thành phố Berlin",
+        "option_d": "Thành phố Rôma",
+        "answer": "B",
+        "id": f"high_school_geography/{split}/{index}",
+    }
 
 
 def hellaswag_item(index: int) -> dict:
     ctx_a = "[header] Cách nấu cơm [title] Vo gạo thật sạch."
     ctx_b = "cho  gạo vào nồi"
-    return {"ind": 4000 + index, "activity_label": "Nấu ăn", "ctx_a": ctx_a, "ctx_b": ctx_b,
-            "ctx": f"{ctx_a} {ctx_b}",
-            "endings": ["và đổ nước [step] vừa đủ.", "rồi bay lên trời.", "và hát một bài.", "rồi đi ngủ."],
-            "source_id": f"wikihow~{index}", "split": "val", "split_type": "indomain", "label": "0"}
+    return {
+        "ind": 4000 + index,
+        "activity_label": "Nấu ăn",
+        "ctx_a": ctx_a,
+        "ctx_b": ctx_b,
+        "ctx": f"{ctx_a} {ctx_b}",
+        "endings": ["và đổ nước [step] vừa đủ.", "rồi bay lên trời.", "và hát một bài.", "rồi đi ngủ."],
+        "source_id": f"wikihow~{index}",
+        "split": "val",
+        "split_type": "indomain",
+        "label": "0",
+    }
 
 
 RELEASED = {
@@ -95,8 +111,13 @@ def test_the_bundled_demo_benchmarks_are_valid():
     for lang in ("vi", "id", "bn"):
         assert len(read_released_file("arc", released_path(demo, "arc", lang, "train"))) >= SHOTS
         assert len(read_released_file("mmlu", released_path(demo, "mmlu", lang, "dev"))) >= SHOTS
-        for bench, split in [("arc", "test"), ("arc", "validation"), ("mmlu", "test"), ("mmlu", "dev"),
-                             ("hellaswag", "validation")]:
+        for bench, split in [
+            ("arc", "test"),
+            ("arc", "validation"),
+            ("mmlu", "test"),
+            ("mmlu", "dev"),
+            ("hellaswag", "validation"),
+        ]:
             assert read_released_file(bench, released_path(demo, bench, lang, split))
 
 
@@ -176,17 +197,47 @@ def test_the_demo_files_are_what_their_generator_writes(tmp_path):
 # ---- translation of the English benchmark ---------------------------------------------
 
 ENGLISH = {
-    ("arc", "train"): [{"id": f"Mercury_{i}", "answer": "B", "instruction": f"Which planet is number {i} from the sun?",
-                        "option_a": "The planet Mars", "option_b": "The planet Venus",
-                        "option_c": "The planet Jupiter", "option_d": "The planet Saturn"} for i in range(3)],
-    ("arc", "test"): [{"id": "Mercury_9", "answer": "C", "instruction": "What do plants need to make their food?",
-                       "option_a": "Only darkness", "option_b": "Cold winter air", "option_c": "Light from the sun"}],
-    ("hellaswag", "validation"): [{
-        "ind": 7, "activity_label": "Cooking rice", "ctx_a": "A man washes the rice in cold water.",
-        "ctx_b": "he puts the rice in the pot", "ctx": "A man washes the rice in cold water. he puts the rice in the pot",
-        "endings": ["and adds water to cover it.", "and throws the pot away.", "and sings to the rice.",
-                    "and goes to sleep."], "source_id": "activitynet~v_1", "split": "val",
-        "split_type": "indomain", "label": "0"}],
+    ("arc", "train"): [
+        {
+            "id": f"Mercury_{i}",
+            "answer": "B",
+            "instruction": f"Which planet is number {i} from the sun?",
+            "option_a": "The planet Mars",
+            "option_b": "The planet Venus",
+            "option_c": "The planet Jupiter",
+            "option_d": "The planet Saturn",
+        }
+        for i in range(3)
+    ],
+    ("arc", "test"): [
+        {
+            "id": "Mercury_9",
+            "answer": "C",
+            "instruction": "What do plants need to make their food?",
+            "option_a": "Only darkness",
+            "option_b": "Cold winter air",
+            "option_c": "Light from the sun",
+        }
+    ],
+    ("hellaswag", "validation"): [
+        {
+            "ind": 7,
+            "activity_label": "Cooking rice",
+            "ctx_a": "A man washes the rice in cold water.",
+            "ctx_b": "he puts the rice in the pot",
+            "ctx": "A man washes the rice in cold water. he puts the rice in the pot",
+            "endings": [
+                "and adds water to cover it.",
+                "and throws the pot away.",
+                "and sings to the rice.",
+                "and goes to sleep.",
+            ],
+            "source_id": "activitynet~v_1",
+            "split": "val",
+            "split_type": "indomain",
+            "label": "0",
+        }
+    ],
 }
 PROMPT = Path(__file__).parent.parent / "prompts" / "translate_benchmark.txt"
 
@@ -221,7 +272,9 @@ def test_translated_benchmark_is_checked_in_the_released_format_and_cached(tmp_p
     translate_benchmark("arc", "id", source, ["test", "train"], PROMPT, openai_settings, out, qa_path)
     assert fake_openai.count == sent  # every answer came from the cache
     assert sorted(p.name for p in (Path(openai_settings["cache_dir"]) / "benchmarks" / "arc" / "id").iterdir()) == [
-        "test.jsonl", "train.jsonl"]
+        "test.jsonl",
+        "train.jsonl",
+    ]
 
 
 def test_translated_hellaswag_keeps_label_and_four_endings(tmp_path, fake_openai, openai_settings):
@@ -237,7 +290,8 @@ def test_translated_hellaswag_keeps_label_and_four_endings(tmp_path, fake_openai
 
 
 def test_a_rejected_benchmark_record_is_left_out_listed_and_fails_the_job_over_the_limit(
-        tmp_path, fake_openai, openai_settings):
+    tmp_path, fake_openai, openai_settings
+):
     source = {"source": "translate", "path": str(english_layout(tmp_path / "en"))}
     # One of the three first answers is malformed, and so are both of its re-asks.
     fake_openai.faults = [("malformed",), ("none",), ("none",), ("malformed",), ("malformed",)]
@@ -265,8 +319,9 @@ def test_a_malformed_record_is_marked_unavailable_with_its_file_and_index(releas
     records = json.loads(path.read_text(encoding="utf-8"))
     records[2]["answer"] = "Z"
     path.write_text(json.dumps(records), encoding="utf-8")
-    data = prepare_benchmark("mmlu", "vi", {"source": "local", "path": str(released)}, ["test"],
-                             tmp_path / "out.json", strict=False)
+    data = prepare_benchmark(
+        "mmlu", "vi", {"source": "local", "path": str(released)}, ["test"], tmp_path / "out.json", strict=False
+    )
     assert data["unavailable"].startswith(f"{path}: record 2: answer 'Z'")
 
 
@@ -274,8 +329,17 @@ def test_an_unavailable_benchmark_is_not_scored_and_its_score_file_says_why(tmp_
     from okapi_pipeline.evaluate import evaluate_model
 
     data = tmp_path / "hellaswag.json"
-    data.write_text(json.dumps({"benchmark": "hellaswag", "language": "zh", "splits": {},
-                                "unavailable": "m_hellaswag/zh_validation.json: no such file"}), encoding="utf-8")
+    data.write_text(
+        json.dumps(
+            {
+                "benchmark": "hellaswag",
+                "language": "zh",
+                "splits": {},
+                "unavailable": "m_hellaswag/zh_validation.json: no such file",
+            }
+        ),
+        encoding="utf-8",
+    )
     out = tmp_path / "score.json"
     # No model is loaded: the path does not even exist.
     evaluate_model(tmp_path / "no-model", {"hellaswag": data}, {"hellaswag": {}}, {"hellaswag": out}, tmp_path / "w")

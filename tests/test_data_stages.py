@@ -16,23 +16,31 @@ from okapi_pipeline.ranking import generate_responses, preference_pairs, rank_sh
 from okapi_pipeline.self_instruct import RougeFilter, fetch_seed_tasks, seed_records, self_instruct, shape_reason
 from okapi_pipeline.split import scaled_sizes, source_groups, split_instructions
 from okapi_pipeline.translate import gather, translate_shard, translation_qa
-from tests.fake_openai import CANARY_KEY, fake_openai, fake_translation, files_containing, openai_settings  # noqa: F401
+from tests.fake_openai import CANARY_KEY, fake_translation, files_containing
 
 PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
 
 
 def english(n: int, prefix: str = "alpaca") -> list[dict]:
-    return [{"id": f"{prefix}-{i:05d}", "instruction": f"Give {i} tips for staying healthy.",
-             "input": "" if i % 2 else f"Context number {i}.", "output": f"Eat well, sleep {i} hours."}
-            for i in range(n)]
+    return [
+        {
+            "id": f"{prefix}-{i:05d}",
+            "instruction": f"Give {i} tips for staying healthy.",
+            "input": "" if i % 2 else f"Context number {i}.",
+            "output": f"Eat well, sleep {i} hours.",
+        }
+        for i in range(n)
+    ]
 
 
 # ---- instructions ------------------------------------------------------------------
 
 
 def test_load_instructions_from_json_array_and_jsonl(tmp_path):
-    records = [{"instruction": "Name a colour.", "output": "Blue."},
-               {"instruction": "Add the numbers.", "input": "2, 3", "output": "5"}]
+    records = [
+        {"instruction": "Name a colour.", "output": "Blue."},
+        {"instruction": "Add the numbers.", "input": "2, 3", "output": "5"},
+    ]
     (tmp_path / "a.json").write_text(json.dumps(records))
     write_jsonl(tmp_path / "a.jsonl", records)
     for name in ("a.json", "a.jsonl"):
@@ -58,8 +66,12 @@ def test_load_instructions_from_url(tmp_path):
 
 
 def test_seed_tasks_are_fetched_only_with_the_expected_checksum(tmp_path):
-    seeds = json.dumps({"id": "seed_task_0", "instruction": "Name a colour.",
-                        "instances": [{"input": "", "output": "Blue."}]}) + "\n"
+    seeds = (
+        json.dumps(
+            {"id": "seed_task_0", "instruction": "Name a colour.", "instances": [{"input": "", "output": "Blue."}]}
+        )
+        + "\n"
+    )
     (tmp_path / "seed_tasks.jsonl").write_text(seeds)
     good = hashlib.sha256(seeds.encode()).hexdigest()
     server = ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(SimpleHTTPRequestHandler, directory=tmp_path))
@@ -73,7 +85,8 @@ def test_seed_tasks_are_fetched_only_with_the_expected_checksum(tmp_path):
         server.shutdown()
         server.server_close()
     assert seed_records(tmp_path / "resources" / "seeds.jsonl") == [
-        {"instruction": "Name a colour.", "input": "", "output": "Blue."}]
+        {"instruction": "Name a colour.", "input": "", "output": "Blue."}
+    ]
     assert not (tmp_path / "resources" / "bad.jsonl").exists()
 
 
@@ -92,10 +105,15 @@ def split_paths(tmp_path, shards: dict[str, int]):
     return splits, shard_paths
 
 
-PAPER_PLAN = {"sft": {"sources": ["alpaca"], "size": 20}, "rm": {"sources": ["self_instruct"], "size": 10},
-              "ppo": {"sources": ["self_instruct"], "size": 15}}
-POOLED_PLAN = {name: {"sources": ["alpaca", "self_instruct"], "size": size}
-               for name, size in {"sft": 32, "rm": 24, "ppo": 24}.items()}
+PAPER_PLAN = {
+    "sft": {"sources": ["alpaca"], "size": 20},
+    "rm": {"sources": ["self_instruct"], "size": 10},
+    "ppo": {"sources": ["self_instruct"], "size": 15},
+}
+POOLED_PLAN = {
+    name: {"sources": ["alpaca", "self_instruct"], "size": size}
+    for name, size in {"sft": 32, "rm": 24, "ppo": 24}.items()
+}
 
 
 def write_sources(tmp_path, alpaca: int, self_instruct: int) -> dict:
@@ -107,8 +125,7 @@ def write_sources(tmp_path, alpaca: int, self_instruct: int) -> dict:
 def test_sft_takes_only_alpaca_records_and_rm_ppo_only_self_instruct(tmp_path):
     sources = write_sources(tmp_path, 30, 25)
     splits, shards = split_paths(tmp_path, {"sft": 2, "rm": 1, "ppo": 2})
-    taken = split_instructions(sources, PAPER_PLAN, seed=0, items_per_shard=10, split_paths=splits,
-                               shard_paths=shards)
+    taken = split_instructions(sources, PAPER_PLAN, seed=0, items_per_shard=10, split_paths=splits, shard_paths=shards)
     assert taken == {"sft": 20, "rm": 10, "ppo": 15}
     assert all(r["id"].startswith("alpaca-") for r in read_jsonl(splits["sft"]))
     assert all(r["id"].startswith("selfinstruct-") for name in ("rm", "ppo") for r in read_jsonl(splits[name]))
@@ -121,16 +138,14 @@ def test_sft_takes_only_alpaca_records_and_rm_ppo_only_self_instruct(tmp_path):
 def test_a_short_source_scales_down_only_its_own_splits(tmp_path):
     sources = write_sources(tmp_path, 30, 10)  # rm + ppo want 25 self-instruct records
     splits, shards = split_paths(tmp_path, {"sft": 2, "rm": 1, "ppo": 2})
-    taken = split_instructions(sources, PAPER_PLAN, seed=0, items_per_shard=10, split_paths=splits,
-                               shard_paths=shards)
+    taken = split_instructions(sources, PAPER_PLAN, seed=0, items_per_shard=10, split_paths=splits, shard_paths=shards)
     assert taken == {"sft": 20, "rm": 4, "ppo": 6}
 
 
 def test_pooled_split_scales_down_proportionally_with_empty_trailing_shards(tmp_path):
     sources = write_sources(tmp_path, 25, 15)
     splits, shards = split_paths(tmp_path, {"sft": 4, "rm": 3, "ppo": 3})
-    taken = split_instructions(sources, POOLED_PLAN, seed=1, items_per_shard=8, split_paths=splits,
-                               shard_paths=shards)
+    taken = split_instructions(sources, POOLED_PLAN, seed=1, items_per_shard=8, split_paths=splits, shard_paths=shards)
     assert taken == {"sft": 16, "rm": 12, "ppo": 12}
     assert {r["id"].split("-")[0] for r in read_jsonl(splits["sft"])} == {"alpaca", "selfinstruct"}
     assert [len(read_jsonl(p)) for p in shards["sft"]] == [8, 8, 0, 0]
@@ -143,27 +158,34 @@ def test_pooled_split_scales_down_proportionally_with_empty_trailing_shards(tmp_
 
 def test_splits_must_share_their_sources_or_none():
     with pytest.raises(ValueError, match="equal or disjoint|same sources or disjoint"):
-        source_groups({"sft": {"sources": ["alpaca"], "size": 1},
-                       "rm": {"sources": ["alpaca", "self_instruct"], "size": 1},
-                       "ppo": {"sources": ["self_instruct"], "size": 1}})
+        source_groups(
+            {
+                "sft": {"sources": ["alpaca"], "size": 1},
+                "rm": {"sources": ["alpaca", "self_instruct"], "size": 1},
+                "ppo": {"sources": ["self_instruct"], "size": 1},
+            }
+        )
 
 
 # ---- self-instruct -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("instruction, reason", [
-    ("Summarise it.", "length"),
-    ("word " * 151, "length"),
-    ("Draw a picture of a cat sitting down.", "blacklist keyword"),
-    ("Describe this image in a few words.", "blacklist keyword"),
-    ("Tell me how to go to the station.", "blacklist keyword"),
-    ("- List three fruits that are red.", "starts with punctuation"),
-    ("¿Cuál es la capital de Francia hoy?", "non-ASCII start"),
-    ("Write a program that sorts a list.", "write a program"),
-    ("Name three rivers.", "length"),  # Alpaca drops 3 words or fewer
-    ("Explain the rules of chess to a child.", None),
-    ("Describe the mapping between sets briefly.", None),  # "map" only as a whole word
-])
+@pytest.mark.parametrize(
+    "instruction, reason",
+    [
+        ("Summarise it.", "length"),
+        ("word " * 151, "length"),
+        ("Draw a picture of a cat sitting down.", "blacklist keyword"),
+        ("Describe this image in a few words.", "blacklist keyword"),
+        ("Tell me how to go to the station.", "blacklist keyword"),
+        ("- List three fruits that are red.", "starts with punctuation"),
+        ("¿Cuál es la capital de Francia hoy?", "non-ASCII start"),
+        ("Write a program that sorts a list.", "write a program"),
+        ("Name three rivers.", "length"),  # Alpaca drops 3 words or fewer
+        ("Explain the rules of chess to a child.", None),
+        ("Describe the mapping between sets briefly.", None),  # "map" only as a whole word
+    ],
+)
 def test_instruction_shape_filters(instruction, reason):
     assert shape_reason(instruction) == reason
 
@@ -182,9 +204,18 @@ def test_self_instruct_reaches_the_target_and_a_rerun_is_free(fake_openai, opena
     write_jsonl(tmp_path / "seeds.jsonl", english(5))
     fake_openai.faults = [("malformed",)] * 2
     openai_settings["max_retries"] = 0
-    kwargs = dict(seed_tasks=tmp_path / "seeds.jsonl", prompt_file=f"{PROMPTS}/self_instruct.txt",
-                  llm_settings=openai_settings, target_count=6, max_attempts=40, tasks_per_request=2,
-                  rouge_l_threshold=0.7, seed=3, out_path=tmp_path / "si.jsonl", report_path=tmp_path / "si.report.json")
+    kwargs = dict(
+        seed_tasks=tmp_path / "seeds.jsonl",
+        prompt_file=f"{PROMPTS}/self_instruct.txt",
+        llm_settings=openai_settings,
+        target_count=6,
+        max_attempts=40,
+        tasks_per_request=2,
+        rouge_l_threshold=0.7,
+        seed=3,
+        out_path=tmp_path / "si.jsonl",
+        report_path=tmp_path / "si.report.json",
+    )
     report = self_instruct(**kwargs)
     kept = read_jsonl(tmp_path / "si.jsonl")
     assert report["kept"] == len(kept) == 6
@@ -200,16 +231,44 @@ def test_self_instruct_stops_at_max_attempts(fake_openai, openai_settings, tmp_p
     write_jsonl(tmp_path / "seeds.jsonl", english(5))
     openai_settings["max_retries"] = 0
     fake_openai.faults = [("malformed",)] * 100
-    report = self_instruct(tmp_path / "seeds.jsonl", f"{PROMPTS}/self_instruct.txt", openai_settings, 5, 9, 3, 0.7,
-                           0, tmp_path / "si.jsonl", tmp_path / "si.report.json")
-    assert report == {"target": 5, "requests": 3, "tasks_per_request": 3, "attempts": 9, "kept": 0,
-                      "rejected": 9, "reasons": {"not JSON": 9}, "not_needed": 0}
+    report = self_instruct(
+        tmp_path / "seeds.jsonl",
+        f"{PROMPTS}/self_instruct.txt",
+        openai_settings,
+        5,
+        9,
+        3,
+        0.7,
+        0,
+        tmp_path / "si.jsonl",
+        tmp_path / "si.report.json",
+    )
+    assert report == {
+        "target": 5,
+        "requests": 3,
+        "tasks_per_request": 3,
+        "attempts": 9,
+        "kept": 0,
+        "rejected": 9,
+        "reasons": {"not JSON": 9},
+        "not_needed": 0,
+    }
 
 
 def test_one_request_asks_for_n_tasks_after_3_seed_examples_and_parses_n(fake_openai, openai_settings, tmp_path):
     write_jsonl(tmp_path / "seeds.jsonl", english(5))
-    report = self_instruct(tmp_path / "seeds.jsonl", f"{PROMPTS}/self_instruct.txt", openai_settings, 16, 16, 16,
-                           0.7, 0, tmp_path / "si.jsonl", tmp_path / "si.report.json")
+    report = self_instruct(
+        tmp_path / "seeds.jsonl",
+        f"{PROMPTS}/self_instruct.txt",
+        openai_settings,
+        16,
+        16,
+        16,
+        0.7,
+        0,
+        tmp_path / "si.jsonl",
+        tmp_path / "si.report.json",
+    )
     [request] = fake_openai.requests
     prompt = request["messages"][-1]["content"]
     assert "16 new, diverse task instructions" in prompt and "instruction_16, input_16, output_16" in prompt
@@ -228,23 +287,45 @@ def test_translate_shard_keeps_ids_and_keys_and_reports_rejects(fake_openai, ope
     # Record 0 is malformed twice (rejected); record 1 once (asked again, accepted).
     fake_openai.faults = [("malformed",), ("malformed",), (None,), (None,), (None,), (None,), ("malformed",)]
     out = {name: tmp_path / f"vi.{name}" for name in ("jsonl", "rejects.jsonl", "report.json")}
-    report = translate_shard(tmp_path / "en.jsonl", out["jsonl"], out["rejects.jsonl"], out["report.json"], "vi",
-                             f"{PROMPTS}/translate.txt", openai_settings, "translation/vi/sft/0000")
+    report = translate_shard(
+        tmp_path / "en.jsonl",
+        out["jsonl"],
+        out["rejects.jsonl"],
+        out["report.json"],
+        "vi",
+        f"{PROMPTS}/translate.txt",
+        openai_settings,
+        "translation/vi/sft/0000",
+    )
     translated = read_jsonl(out["jsonl"])
     rejects = read_jsonl(out["rejects.jsonl"])
     assert report == {"language": "vi", "total": 6, "accepted": 5, "rejected": 1, "reasons": {"not JSON": 1}}
     assert [r["id"] for r in rejects] == ["alpaca-00000"]
     assert [r["id"] for r in translated] == [f"alpaca-{i:05d}" for i in range(1, 6)]
-    assert translated[0] == {"id": "alpaca-00001",
-                             "instruction": fake_translation("Give 1 tips for staying healthy.", "Vietnamese"),
-                             "input": "", "output": fake_translation("Eat well, sleep 1 hours.", "Vietnamese")}
+    assert translated[0] == {
+        "id": "alpaca-00001",
+        "instruction": fake_translation("Give 1 tips for staying healthy.", "Vietnamese"),
+        "input": "",
+        "output": fake_translation("Eat well, sleep 1 hours.", "Vietnamese"),
+    }
     # Empty inputs are not sent at all.
     sent_objects = [json.loads(r["messages"][-1]["content"]) for r in fake_openai.requests]
     odd = [o for o in sent_objects if o["instruction"] == "Give 1 tips for staying healthy."]
     assert odd and all("input" not in o for o in odd)
     sent = fake_openai.count
-    assert translate_shard(tmp_path / "en.jsonl", out["jsonl"], out["rejects.jsonl"], out["report.json"], "vi",
-                           f"{PROMPTS}/translate.txt", openai_settings, "translation/vi/sft/0000") == report
+    assert (
+        translate_shard(
+            tmp_path / "en.jsonl",
+            out["jsonl"],
+            out["rejects.jsonl"],
+            out["report.json"],
+            "vi",
+            f"{PROMPTS}/translate.txt",
+            openai_settings,
+            "translation/vi/sft/0000",
+        )
+        == report
+    )
     assert fake_openai.count == sent
     assert (tmp_path / "cache" / "translation" / "vi" / "sft" / "0000.jsonl").exists()
     assert files_containing(tmp_path, CANARY_KEY) == []
@@ -256,8 +337,16 @@ def test_an_empty_answer_for_a_non_empty_field_is_rejected(fake_openai, openai_s
     monkeypatch.setattr(fake, "answer", lambda body: json.dumps({"instruction": "x", "output": ""}))
     write_jsonl(tmp_path / "en.jsonl", english(2)[1:])
     openai_settings["max_retries"] = 0
-    report = translate_shard(tmp_path / "en.jsonl", tmp_path / "t.jsonl", tmp_path / "r.jsonl",
-                             tmp_path / "rep.json", "id", f"{PROMPTS}/translate.txt", openai_settings, "t")
+    report = translate_shard(
+        tmp_path / "en.jsonl",
+        tmp_path / "t.jsonl",
+        tmp_path / "r.jsonl",
+        tmp_path / "rep.json",
+        "id",
+        f"{PROMPTS}/translate.txt",
+        openai_settings,
+        "t",
+    )
     assert report["reasons"] == {"'output' is empty": 1}
 
 
@@ -275,8 +364,9 @@ def test_gather_and_translation_qa(tmp_path):
     report = tmp_path / "vi" / "sft" / "shards" / "0001.report.json"
     report.parent.mkdir(parents=True)
     report.write_text(json.dumps({"total": 2, "accepted": 1, "rejected": 1, "reasons": {"not JSON": 1}}))
-    qa = translation_qa([tmp_path / "en" / "sft.jsonl"], [tmp_path / "vi" / "sft.jsonl"], [report],
-                        tmp_path / "qa.json", "vi")
+    qa = translation_qa(
+        [tmp_path / "en" / "sft.jsonl"], [tmp_path / "vi" / "sft.jsonl"], [report], tmp_path / "qa.json", "vi"
+    )
     sft = qa["splits"]["sft"]
     assert (sft["english"], sft["translated"], sft["missing"], sft["rejected"]) == (4, 3, 1, 1)
     assert sft["reasons"] == {"not JSON": 1}
@@ -289,8 +379,15 @@ def test_gather_and_translation_qa(tmp_path):
 
 
 def responses(n: int) -> list[dict]:
-    return [{"id": f"alpaca-{i:05d}", "instruction": f"Hãy kể {i}", "input": "",
-             "responses": ["Một.", "Một hai ba bốn.", "Một hai.", "Một hai ba."]} for i in range(n)]
+    return [
+        {
+            "id": f"alpaca-{i:05d}",
+            "instruction": f"Hãy kể {i}",
+            "input": "",
+            "responses": ["Một.", "Một hai ba bốn.", "Một hai.", "Một hai ba."],
+        }
+        for i in range(n)
+    ]
 
 
 def test_ranking_must_be_a_permutation():
@@ -308,18 +405,41 @@ def test_rank_shard_with_the_openai_judge(fake_openai, openai_settings, tmp_path
     # item 3 answers an invalid ranking once, item 4 twice (rejected).
     fake_openai.faults = [(None,), (None,), ("bad_ranking",), ("bad_ranking",), (None,), ("bad_ranking",)]
     out = [tmp_path / name for name in ("ranked.jsonl", "rejects.jsonl", "report.json")]
-    report = rank_shard(tmp_path / "responses.jsonl", 1, 3, *out, "vi", f"{PROMPTS}/rank.txt",
-                        f"{PROMPTS}/back_translate.txt", openai_settings, "ranking/m/vi/0001")
-    assert report == {"language": "vi", "total": 2, "ranked": 1, "rejected": 1,
-                      "reasons": {"ranking: ranking is not a permutation of 1..4": 1}}
+    report = rank_shard(
+        tmp_path / "responses.jsonl",
+        1,
+        3,
+        *out,
+        "vi",
+        f"{PROMPTS}/rank.txt",
+        f"{PROMPTS}/back_translate.txt",
+        openai_settings,
+        "ranking/m/vi/0001",
+    )
+    assert report == {
+        "language": "vi",
+        "total": 2,
+        "ranked": 1,
+        "rejected": 1,
+        "reasons": {"ranking: ranking is not a permutation of 1..4": 1},
+    }
     [ranked] = read_jsonl(out[0])
     assert ranked["id"] == "alpaca-00003"
     assert ranked["ranking"] == [1, 3, 2, 0]  # the fake judge prefers longer answers
     assert ranked["english"]["responses"][0] == fake_translation("Một.", "English")
     assert ranked["english"]["input"] == ""
     assert read_jsonl(out[1])[0]["stage"] == "ranking"
-    empty = rank_shard(tmp_path / "responses.jsonl", 2, 3, *out, "vi", f"{PROMPTS}/rank.txt",
-                       f"{PROMPTS}/back_translate.txt", openai_settings, "ranking/m/vi/0002")
+    empty = rank_shard(
+        tmp_path / "responses.jsonl",
+        2,
+        3,
+        *out,
+        "vi",
+        f"{PROMPTS}/rank.txt",
+        f"{PROMPTS}/back_translate.txt",
+        openai_settings,
+        "ranking/m/vi/0002",
+    )
     assert empty["total"] == 0 and read_jsonl(out[0]) == []
 
 
@@ -331,25 +451,60 @@ def test_preference_pairs_in_the_released_keys(tmp_path):
     pairs = read_jsonl(tmp_path / "pairs.jsonl")
     assert set(pairs[0]) == {"id", "instruction", "input", "prefered_output", "rejected_output"}
     assert (pairs[0]["prefered_output"], pairs[0]["rejected_output"]) == ("Một hai ba bốn.", "Một hai ba.")
-    assert pairs[-1] == {"id": "alpaca-00000", "instruction": "Hãy kể 0", "input": "",
-                         "prefered_output": "Một hai.", "rejected_output": "Một."}
+    assert pairs[-1] == {
+        "id": "alpaca-00000",
+        "instruction": "Hãy kể 0",
+        "input": "",
+        "prefered_output": "Một hai.",
+        "rejected_output": "Một.",
+    }
 
 
 def test_generate_and_rank_with_the_local_model(tiny_llama_dir, tmp_path):
-    write_jsonl(tmp_path / "rm.jsonl", [{"id": "a", "instruction": "Give three tips.", "input": ""},
-                                        {"id": "b", "instruction": "Translate.", "input": "Con mèo"}])
-    settings = {"responses_per_prompt": 3, "max_new_tokens": 6, "temperature": 1.0, "top_p": 0.75, "top_k": 40, "seed": 0}
+    write_jsonl(
+        tmp_path / "rm.jsonl",
+        [
+            {"id": "a", "instruction": "Give three tips.", "input": ""},
+            {"id": "b", "instruction": "Translate.", "input": "Con mèo"},
+        ],
+    )
+    settings = {
+        "responses_per_prompt": 3,
+        "max_new_tokens": 6,
+        "temperature": 1.0,
+        "top_p": 0.75,
+        "top_k": 40,
+        "seed": 0,
+    }
     generate_responses(tiny_llama_dir, tmp_path / "rm.jsonl", tmp_path / "responses.jsonl", settings, threads=1)
     generated = read_jsonl(tmp_path / "responses.jsonl")
     assert [len(r["responses"]) for r in generated] == [3, 3]
     generate_responses(tiny_llama_dir, tmp_path / "rm.jsonl", tmp_path / "again.jsonl", settings, threads=1)
     assert read_jsonl(tmp_path / "again.jsonl") == generated  # seeded
-    llm = {"backend": "hf", "model": str(tiny_llama_dir), "temperature": 0.0, "max_new_tokens": 6,
-           "max_concurrency": 8, "max_retries": 1, "timeout_s": 10, "cache_dir": str(tmp_path / "cache"),
-           "api_key_env": "UNUSED", "base_url": None}
+    llm = {
+        "backend": "hf",
+        "model": str(tiny_llama_dir),
+        "temperature": 0.0,
+        "max_new_tokens": 6,
+        "max_concurrency": 8,
+        "max_retries": 1,
+        "timeout_s": 10,
+        "cache_dir": str(tmp_path / "cache"),
+        "api_key_env": "UNUSED",
+        "base_url": None,
+    }
     out = [tmp_path / name for name in ("ranked.jsonl", "rejects.jsonl", "report.json")]
-    report = rank_shard(tmp_path / "responses.jsonl", 0, 16, *out, "vi", f"{PROMPTS}/rank.txt",
-                        f"{PROMPTS}/back_translate.txt", llm, "ranking/tiny/vi/0000")
+    report = rank_shard(
+        tmp_path / "responses.jsonl",
+        0,
+        16,
+        *out,
+        "vi",
+        f"{PROMPTS}/rank.txt",
+        f"{PROMPTS}/back_translate.txt",
+        llm,
+        "ranking/tiny/vi/0000",
+    )
     assert report["total"] == 2 and report["ranked"] + report["rejected"] == 2
     for record in read_jsonl(out[0]):
         assert sorted(record["ranking"]) == [0, 1, 2]
@@ -369,12 +524,28 @@ def test_every_stage_job_refuses_over_budget_before_any_request(fake_openai, ope
         run_llm_job("job", paid, "job", lambda clients: worked.append(clients) or (0, []), budget=budget)
     write_jsonl(tmp_path / "en.jsonl", english(3))
     with pytest.raises(BudgetExceeded):
-        translate_shard(tmp_path / "en.jsonl", tmp_path / "t.jsonl", tmp_path / "r.jsonl", tmp_path / "rep.json",
-                        "vi", PROMPTS / "translate.txt", paid, "t", budget=budget)
+        translate_shard(
+            tmp_path / "en.jsonl",
+            tmp_path / "t.jsonl",
+            tmp_path / "r.jsonl",
+            tmp_path / "rep.json",
+            "vi",
+            PROMPTS / "translate.txt",
+            paid,
+            "t",
+            budget=budget,
+        )
     assert worked == [] and fake_openai.count == 0 and not (tmp_path / "t.jsonl").exists()
     # Free (no budget, or not a paid backend): the same job runs.
-    report = run_llm_job("job", openai_settings, "job", lambda clients: (2, [{"reason": "r", "stage": "s"}]),
-                         budget=budget, report_path=tmp_path / "job.json", rejects_path=tmp_path / "job.jsonl")
+    report = run_llm_job(
+        "job",
+        openai_settings,
+        "job",
+        lambda clients: (2, [{"reason": "r", "stage": "s"}]),
+        budget=budget,
+        report_path=tmp_path / "job.json",
+        rejects_path=tmp_path / "job.jsonl",
+    )
     assert report == {"total": 2, "accepted": 1, "rejected": 1, "reasons": {"s: r": 1}}
     assert json.loads((tmp_path / "job.json").read_text()) == report and len(read_jsonl(tmp_path / "job.jsonl")) == 1
 

@@ -70,7 +70,8 @@ def test_mmlu_prompt_lists_the_choices_and_scores_their_full_text():
     doc = mmlu_doc(RELEASED[("mmlu", "test")][0])
     assert doc["query"] == (
         "Question: Câu hỏi test số 0: Thủ đô của nước Pháp là thành phố nào?\nChoices:\n"
-        "A. Thành phố Luân Đôn\nB. Thành phố Paris\nC. Thành phố Berlin\nD. Thành phố Rôma\nAnswer:")
+        "A. Thành phố Luân Đôn\nB. Thành phố Paris\nC. Thành phố Berlin\nD. Thành phố Rôma\nAnswer:"
+    )
     assert doc["choices"][doc["gold"]] == "Thành phố Paris"
 
 
@@ -129,8 +130,12 @@ def test_mmlu_prompts_have_the_choices_block_and_full_text_choices_and_shots_fro
         assert all(shot.endswith("\nAnswer: Thành phố Paris") for shot in shots)
         assert {shot.removesuffix(" Thành phố Paris") for shot in shots} <= dev_queries
         assert question == mmlu_doc(record)["query"]
-        assert sample["continuations"] == [" Thành phố Luân Đôn", " Thành phố Paris", " Thành phố Berlin",
-                                           " Thành phố Rôma"]
+        assert sample["continuations"] == [
+            " Thành phố Luân Đôn",
+            " Thành phố Paris",
+            " Thành phố Berlin",
+            " Thành phố Rôma",
+        ]
 
 
 def test_hellaswag_is_zero_shot_on_the_cleaned_context(scored):
@@ -161,10 +166,19 @@ def test_model_arguments_for_hf_and_vllm():
     from okapi_pipeline.evaluate import model_arguments
 
     assert model_arguments("hf", "/m/sft", "bfloat16", PROTOCOL) == "pretrained=/m/sft,dtype=bfloat16"
-    vllm = dict(item.split("=", 1) for item in model_arguments(
-        "vllm", "/m/sft", "bfloat16", {**PROTOCOL, "gpu_memory_utilization": 0.8}).split(","))
-    assert vllm == {"pretrained": "/m/sft", "dtype": "bfloat16", "tensor_parallel_size": "1",
-                    "gpu_memory_utilization": "0.8", "seed": "1234"}
+    vllm = dict(
+        item.split("=", 1)
+        for item in model_arguments("vllm", "/m/sft", "bfloat16", {**PROTOCOL, "gpu_memory_utilization": 0.8}).split(
+            ","
+        )
+    )
+    assert vllm == {
+        "pretrained": "/m/sft",
+        "dtype": "bfloat16",
+        "tensor_parallel_size": "1",
+        "gpu_memory_utilization": "0.8",
+        "seed": "1234",
+    }
     with pytest.raises(ValueError, match="unknown backend 'onnx'"):
         model_arguments("onnx", "/m/sft", "float32", PROTOCOL)
 
@@ -173,7 +187,9 @@ def test_vllm_chosen_but_not_installed_fails_in_one_line(tmp_path, monkeypatch):
     import importlib.util
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "vllm" else real_find_spec(name, *a)
+    )
     with pytest.raises(RuntimeError) as error:
         evaluate_model(tmp_path / "model", {}, {**PROTOCOL, "backend": "vllm"}, {}, tmp_path / "work")
     assert "\n" not in str(error.value)

@@ -11,10 +11,16 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
 def test_gain_is_rlhf_minus_sft_averaged_per_group_and_overall():
-    scores = {("m", "sft", "vi"): 30.0, ("m", "rlhf", "vi"): 34.0,  # high: +4
-              ("m", "sft", "id"): 40.0, ("m", "rlhf", "id"): 41.0,  # medium: +1 and +3
-              ("m", "sft", "hu"): 20.0, ("m", "rlhf", "hu"): 23.0,
-              ("m", "sft", "bn"): 25.0, ("m", "rlhf", "bn"): 24.0}  # low: -1
+    scores = {
+        ("m", "sft", "vi"): 30.0,
+        ("m", "rlhf", "vi"): 34.0,  # high: +4
+        ("m", "sft", "id"): 40.0,
+        ("m", "rlhf", "id"): 41.0,  # medium: +1 and +3
+        ("m", "sft", "hu"): 20.0,
+        ("m", "rlhf", "hu"): 23.0,
+        ("m", "sft", "bn"): 25.0,
+        ("m", "rlhf", "bn"): 24.0,
+    }  # low: -1
     gains = gains_by_group(scores, ["m"], ["vi", "id", "hu", "bn"], ["rlhf"])
     assert list(gains) == [("m", "rlhf", "high"), ("m", "rlhf", "medium"), ("m", "rlhf", "low"), ("m", "rlhf", "all")]
     assert gains[("m", "rlhf", "high")] == pytest.approx(4.0)
@@ -24,8 +30,13 @@ def test_gain_is_rlhf_minus_sft_averaged_per_group_and_overall():
 
 
 def test_a_group_with_a_missing_score_has_no_gain():
-    scores = {("m", "sft", "vi"): 30.0, ("m", "rlhf", "vi"): 34.0, ("m", "sft", "bn"): 25.0,
-              ("m", "dpo", "vi"): 29.0, ("m", "dpo", "bn"): 26.0}
+    scores = {
+        ("m", "sft", "vi"): 30.0,
+        ("m", "rlhf", "vi"): 34.0,
+        ("m", "sft", "bn"): 25.0,
+        ("m", "dpo", "vi"): 29.0,
+        ("m", "dpo", "bn"): 26.0,
+    }
     gains = gains_by_group(scores, ["m"], ["vi", "bn"], ["rlhf", "dpo"])
     assert gains[("m", "rlhf", "high")] == pytest.approx(4.0)
     assert gains[("m", "rlhf", "low")] is None and gains[("m", "rlhf", "all")] is None
@@ -37,37 +48,72 @@ def is_png(path) -> bool:
 
 
 def test_paper_figures_are_written_per_benchmark(tmp_path):
-    paths = [write_score(tmp_path / "scores", model, variant, lang, bench, 0.3 + 0.01 * index, 0.4 + 0.02 * index)
-             for model in ("tiny-llama", "tiny-bloom") for index, variant in enumerate(("sft", "rlhf"))
-             for lang in ("vi", "id", "bn") for bench in ("arc", "mmlu")]
+    paths = [
+        write_score(tmp_path / "scores", model, variant, lang, bench, 0.3 + 0.01 * index, 0.4 + 0.02 * index)
+        for model in ("tiny-llama", "tiny-bloom")
+        for index, variant in enumerate(("sft", "rlhf"))
+        for lang in ("vi", "id", "bn")
+        for bench in ("arc", "mmlu")
+    ]
     comparison = {bench: tmp_path / "figures" / bench / "sft_vs_rlhf.png" for bench in ("arc", "mmlu")}
     gain = {bench: tmp_path / "figures" / bench / "gain_by_group.png" for bench in ("arc", "mmlu")}
-    gains = {bench: paper_figures(bench=bench, score_files=paths, models=["tiny-llama", "tiny-bloom"],
-                                  variants=["rlhf"], languages=["vi", "id", "bn"], metric=metric, language_groups={},
-                                  comparison_path=comparison[bench], gain_path=gain[bench])
-             for bench, metric in (("arc", "acc_norm"), ("mmlu", "acc"))}
+    gains = {
+        bench: paper_figures(
+            bench=bench,
+            score_files=paths,
+            models=["tiny-llama", "tiny-bloom"],
+            variants=["rlhf"],
+            languages=["vi", "id", "bn"],
+            metric=metric,
+            language_groups={},
+            comparison_path=comparison[bench],
+            gain_path=gain[bench],
+        )
+        for bench, metric in (("arc", "acc_norm"), ("mmlu", "acc"))
+    }
     assert all(is_png(path) for path in [*comparison.values(), *gain.values()])
     assert gains["arc"][("tiny-bloom", "rlhf", "all")] == pytest.approx(2.0)  # acc_norm 0.42 - 0.40
     assert gains["mmlu"][("tiny-llama", "rlhf", "low")] == pytest.approx(1.0)  # acc 0.31 - 0.30
 
 
 def summary(stage: str, steps: int, extra: dict | None = None) -> dict:
-    return {"stage": stage, "steps": steps, "loss": [{"step": s, "loss": 2.0 / s} for s in range(1, steps + 1)],
-            "eval_loss": [{"step": steps, "eval_loss": 1.5}], **(extra or {})}
+    return {
+        "stage": stage,
+        "steps": steps,
+        "loss": [{"step": s, "loss": 2.0 / s} for s in range(1, steps + 1)],
+        "eval_loss": [{"step": steps, "eval_loss": 1.5}],
+        **(extra or {}),
+    }
 
 
 def test_training_curves_plot_losses_and_ppo_reward_and_kl(tmp_path):
-    ppo = summary("ppo", 4, {"reward": [{"step": s, "episode": 8 * s, "value": 0.1 * s} for s in range(1, 5)],
-                             "kl": [{"step": s, "episode": 8 * s, "value": 0.01 * s} for s in range(1, 5)]})
+    ppo = summary(
+        "ppo",
+        4,
+        {
+            "reward": [{"step": s, "episode": 8 * s, "value": 0.1 * s} for s in range(1, 5)],
+            "kl": [{"step": s, "episode": 8 * s, "value": 0.01 * s} for s in range(1, 5)],
+        },
+    )
     paths = {}
-    for stage, data in (("sft", summary("sft", 6)), ("rm", summary("reward_model", 3)), ("rlhf", ppo),
-                        ("dpo", summary("dpo", 2))):
+    for stage, data in (
+        ("sft", summary("sft", 6)),
+        ("rm", summary("reward_model", 3)),
+        ("rlhf", ppo),
+        ("dpo", summary("dpo", 2)),
+    ):
         paths[stage] = tmp_path / stage / "training_summary.json"
         paths[stage].parent.mkdir()
         paths[stage].write_text(json.dumps(data))
     panels = training_panels({stage: json.loads(path.read_text()) for stage, path in paths.items()})
     assert [name for name, _, _ in panels] == [
-        "SFT loss", "Reward model loss", "PPO policy loss", "PPO reward-model score", "PPO KL to SFT", "DPO loss"]
+        "SFT loss",
+        "Reward model loss",
+        "PPO policy loss",
+        "PPO reward-model score",
+        "PPO KL to SFT",
+        "DPO loss",
+    ]
     assert [label for label, _, _ in panels[0][2]] == ["loss", "eval loss"]
     assert panels[4][2][0][1:] == ([1, 2, 3, 4], [0.01, 0.02, 0.03, 0.04])
     out = tmp_path / "curves.png"

@@ -26,7 +26,11 @@ def run_check(tmp_path, *arguments, timeout=900) -> tuple[subprocess.CompletedPr
     out = tmp_path / "gpu_check.json"
     process = subprocess.run(
         [sys.executable, str(SCRIPT), "--tiny", "--out", str(out), "--work", str(tmp_path / "work"), *arguments],
-        capture_output=True, text=True, timeout=timeout, cwd=REPO)
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=REPO,
+    )
     return process, json.loads(out.read_text())
 
 
@@ -138,8 +142,14 @@ def test_the_frozen_check_catches_a_changed_lower_block(tmp_path):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     tool = gpu_check()
-    config = LlamaConfig(vocab_size=32, hidden_size=16, intermediate_size=32, num_hidden_layers=3,
-                         num_attention_heads=2, num_key_value_heads=2)
+    config = LlamaConfig(
+        vocab_size=32,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=3,
+        num_attention_heads=2,
+        num_key_value_heads=2,
+    )
     torch.manual_seed(0)
     model = LlamaForCausalLM(config)
     model.save_pretrained(tmp_path / "before")
@@ -154,7 +164,11 @@ def test_the_frozen_check_catches_a_changed_lower_block(tmp_path):
 
     top = changed("model.layers.2.mlp.up_proj.weight")
     assert tool.frozen_blocks_check(tmp_path / "before", top, 1, False) == {
-        "frozen_tensors": 18, "frozen_identical": True, "changed_frozen": [], "top_blocks_changed": True}
+        "frozen_tensors": 18,
+        "frozen_identical": True,
+        "changed_frozen": [],
+        "top_blocks_changed": True,
+    }
     lower = changed("model.layers.2.mlp.up_proj.weight", "model.layers.0.self_attn.q_proj.weight")
     result = tool.frozen_blocks_check(tmp_path / "before", lower, 1, False)
     assert not result["frozen_identical"] and result["changed_frozen"] == ["model.layers.0.self_attn.q_proj.weight"]

@@ -9,15 +9,16 @@ import openai
 import pytest
 
 from okapi_pipeline.llm import Answer, JsonRequest, LLMClient, Rejected, ResponseCache
-from tests.fake_openai import (  # noqa: F401
-    CANARY_KEY, KEY_VARIABLE, fake_openai, fake_translation, files_containing, openai_settings)
+from tests.fake_openai import CANARY_KEY, KEY_VARIABLE, fake_translation, files_containing
 
 SYSTEM = "Translate every string value of the JSON object from English into German."
 
 
 def requests(n: int) -> list[JsonRequest]:
-    return [JsonRequest(SYSTEM, {"instruction": f"Say hello {i}", "output": "Hello"}, ("instruction", "output"))
-            for i in range(n)]
+    return [
+        JsonRequest(SYSTEM, {"instruction": f"Say hello {i}", "output": "Hello"}, ("instruction", "output"))
+        for i in range(n)
+    ]
 
 
 def run(settings, cache_path, reqs, check=None):
@@ -32,8 +33,10 @@ def test_answers_are_parsed_and_a_rerun_sends_nothing(fake_openai, openai_settin
     cache = tmp_path / "cache" / "t.jsonl"
     first, sent = run(openai_settings, cache, requests(5))
     assert sent == 5 and fake_openai.count == 5
-    assert first[3] == {"instruction": fake_translation("Say hello 3", "German"),
-                        "output": fake_translation("Hello", "German")}
+    assert first[3] == {
+        "instruction": fake_translation("Say hello 3", "German"),
+        "output": fake_translation("Hello", "German"),
+    }
     second, sent = run(openai_settings, cache, requests(5))
     assert sent == 0 and fake_openai.count == 5
     assert second == first
@@ -110,8 +113,9 @@ def test_missing_keys_and_stage_checks_are_reasons(fake_openai, openai_settings,
     assert result.reason == "too short"
 
 
-def test_missing_key_variable_is_named_and_the_key_is_never_written(fake_openai, openai_settings, tmp_path,
-                                                                     monkeypatch):
+def test_missing_key_variable_is_named_and_the_key_is_never_written(
+    fake_openai, openai_settings, tmp_path, monkeypatch
+):
     run(openai_settings, tmp_path / "cache" / "c.jsonl", requests(3))
     assert fake_openai.authorizations[0] == f"Bearer {CANARY_KEY}"
     assert files_containing(tmp_path, CANARY_KEY) == []
@@ -128,7 +132,6 @@ def test_cache_appends_after_a_partial_line(tmp_path):
     cache.put("c", Answer("{}", "stop"))
     cache.close()
     assert list(ResponseCache(path).answers) == ["a", "c"]
-
 
 
 def test_cache_commits_in_groups_off_the_caller_and_close_flushes(tmp_path, monkeypatch):
@@ -151,7 +154,6 @@ def test_cache_commits_in_groups_off_the_caller_and_close_flushes(tmp_path, monk
     cache.close()
     assert 1 <= len(fsyncs) < 20  # group commits, not one fsync per answer
     assert list(ResponseCache(tmp_path / "c.jsonl").answers) == [f"k{i}" for i in range(200)]
-
 
 
 def test_close_never_misses_the_writer_whatever_moment_it_comes(tmp_path):
@@ -207,9 +209,18 @@ def test_a_killed_writer_keeps_every_answer_committed_before_the_kill(tmp_path):
 
 @pytest.fixture
 def hf_settings(tiny_llama_dir, tmp_path):
-    return {"backend": "hf", "model": str(tiny_llama_dir), "temperature": 0.0, "max_new_tokens": 8,
-            "max_concurrency": 8, "max_retries": 2, "timeout_s": 10, "cache_dir": str(tmp_path / "cache"),
-            "api_key_env": "UNUSED", "base_url": None}
+    return {
+        "backend": "hf",
+        "model": str(tiny_llama_dir),
+        "temperature": 0.0,
+        "max_new_tokens": 8,
+        "max_concurrency": 8,
+        "max_retries": 2,
+        "timeout_s": 10,
+        "cache_dir": str(tmp_path / "cache"),
+        "api_key_env": "UNUSED",
+        "base_url": None,
+    }
 
 
 def test_hf_backend_fills_every_key_and_caches(hf_settings, tmp_path):

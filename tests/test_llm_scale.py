@@ -11,14 +11,13 @@ import time
 import pytest
 import yaml
 
-from okapi_pipeline.llm.batch import request_lines
 from okapi_pipeline.cost import BudgetExceeded, check_budget, config_estimate, estimate_costs
 from okapi_pipeline.jsonl import read_jsonl, write_jsonl
 from okapi_pipeline.llm import JsonRequest, LLMClient, TooManyRejects
+from okapi_pipeline.llm.batch import request_lines
 from okapi_pipeline.llm.checks import translation_problem
 from okapi_pipeline.translate import translate_shard, translation_qa
-from tests.fake_openai import (  # noqa: F401
-    CANARY_KEY, FakeOpenAI, fake_openai, fake_translation, files_containing, openai_settings)
+from tests.fake_openai import CANARY_KEY, FakeOpenAI, fake_translation, files_containing
 from tests.workflow import REPO, copy_workflow, snakemake
 
 PROMPTS = REPO / "prompts"
@@ -89,12 +88,16 @@ def test_a_killed_batch_job_polls_its_batch_instead_of_paying_again(fake_openai,
     assert len(fake_openai.batches) == 1 and not (tmp_path / "b.batch.json").exists()
 
 
-@pytest.mark.parametrize("saved", [
-    {"batch_id": "batch_unknown"},  # the server answers 404: another key or project since the kill
-    {"batch_id": "batch_elsewhere", "base_url": "https://other.example/v1"},  # another server
-])
+@pytest.mark.parametrize(
+    "saved",
+    [
+        {"batch_id": "batch_unknown"},  # the server answers 404: another key or project since the kill
+        {"batch_id": "batch_elsewhere", "base_url": "https://other.example/v1"},  # another server
+    ],
+)
 def test_a_saved_batch_this_server_does_not_know_is_dropped_and_the_requests_resubmitted(
-        fake_openai, openai_settings, tmp_path, saved, caplog):
+    fake_openai, openai_settings, tmp_path, saved, caplog
+):
     openai_settings["mode"] = "batch"
     (tmp_path / "b.batch.json").write_text(json.dumps(saved))
     with caplog.at_level("WARNING"):
@@ -104,38 +107,71 @@ def test_a_saved_batch_this_server_does_not_know_is_dropped_and_the_requests_res
     assert saved["batch_id"] in caplog.text and "submitting the open requests again" in caplog.text
 
 
-@pytest.mark.parametrize("source, translated, reason", [
-    ("Run `ls -la` in the folder now.", "Chạy `ls -l` trong thư mục ngay bây giờ.", "code not kept"),
-    ("Fix:\n```py\nprint(1)\n```", "Sửa:\n```py\nprint(2)\n```", "code block not kept"),
-    ("See https://example.org/a for the details.", "Xem trang để biết chi tiết nhé.", "URL not kept"),
-    ("Dear {name}, welcome.", "Chào bạn, chào mừng.", "placeholder not kept"),
-    ("Name 3 fruits that grow in 2 countries.", "Kể tên ba loại trái cây.", "number 3 not kept"),
-    ("Give three tips for staying healthy every day.", "Give three tips for staying healthy every day.",
-     "left untranslated"),
-    ("Give three tips for staying healthy every day.", "Donnez trois conseils pour rester en bonne santé.",
-     "wrong language (fr)"),
-    ("Give 1,000 tips at https://example.org/a, {name}.",
-     "Đưa ra 1.000 lời khuyên tại https://example.org/a, {name}.", None),
-    ("Say hi.", "Say hi.", None),  # too short to tell
-])
+@pytest.mark.parametrize(
+    "source, translated, reason",
+    [
+        ("Run `ls -la` in the folder now.", "Chạy `ls -l` trong thư mục ngay bây giờ.", "code not kept"),
+        ("Fix:\n```py\nprint(1)\n```", "Sửa:\n```py\nprint(2)\n```", "code block not kept"),
+        ("See https://example.org/a for the details.", "Xem trang để biết chi tiết nhé.", "URL not kept"),
+        ("Dear {name}, welcome.", "Chào bạn, chào mừng.", "placeholder not kept"),
+        ("Name 3 fruits that grow in 2 countries.", "Kể tên ba loại trái cây.", "number 3 not kept"),
+        (
+            "Give three tips for staying healthy every day.",
+            "Give three tips for staying healthy every day.",
+            "left untranslated",
+        ),
+        (
+            "Give three tips for staying healthy every day.",
+            "Donnez trois conseils pour rester en bonne santé.",
+            "wrong language (fr)",
+        ),
+        (
+            "Give 1,000 tips at https://example.org/a, {name}.",
+            "Đưa ra 1.000 lời khuyên tại https://example.org/a, {name}.",
+            None,
+        ),
+        ("Say hi.", "Say hi.", None),  # too short to tell
+    ],
+)
 def test_translation_problems(source, translated, reason):
     assert translation_problem(source, translated, "vi") == reason
 
 
 def shard(tmp_path, n: int):
-    records = [{"id": f"a-{i}", "instruction": f"Give {i} tips for staying healthy every day.", "input": "",
-                "output": f"Eat well and sleep {i + 6} hours at https://example.org/sleep."} for i in range(n)]
+    records = [
+        {
+            "id": f"a-{i}",
+            "instruction": f"Give {i} tips for staying healthy every day.",
+            "input": "",
+            "output": f"Eat well and sleep {i + 6} hours at https://example.org/sleep.",
+        }
+        for i in range(n)
+    ]
     write_jsonl(tmp_path / "en.jsonl", records)
-    return [tmp_path / "en.jsonl", tmp_path / "t.jsonl", tmp_path / "r.jsonl", tmp_path / "rep.json", "vi",
-            PROMPTS / "translate.txt"]
+    return [
+        tmp_path / "en.jsonl",
+        tmp_path / "t.jsonl",
+        tmp_path / "r.jsonl",
+        tmp_path / "rep.json",
+        "vi",
+        PROMPTS / "translate.txt",
+    ]
 
 
-def test_unusable_translations_are_asked_again_and_too_many_rejects_fail_the_job(fake_openai, openai_settings,
-                                                                                 tmp_path):
+def test_unusable_translations_are_asked_again_and_too_many_rejects_fail_the_job(
+    fake_openai, openai_settings, tmp_path
+):
     openai_settings.update(max_retries=1, max_concurrency=1, max_reject_share=0.2)
     # Item 0: left in English, then fine. Items 1-2: numbers dropped twice: rejected.
-    fake_openai.faults = [("english",), ("no_numbers",), ("no_numbers",), (None,), (None,), ("no_numbers",),
-                          ("no_numbers",)]
+    fake_openai.faults = [
+        ("english",),
+        ("no_numbers",),
+        ("no_numbers",),
+        (None,),
+        (None,),
+        ("no_numbers",),
+        ("no_numbers",),
+    ]
     with pytest.raises(TooManyRejects) as failure:
         translate_shard(*shard(tmp_path, 4), openai_settings, "tr/vi/0000")
     message = str(failure.value)
@@ -155,18 +191,38 @@ def llm(backend="openai", **prices):
 
 
 def test_cost_estimate_and_the_budget_gate(fake_openai, openai_settings, tmp_path):
-    write_jsonl(tmp_path / "instructions.jsonl", [{"id": "a", "instruction": "x" * 400, "input": "", "output": "y" * 400}])
+    write_jsonl(
+        tmp_path / "instructions.jsonl", [{"id": "a", "instruction": "x" * 400, "input": "", "output": "y" * 400}]
+    )
     write_jsonl(tmp_path / "seeds.jsonl", [{"instruction": "Name a colour.", "input": "", "output": "Blue."}])
-    prompts = {"translation": PROMPTS / "translate.txt", "self_instruct": PROMPTS / "self_instruct.txt",
-               "rank": PROMPTS / "rank.txt", "back_translation": PROMPTS / "back_translate.txt"}
+    prompts = {
+        "translation": PROMPTS / "translate.txt",
+        "self_instruct": PROMPTS / "self_instruct.txt",
+        "rank": PROMPTS / "rank.txt",
+        "back_translation": PROMPTS / "back_translate.txt",
+    }
     stages = {"self_instruct": llm(), "translation": llm(), "ranking": llm("hf")}
-    rows = estimate_costs(tmp_path / "instructions.jsonl", tmp_path / "seeds.jsonl", prompts, ["vi", "bn"], ["m"],
-                          {"sft": 600, "rm": 300, "ppo": 100}, {"count": 10, "max_attempts": 40, "tasks_per_request": 8},
-                          {"responses_per_prompt": 4, "max_new_tokens": 256}, stages, tmp_path / "estimate.csv")
+    rows = estimate_costs(
+        tmp_path / "instructions.jsonl",
+        tmp_path / "seeds.jsonl",
+        prompts,
+        ["vi", "bn"],
+        ["m"],
+        {"sft": 600, "rm": 300, "ppo": 100},
+        {"count": 10, "max_attempts": 40, "tasks_per_request": 8},
+        {"responses_per_prompt": 4, "max_new_tokens": 256},
+        stages,
+        tmp_path / "estimate.csv",
+    )
     with open(tmp_path / "estimate.csv") as handle:
         table = list(csv.DictReader(handle))
     assert [(r["stage"], r["language"]) for r in table] == [
-        ("self_instruct", "en"), ("translation", "vi"), ("translation", "bn"), ("ranking", "vi"), ("ranking", "bn")]
+        ("self_instruct", "en"),
+        ("translation", "vi"),
+        ("translation", "bn"),
+        ("ranking", "vi"),
+        ("ranking", "bn"),
+    ]
     # 40 tasks asked for, 8 a request: 5 requests, each answered with 8 tasks.
     task = 17  # tokens of the seed task as JSON: 66 characters, 4 a token
     assert (rows[0]["requests"], rows[0]["output_tokens"]) == (5, 5 * 8 * task)
@@ -200,16 +256,30 @@ def test_a_paid_stage_over_budget_refuses_with_a_line_that_says_how_to_raise_it(
 
 
 def test_translation_qa_language_share_and_broken_code(tmp_path):
-    en = [{"id": f"a-{i}", "instruction": "Explain what the following command does in a shell.",
-           "input": "`rm -rf build`", "output": "It removes the build folder and everything inside it."}
-          for i in range(4)]
-    vi = [dict(r, instruction=fake_translation(r["instruction"], "Vietnamese"),
-               output=fake_translation(r["output"], "Vietnamese")) for r in en]
+    en = [
+        {
+            "id": f"a-{i}",
+            "instruction": "Explain what the following command does in a shell.",
+            "input": "`rm -rf build`",
+            "output": "It removes the build folder and everything inside it.",
+        }
+        for i in range(4)
+    ]
+    vi = [
+        dict(
+            r,
+            instruction=fake_translation(r["instruction"], "Vietnamese"),
+            output=fake_translation(r["output"], "Vietnamese"),
+        )
+        for r in en
+    ]
     vi[1]["input"] = "`rm -rf`"  # broken code
     vi[2]["output"] = "Cela supprime le dossier de construction et tout ce qu'il contient."  # French
     write_jsonl(tmp_path / "en" / "sft.jsonl", en)
     write_jsonl(tmp_path / "vi" / "sft.jsonl", vi)
-    qa = translation_qa([tmp_path / "en" / "sft.jsonl"], [tmp_path / "vi" / "sft.jsonl"], [], tmp_path / "qa.json", "vi")
+    qa = translation_qa(
+        [tmp_path / "en" / "sft.jsonl"], [tmp_path / "vi" / "sft.jsonl"], [], tmp_path / "qa.json", "vi"
+    )
     sft = qa["splits"]["sft"]
     assert sft["broken_code"] == 1 and sft["broken_code_ids"] == ["a-1"]
     assert sft["language_judged"] == 4 and sft["in_target_language_share"] == 0.75
@@ -220,7 +290,9 @@ def test_translation_qa_language_share_and_broken_code(tmp_path):
 
 
 def count_translations(bodies) -> list[str]:
-    return [json.dumps(b["messages"], sort_keys=True) for b in bodies if "into Vietnamese" in b["messages"][0]["content"]]
+    return [
+        json.dumps(b["messages"], sort_keys=True) for b in bodies if "into Vietnamese" in b["messages"][0]["content"]
+    ]
 
 
 @pytest.mark.slow
@@ -230,30 +302,57 @@ def test_a_killed_translation_job_repeats_no_answered_request_and_the_key_stays_
     try:
         overrides = {
             "languages": ["vi"],
-            "split": {"sft": {"sources": ["alpaca"], "size": 40}, "rm": {"sources": ["self_instruct"], "size": 4},
-                      "ppo": {"sources": ["self_instruct"], "size": 4}},
+            "split": {
+                "sft": {"sources": ["alpaca"], "size": 40},
+                "rm": {"sources": ["self_instruct"], "size": 4},
+                "ppo": {"sources": ["self_instruct"], "size": 4},
+            },
             "translation": {"items_per_shard": 40},
             "self_instruct": {"count": 8, "max_attempts": 40},
-            "llm": {"backend": "openai", "base_url": fake.base_url, "model": "fake", "api_key_env": "OKAPI_TEST_KEY",
-                    "max_concurrency": 2, "budget_usd": None, "answer_checks": "basic", "max_reject_share": 0.5},
+            "llm": {
+                "backend": "openai",
+                "base_url": fake.base_url,
+                "model": "fake",
+                "api_key_env": "OKAPI_TEST_KEY",
+                "max_concurrency": 2,
+                "budget_usd": None,
+                "answer_checks": "basic",
+                "max_reject_share": 0.5,
+            },
         }
         (work / "override.yaml").write_text(yaml.safe_dump(overrides))
         target = "results/data/vi/sft/shards/0000.jsonl"
         args = ["--configfile", "override.yaml", "--cores", "1", target]
         snakemake(work, *args, "--until", "split_instructions", env={"OKAPI_TEST_KEY": CANARY_KEY})
         # Priced over budget: the paid job refuses before any request, in one line.
-        (work / "paid.yaml").write_text(yaml.safe_dump({"llm": {**overrides["llm"], "budget_usd": 0.0,
-                                                                "price_input_per_1k": 0.5}}))
-        refused = snakemake(work, "--configfile", "override.yaml", "paid.yaml", "--cores", "1", target, check=False,
-                            env={"OKAPI_TEST_KEY": CANARY_KEY})
+        (work / "paid.yaml").write_text(
+            yaml.safe_dump({"llm": {**overrides["llm"], "budget_usd": 0.0, "price_input_per_1k": 0.5}})
+        )
+        refused = snakemake(
+            work,
+            "--configfile",
+            "override.yaml",
+            "paid.yaml",
+            "--cores",
+            "1",
+            target,
+            check=False,
+            env={"OKAPI_TEST_KEY": CANARY_KEY},
+        )
         assert refused.returncode != 0 and count_translations(fake.requests) == [], refused.stdout + refused.stderr
         last = (work / "logs/translate/vi/sft/0000.log").read_text().splitlines()[-1]
         assert last.startswith("translation: the estimated cost $") and "set llm.budget_usd" in last, last
         fake.latency = 0.1
         before = len(count_translations(fake.answered))
         env = dict(os.environ, OKAPI_TEST_KEY=CANARY_KEY, HF_HUB_OFFLINE="1")
-        process = subprocess.Popen([sys.executable, "-m", "snakemake", *args], cwd=work, env=env,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "snakemake", *args],
+            cwd=work,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         deadline = time.monotonic() + 90
         while len(count_translations(fake.answered)) - before < 16 and time.monotonic() < deadline:
             time.sleep(0.02)
@@ -269,23 +368,37 @@ def test_a_killed_translation_job_repeats_no_answered_request_and_the_key_stays_
         assert len(repeated) <= 2  # at most the requests in flight (max_concurrency)
         assert len(read_jsonl(work / target)) == 40
         # New limits or a new budget change no answer: nothing reruns.
-        (work / "faster.yaml").write_text(yaml.safe_dump({"llm": {**overrides["llm"], "max_concurrency": 16,
-                                                                  "requests_per_minute": 100, "budget_usd": 5}}))
+        (work / "faster.yaml").write_text(
+            yaml.safe_dump(
+                {"llm": {**overrides["llm"], "max_concurrency": 16, "requests_per_minute": 100, "budget_usd": 5}}
+            )
+        )
         plan = snakemake(work, "--configfile", "override.yaml", "faster.yaml", "-n", target)
         assert "Nothing to be done" in plan.stdout + plan.stderr
     finally:
         fake.stop()
     assert fake.authorizations[-1] == f"Bearer {CANARY_KEY}"
-    leaks = [path for folder in ("results", "logs", ".snakemake", ".cache") if (work / folder).exists()
-             for path in files_containing(work / folder, CANARY_KEY)]
+    leaks = [
+        path
+        for folder in ("results", "logs", ".snakemake", ".cache")
+        if (work / folder).exists()
+        for path in files_containing(work / folder, CANARY_KEY)
+    ]
     assert leaks == []
 
 
 def test_settings_that_leave_a_request_identical_cost_nothing_on_rerun(fake_openai, openai_settings, tmp_path):
     first, sent = run(openai_settings, tmp_path / "c.jsonl", requests(4))
     assert sent == 4
-    openai_settings.update(max_concurrency=1, requests_per_minute=6000, tokens_per_minute=10**6, timeout_s=5,
-                           price_input_per_1k=1.0, budget_usd=None, max_reject_share=0.0)
+    openai_settings.update(
+        max_concurrency=1,
+        requests_per_minute=6000,
+        tokens_per_minute=10**6,
+        timeout_s=5,
+        price_input_per_1k=1.0,
+        budget_usd=None,
+        max_reject_share=0.0,
+    )
     again, sent = run(openai_settings, tmp_path / "c.jsonl", requests(4))
     assert sent == 0 and again == first
     openai_settings["max_new_tokens"] = 100  # a different request

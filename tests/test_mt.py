@@ -18,12 +18,13 @@ from okapi_pipeline.mt import UnsupportedLanguage, detect_family, language_code
 from okapi_pipeline.segments import Piece, cut, join, pieces, segments
 from okapi_pipeline.translate import translate_shard
 from okapi_pipeline.translators import COLUMNS, comparison_table
-from tests.fake_openai import fake_openai, openai_settings  # noqa: F401
 from tests.workflow import REPO, copy_workflow, job_counts, snakemake
 
 OKAPI_26 = [code for group in OKAPI_GROUPS.values() for code in group]
-CODE_AND_URL = ("Fix the bug in this function. Then push it.\n\n```python\ndef add(a, b):\n    return a - b\n```\n"
-                "See https://docs.python.org/3/tutorial/index.html for more, {name}.\n  - 42\n1. Run `pytest -q` now.")
+CODE_AND_URL = (
+    "Fix the bug in this function. Then push it.\n\n```python\ndef add(a, b):\n    return a - b\n```\n"
+    "See https://docs.python.org/3/tutorial/index.html for more, {name}.\n  - 42\n1. Run `pytest -q` now."
+)
 
 
 # ---- language codes ------------------------------------------------------------------
@@ -54,12 +55,18 @@ def test_the_family_is_read_from_the_vocabulary():
 # ---- segments --------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("text", [
-    CODE_AND_URL,
-    "One sentence. Two sentences!  Three?\nA new line\r\n\r\n2024\n",
-    "Email me at someone@example.org. Use <noinput> and {{var}}.",
-    "", "   ", "1234\n56.7", "Trailing space. ",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        CODE_AND_URL,
+        "One sentence. Two sentences!  Three?\nA new line\r\n\r\n2024\n",
+        "Email me at someone@example.org. Use <noinput> and {{var}}.",
+        "",
+        "   ",
+        "1234\n56.7",
+        "Trailing space. ",
+    ],
+)
 def test_pieces_join_back_to_the_same_bytes(text):
     parts = pieces(text)
     assert "".join(piece.text for piece in parts) == text
@@ -70,8 +77,14 @@ def test_code_urls_placeholders_and_number_lines_never_reach_the_model():
     sent = segments(CODE_AND_URL)
     assert sent == ["Fix the bug in this function.", "Then push it.", "See", "for more,", "Run", "now."]
     translated = join(pieces(CODE_AND_URL), [s.upper() for s in sent])
-    for kept in ("```python\ndef add(a, b):\n    return a - b\n```", "https://docs.python.org/3/tutorial/index.html",
-                 "{name}", "\n  - 42\n", "1. ", "`pytest -q`"):
+    for kept in (
+        "```python\ndef add(a, b):\n    return a - b\n```",
+        "https://docs.python.org/3/tutorial/index.html",
+        "{name}",
+        "\n  - 42\n",
+        "1. ",
+        "`pytest -q`",
+    ):
         assert kept in translated
 
 
@@ -91,11 +104,11 @@ def _tiny(tmp_path_factory, corpus_dir, architecture):
     from okapi_pipeline.tiny_models import build_tiny_model
 
     out = tmp_path_factory.mktemp(f"tiny-{architecture}")
-    build = {"architecture": architecture, "hidden_size": 32, "intermediate_size": 64, "num_layers": 1,
-             "num_heads": 2}
+    build = {"architecture": architecture, "hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "num_heads": 2}
     # Random weights: fast to build; outputs are nonsense that never ends (truncated).
-    build_tiny_model(None, corpus_dir, out, build, {"vocab_size": 600, "max_length": 64, "pretrain_epochs": 0,
-                                                    "seed": 0})
+    build_tiny_model(
+        None, corpus_dir, out, build, {"vocab_size": 600, "max_length": 64, "pretrain_epochs": 0, "seed": 0}
+    )
     return out
 
 
@@ -105,9 +118,21 @@ def tiny_nllb_dir(tmp_path_factory, tiny_corpus_dir):
 
 
 def mt_settings(model_dir, tmp_path, **changes):
-    return {"backend": "mt", "model": str(model_dir), "temperature": 0.0, "max_new_tokens": 6, "max_concurrency": 4,
-            "max_retries": 0, "num_beams": 1, "max_segment_tokens": 256, "cache_dir": str(tmp_path / "cache"),
-            "api_key_env": "UNUSED", "max_reject_share": 1.0, "answer_checks": "basic", **changes}
+    return {
+        "backend": "mt",
+        "model": str(model_dir),
+        "temperature": 0.0,
+        "max_new_tokens": 6,
+        "max_concurrency": 4,
+        "max_retries": 0,
+        "num_beams": 1,
+        "max_segment_tokens": 256,
+        "cache_dir": str(tmp_path / "cache"),
+        "api_key_env": "UNUSED",
+        "max_reject_share": 1.0,
+        "answer_checks": "basic",
+        **changes,
+    }
 
 
 def mt_request(fields, languages=("en", "vi")):
@@ -129,8 +154,7 @@ def test_a_field_with_code_and_a_url_comes_back_with_both_byte_identical(tiny_nl
 
 
 def test_long_sentences_are_cut_and_counted(tiny_nllb_dir, tmp_path):
-    client = LLMClient.from_settings(mt_settings(tiny_nllb_dir, tmp_path, max_segment_tokens=8),
-                                     tmp_path / "c.jsonl")
+    client = LLMClient.from_settings(mt_settings(tiny_nllb_dir, tmp_path, max_segment_tokens=8), tmp_path / "c.jsonl")
     long = "The cat sits on the mat and the dog runs in the park while the sun is hot and water is wet"
     [result] = client.json_requests([mt_request({"output": long})])
     client.close()
@@ -156,9 +180,11 @@ def test_long_sentences_are_cut_and_counted(tiny_nllb_dir, tmp_path):
 def test_every_family_marks_languages_its_own_way(tmp_path_factory, tiny_corpus_dir, tiny_nllb_dir, tmp_path):
     from okapi_pipeline.mt import MTBackend
 
-    for model_dir, family, first in [(tiny_nllb_dir, "nllb", "eng_Latn"),
-                                     (_tiny(tmp_path_factory, tiny_corpus_dir, "m2m100"), "m2m100", "__en__"),
-                                     (_tiny(tmp_path_factory, tiny_corpus_dir, "madlad"), "madlad", "<2vi>")]:
+    for model_dir, family, first in [
+        (tiny_nllb_dir, "nllb", "eng_Latn"),
+        (_tiny(tmp_path_factory, tiny_corpus_dir, "m2m100"), "m2m100", "__en__"),
+        (_tiny(tmp_path_factory, tiny_corpus_dir, "madlad"), "madlad", "<2vi>"),
+    ]:
         backend = MTBackend(mt_settings(model_dir, tmp_path))
         backend._load_tokenizer()
         assert backend.family == family
@@ -205,9 +231,15 @@ def test_the_hf_and_openai_stages_refuse_an_mt_judge():
 
 
 def shard_records(n):
-    return [{"id": f"r{i}", "instruction": f"Give {i} tips for staying healthy. Eat {i} apples. Sleep {i} hours.",
-             "input": "", "output": f"Drink {i} glasses. Walk {i} miles. Rest {i} hours. Read {i} books."}
-            for i in range(n)]
+    return [
+        {
+            "id": f"r{i}",
+            "instruction": f"Give {i} tips for staying healthy. Eat {i} apples. Sleep {i} hours.",
+            "input": "",
+            "output": f"Drink {i} glasses. Walk {i} miles. Rest {i} hours. Read {i} books.",
+        }
+        for i in range(n)
+    ]
 
 
 KILLED_JOB = """
@@ -235,12 +267,21 @@ def test_a_killed_mt_job_resumes_without_translating_cached_segments_again(tiny_
     records = shard_records(40)  # 40 x 7 = 280 segments, each translated once
     write_jsonl(tmp_path / "en.jsonl", records)
     settings = mt_settings(tiny_nllb_dir, tmp_path, max_concurrency=1)
-    positional = [str(tmp_path / "en.jsonl"), str(tmp_path / "vi.jsonl"), str(tmp_path / "rejects.jsonl"),
-                  str(tmp_path / "report.json"), "vi", str(REPO / "prompts/translate.txt")]
+    positional = [
+        str(tmp_path / "en.jsonl"),
+        str(tmp_path / "vi.jsonl"),
+        str(tmp_path / "rejects.jsonl"),
+        str(tmp_path / "report.json"),
+        "vi",
+        str(REPO / "prompts/translate.txt"),
+    ]
     cache = tmp_path / "cache" / "translation/vi/sft/0000.jsonl"
-    process = subprocess.Popen([sys.executable, "-c", KILLED_JOB, json.dumps({"positional": positional,
-                                                                              "settings": settings})],
-                               cwd=REPO, env=dict(os.environ, HF_HUB_OFFLINE="1"), start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-c", KILLED_JOB, json.dumps({"positional": positional, "settings": settings})],
+        cwd=REPO,
+        env=dict(os.environ, HF_HUB_OFFLINE="1"),
+        start_new_session=True,
+    )
     deadline = time.monotonic() + 120
     while len(segment_lines(cache)) < 30 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.05)
@@ -275,18 +316,42 @@ def test_a_killed_mt_job_resumes_without_translating_cached_segments_again(tiny_
 def test_a_back_translation_job_of_its_own_ranks_the_same_as_one_job(fake_openai, openai_settings, tmp_path):
     from okapi_pipeline.ranking import back_translate_shard, rank_shard
 
-    items = [{"id": f"a-{i}", "instruction": f"Hãy kể {i} điều.", "input": "",
-              "responses": [f"Một {i}.", f"Hai hai {i}.", f"Ba ba ba {i}.", f"Bốn bốn bốn bốn {i}."]} for i in range(3)]
+    items = [
+        {
+            "id": f"a-{i}",
+            "instruction": f"Hãy kể {i} điều.",
+            "input": "",
+            "responses": [f"Một {i}.", f"Hai hai {i}.", f"Ba ba ba {i}.", f"Bốn bốn bốn bốn {i}."],
+        }
+        for i in range(3)
+    ]
     write_jsonl(tmp_path / "responses.jsonl", items)
     prompts = (str(REPO / "prompts/rank.txt"), str(REPO / "prompts/back_translate.txt"))
     one = [tmp_path / f"one.{name}" for name in ("jsonl", "rejects.jsonl", "report.json")]
     two = [tmp_path / f"two.{name}" for name in ("jsonl", "rejects.jsonl", "report.json")]
     together = rank_shard(tmp_path / "responses.jsonl", 0, 3, *one, "vi", *prompts, openai_settings, "r/one")
-    back_translate_shard(tmp_path / "responses.jsonl", 0, 3, tmp_path / "english.jsonl", "vi", prompts[1],
-                         openai_settings, "r/two.back_translation")
+    back_translate_shard(
+        tmp_path / "responses.jsonl",
+        0,
+        3,
+        tmp_path / "english.jsonl",
+        "vi",
+        prompts[1],
+        openai_settings,
+        "r/two.back_translation",
+    )
     sent = fake_openai.count
-    apart = rank_shard(tmp_path / "responses.jsonl", 0, 3, *two, "vi", *prompts, openai_settings, "r/two",
-                       back_translated_path=tmp_path / "english.jsonl")
+    apart = rank_shard(
+        tmp_path / "responses.jsonl",
+        0,
+        3,
+        *two,
+        "vi",
+        *prompts,
+        openai_settings,
+        "r/two",
+        back_translated_path=tmp_path / "english.jsonl",
+    )
     assert fake_openai.count - sent == 3  # only the judge's requests: the English came from the file
     assert together == apart and together["ranked"] == 3
     assert read_jsonl(one[0]) == read_jsonl(two[0])
@@ -295,15 +360,28 @@ def test_a_back_translation_job_of_its_own_ranks_the_same_as_one_job(fake_openai
 def test_the_cost_estimate_gives_an_mt_stage_gpu_hours_instead_of_dollars():
     from okapi_pipeline.cost import estimate_costs
 
-    prompts = {name: REPO / "prompts" / file for name, file in (
-        ("translation", "translate.txt"), ("self_instruct", "self_instruct.txt"), ("rank", "rank.txt"),
-        ("back_translation", "back_translate.txt"))}
+    prompts = {
+        name: REPO / "prompts" / file
+        for name, file in (
+            ("translation", "translate.txt"),
+            ("self_instruct", "self_instruct.txt"),
+            ("rank", "rank.txt"),
+            ("back_translation", "back_translate.txt"),
+        )
+    }
     api = {"backend": "openai", "price_input_per_1k": 0.0015, "price_output_per_1k": 0.002}
     mt = {"backend": "mt", "segments_per_second": 40}
-    rows = estimate_costs(REPO / "demo/instructions.jsonl", REPO / "demo/seed_tasks.jsonl", prompts, ["vi"], ["m"],
-                          {"sft": 1000, "rm": 500, "ppo": 500}, {"count": 0, "max_attempts": 0, "tasks_per_request": 1},
-                          {"responses_per_prompt": 4, "max_new_tokens": 256},
-                          {"self_instruct": api, "translation": mt, "ranking": api, "back_translation": mt})
+    rows = estimate_costs(
+        REPO / "demo/instructions.jsonl",
+        REPO / "demo/seed_tasks.jsonl",
+        prompts,
+        ["vi"],
+        ["m"],
+        {"sft": 1000, "rm": 500, "ppo": 500},
+        {"count": 0, "max_attempts": 0, "tasks_per_request": 1},
+        {"responses_per_prompt": 4, "max_new_tokens": 256},
+        {"self_instruct": api, "translation": mt, "ranking": api, "back_translation": mt},
+    )
     by_stage = {row["stage"]: row for row in rows}
     translation = by_stage["translation"]
     assert translation["usd"] == 0.0 and translation["segments"] > 2000  # about 3.8 sentences a demo record
@@ -320,8 +398,18 @@ def test_the_comparison_table_has_one_row_per_language_and_translator(tmp_path):
     for lang in ("vi", "bn"):
         for name, backend in (("gpt", "openai"), ("nllb", "mt"), ("llama", "hf")):
             row = {column: None for column in COLUMNS}
-            row.update(language=lang, translator=name, backend=backend, model=name, records=4, accepted=4,
-                       rejected=0, chrf_round_trip=50.0, untranslated_share=0.0, seconds_per_1k=10.0)
+            row.update(
+                language=lang,
+                translator=name,
+                backend=backend,
+                model=name,
+                records=4,
+                accepted=4,
+                rejected=0,
+                chrf_round_trip=50.0,
+                untranslated_share=0.0,
+                seconds_per_1k=10.0,
+            )
             path = tmp_path / f"{name}-{lang}.json"
             path.write_text(json.dumps({**row, "qa": {}}))
             paths.append(path)
@@ -329,15 +417,25 @@ def test_the_comparison_table_has_one_row_per_language_and_translator(tmp_path):
     table = pd.read_csv(tmp_path / "t.csv")
     assert len(rows) == len(table) == 6
     assert sorted(zip(table["language"], table["translator"])) == sorted(
-        (lang, name) for lang in ("vi", "bn") for name in ("gpt", "nllb", "llama"))
+        (lang, name) for lang in ("vi", "bn") for name in ("gpt", "nllb", "llama")
+    )
     assert list(table.columns) == list(COLUMNS)
     assert (tmp_path / "t.png").stat().st_size > 0 and "chrf_round_trip" in (tmp_path / "t.md").read_text()
 
 
 def test_local_translation_plans_nllb_on_gpu_nodes_and_the_judge_on_the_login_node(tmp_path):
     workdir = copy_workflow(tmp_path)
-    result = snakemake(workdir, "-n", "--cores", "2", "--quiet", "rules", "--configfile", "configs/paper.yaml",
-                       "configs/local-translation.yaml")
+    result = snakemake(
+        workdir,
+        "-n",
+        "--cores",
+        "2",
+        "--quiet",
+        "rules",
+        "--configfile",
+        "configs/paper.yaml",
+        "configs/local-translation.yaml",
+    )
     counts = job_counts(result.stdout + result.stderr)
     assert counts["back_translate_shard"] == counts["rank_shard"] > 0
     assert counts["fetch_base_model"] == 3  # the two base models and NLLB-200
@@ -370,13 +468,17 @@ def test_the_mt_demo_translates_and_compares_translators(tmp_path):
     assert qa["totals"]["segments"] > 0 and qa["totals"]["segments_cut"] == 0
     table = pd.read_csv(workdir / "results/tables/translators.csv")
     assert sorted(zip(table["language"], table["translator"])) == [
-        ("vi", "tiny-llama"), ("vi", "tiny-nllb"), ("vi", "tiny-nllb-ct2")]
+        ("vi", "tiny-llama"),
+        ("vi", "tiny-nllb"),
+        ("vi", "tiny-nllb-ct2"),
+    ]
     assert table["chrf_round_trip"].between(0, 100).all() and (table["seconds_per_1k"] > 0).all()
     assert (workdir / "results/figures/translators.png").exists()
     log = (workdir / "logs/translate/vi/sft/0000.log").read_text()
     assert "segments/s" in log
     print(f"mt demo: {elapsed:.0f} s")
     # Finished: nothing to redo.
-    plan = snakemake(workdir, "-n", "--cores", "2", "translations", "translator_comparison", "--configfile",
-                     ".test/config_mt.yaml")
+    plan = snakemake(
+        workdir, "-n", "--cores", "2", "translations", "translator_comparison", "--configfile", ".test/config_mt.yaml"
+    )
     assert "Nothing to be done" in plan.stdout + plan.stderr

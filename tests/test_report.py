@@ -25,20 +25,33 @@ def rules_of(jobs) -> set[str]:
 
 
 def test_evaluation_only_run_fetches_and_scores_the_checkpoints_without_training(workdir):
-    override = {"models": [], "evaluation": {"checkpoints": {
-        "okapi-bloom": {"hub_id": "uonlp/okapi-{lang}-bloom", "languages": ["vi", "id"],
-                        "compare_with": {"model": "bloom-7b1", "variant": "rlhf"}},
-        "bloomz": {"hub_id": "bigscience/bloomz-7b1"},
-        "mine": {"path": "demo/benchmarks"}}}}
+    override = {
+        "models": [],
+        "evaluation": {
+            "checkpoints": {
+                "okapi-bloom": {
+                    "hub_id": "uonlp/okapi-{lang}-bloom",
+                    "languages": ["vi", "id"],
+                    "compare_with": {"model": "bloom-7b1", "variant": "rlhf"},
+                },
+                "bloomz": {"hub_id": "bigscience/bloomz-7b1"},
+                "mine": {"path": "demo/benchmarks"},
+            }
+        },
+    }
     jobs = dry_run(workdir, override, "tables")
     assert rules_of(jobs) == {"fetch_checkpoint", "benchmark_data", "evaluate", "paper_tables", "tables"}
-    fetched = {dict(wildcards)["checkpoint"] + "/" + dict(wildcards)["lang_or_all"]
-               for rule, wildcards in jobs if rule == "fetch_checkpoint"}
+    fetched = {
+        dict(wildcards)["checkpoint"] + "/" + dict(wildcards)["lang_or_all"]
+        for rule, wildcards in jobs
+        if rule == "fetch_checkpoint"
+    }
     # One copy per language when the hub id names it, one for all otherwise; local paths are not fetched.
     assert fetched == {"okapi-bloom/vi", "okapi-bloom/id", "bloomz/all"}
     scored = {(dict(w)["model"], dict(w)["variant"], dict(w)["lang"]) for rule, w in jobs if rule == "evaluate"}
     assert scored == {("okapi-bloom", "checkpoint", "vi"), ("okapi-bloom", "checkpoint", "id")} | {
-        (name, "checkpoint", lang) for name in ("bloomz", "mine") for lang in LANGUAGES}
+        (name, "checkpoint", lang) for name in ("bloomz", "mine") for lang in LANGUAGES
+    }
 
 
 def test_a_translated_benchmark_replaces_the_released_files_for_every_language(workdir):
@@ -67,18 +80,29 @@ def demo_config(override: dict) -> dict:
     return config
 
 
-@pytest.mark.parametrize("override, message", [
-    ({"evaluation": {"checkpoints": {"x": {"path": "m", "languages": ["de"]}}}},
-     "config: 'evaluation.checkpoints.x.languages': 'de' is not in languages"),
-    ({"evaluation": {"checkpoints": {"tiny-llama": {"path": "m"}}}},
-     "config: 'evaluation.checkpoints.tiny-llama': the name is already a base_models entry"),
-    ({"evaluation": {"checkpoints": {"x": {"path": "m", "hub_id": "a/b"}}}},
-     "config: 'evaluation.checkpoints.x': {'path': 'm', 'hub_id': 'a/b'} is valid under each of"),
-    ({"models": []}, "config: 'models' is empty and there are no evaluation.checkpoints: nothing to evaluate"),
-    ({"evaluation": {"backend": "onnx"}}, "config: 'evaluation.backend': 'onnx' is not one of ['hf', 'vllm']"),
-    ({"benchmarks": {"arc": {"source": "translate"}}},
-     "config: missing key 'benchmarks.arc.path' or hub_id (source is translate)"),
-])
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        (
+            {"evaluation": {"checkpoints": {"x": {"path": "m", "languages": ["de"]}}}},
+            "config: 'evaluation.checkpoints.x.languages': 'de' is not in languages",
+        ),
+        (
+            {"evaluation": {"checkpoints": {"tiny-llama": {"path": "m"}}}},
+            "config: 'evaluation.checkpoints.tiny-llama': the name is already a base_models entry",
+        ),
+        (
+            {"evaluation": {"checkpoints": {"x": {"path": "m", "hub_id": "a/b"}}}},
+            "config: 'evaluation.checkpoints.x': {'path': 'm', 'hub_id': 'a/b'} is valid under each of",
+        ),
+        ({"models": []}, "config: 'models' is empty and there are no evaluation.checkpoints: nothing to evaluate"),
+        ({"evaluation": {"backend": "onnx"}}, "config: 'evaluation.backend': 'onnx' is not one of ['hf', 'vllm']"),
+        (
+            {"benchmarks": {"arc": {"source": "translate"}}},
+            "config: missing key 'benchmarks.arc.path' or hub_id (source is translate)",
+        ),
+    ],
+)
 def test_bad_evaluation_config_is_one_line_naming_the_key(override, message):
     with pytest.raises(ConfigError) as error:
         validate_config(demo_config(override), load_schema(REPO / "schemas" / "config.schema.yaml"))

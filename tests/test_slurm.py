@@ -106,8 +106,9 @@ def test_shards_are_grouped_into_few_jobs_with_one_gpu_each(small_run):
     for group in groups:
         assert group["job"]["TresPerJob"] == "gres:gpu:1"
         assert group["job"]["TimeLimit"] == "02:00:00"
-    shard_jobs = {where(path)["slurm_job_id"] for lang in ("vi", "bn")
-                  for path in (workdir / "results" / lang).glob("000?.txt")}
+    shard_jobs = {
+        where(path)["slurm_job_id"] for lang in ("vi", "bn") for path in (workdir / "results" / lang).glob("000?.txt")
+    }
     assert shard_jobs == {group["stdout"].strip() for group in groups}
 
 
@@ -135,8 +136,7 @@ def test_a_rerun_submits_nothing(small_run, slurm_cluster):
 # The rules that run on GPUs on a cluster (their resources), and how many jobs of each
 # the demo has: one per (model, language) or per (model, variant, language); responses
 # are generated once per language (one shared ranking set).
-DEMO_GPU_JOBS = {"train_sft": 6, "train_reward_model": 6, "train_ppo": 6,
-                 "generate_responses": 3, "evaluate": 18}
+DEMO_GPU_JOBS = {"train_sft": 6, "train_reward_model": 6, "train_ppo": 6, "generate_responses": 3, "evaluate": 18}
 
 
 @pytest.fixture(scope="module")
@@ -147,8 +147,7 @@ def demo_run(slurm_cluster, tmp_path_factory):
     before = len(slurm_cluster.submissions())
     # Two jobs at a time on this 2-core machine, one torch thread each.
     one_thread = [f"{rule}=1" for rule in DEMO_GPU_JOBS]
-    result = slurm_cluster.snakemake(workdir, "--jobs", "2", "--set-threads", *one_thread,
-                                     timeout=1800)
+    result = slurm_cluster.snakemake(workdir, "--jobs", "2", "--set-threads", *one_thread, timeout=1800)
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     return workdir, slurm_cluster.submissions()[before:]
 
@@ -210,7 +209,7 @@ def test_the_paper_plan_counts_jobs_and_gpu_hours_without_a_cluster(tmp_path, mo
     (tmp_path / "bin").mkdir()
     for command in ("sbatch", "squeue", "srun", "scancel", "sacct", "scontrol", "sinfo"):
         fake = tmp_path / "bin" / command
-        fake.write_text(f"#!/bin/sh\necho {command} \"$@\" >> {calls}\nexit 1\n")
+        fake.write_text(f'#!/bin/sh\necho {command} "$@" >> {calls}\nexit 1\n')
         fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:{os.environ['PATH']}")
 

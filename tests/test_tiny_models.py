@@ -14,7 +14,11 @@ def test_tokenizer_round_trips_multilingual_text_and_has_special_tokens(tiny_tok
     assert ids[0] == tokenizer.bos_token_id
     assert tokenizer.decode(ids, skip_special_tokens=True) == text
     assert {tokenizer.bos_token, tokenizer.eos_token, tokenizer.unk_token, tokenizer.pad_token} == {
-        "<s>", "</s>", "<unk>", "<pad>"}
+        "<s>",
+        "</s>",
+        "<unk>",
+        "<pad>",
+    }
     assert len(tokenizer) <= 600
 
 
@@ -48,8 +52,11 @@ def test_pretraining_lowers_the_loss(tiny_llama_dir):
 
 def test_same_seed_builds_identical_weights(tmp_path, tiny_tokenizer_dir, tiny_corpus_dir, tiny_bloom_dir):
     summary = json.loads((tiny_bloom_dir / "build_summary.json").read_text())
-    pretraining = {"max_length": summary["pretraining"]["max_length"],
-                   "pretrain_epochs": summary["pretraining"]["epochs"], "seed": summary["pretraining"]["seed"]}
+    pretraining = {
+        "max_length": summary["pretraining"]["max_length"],
+        "pretrain_epochs": summary["pretraining"]["epochs"],
+        "seed": summary["pretraining"]["seed"],
+    }
     build_tiny_model(tiny_tokenizer_dir, tiny_corpus_dir, tmp_path, summary["build"], pretraining, threads=1)
     first = AutoModelForCausalLM.from_pretrained(tiny_bloom_dir).state_dict()
     again = AutoModelForCausalLM.from_pretrained(tmp_path).state_dict()

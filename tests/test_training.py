@@ -12,8 +12,8 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-from okapi_pipeline.jsonl import write_jsonl
 from okapi_pipeline.dpo import train_dpo
+from okapi_pipeline.jsonl import write_jsonl
 from okapi_pipeline.modeling import freeze_lower_blocks, load_scorer, load_tokenizer, transformer_blocks
 from okapi_pipeline.ppo import ClippedScore, adaptive_kl_coef, ppo_schedule, train_ppo
 from okapi_pipeline.reward_model import train_reward_model
@@ -22,30 +22,81 @@ from okapi_pipeline.train import CONFIG_DIR, launch_command
 from okapi_pipeline.trainer import fingerprint, gradient_accumulation, prepare_checkpoints
 
 SFT_SETTINGS = {
-    "finetuning": "full", "epochs": 3, "learning_rate": 3e-3, "lr_scheduler": "cosine", "warmup_steps": 1,
-    "adam_betas": [0.9, 0.95], "weight_decay": 0.05, "max_length": 96, "per_device_batch_size": 4,
-    "effective_batch_size": 8, "held_out_fraction": 0.1, "completion_only_loss": False, "seed": 0,
+    "finetuning": "full",
+    "epochs": 3,
+    "learning_rate": 3e-3,
+    "lr_scheduler": "cosine",
+    "warmup_steps": 1,
+    "adam_betas": [0.9, 0.95],
+    "weight_decay": 0.05,
+    "max_length": 96,
+    "per_device_batch_size": 4,
+    "effective_batch_size": 8,
+    "held_out_fraction": 0.1,
+    "completion_only_loss": False,
+    "seed": 0,
     "save_steps": 500,
 }
 RM_SETTINGS = {
-    "epochs": 3, "learning_rate": 1e-2, "lr_scheduler": "cosine", "warmup_steps": 1, "weight_decay": 1e-4,
-    "max_length": 96, "per_device_batch_size": 8, "effective_batch_size": 8, "trainable_top_blocks": 2,
-    "freeze_embeddings": False, "held_out_fraction": 0.25, "seed": 0, "save_steps": 500,
+    "epochs": 3,
+    "learning_rate": 1e-2,
+    "lr_scheduler": "cosine",
+    "warmup_steps": 1,
+    "weight_decay": 1e-4,
+    "max_length": 96,
+    "per_device_batch_size": 8,
+    "effective_batch_size": 8,
+    "trainable_top_blocks": 2,
+    "freeze_embeddings": False,
+    "held_out_fraction": 0.25,
+    "seed": 0,
+    "save_steps": 500,
 }
 PPO_SETTINGS = {
-    "rounds": 2, "num_ppo_epochs": 2, "rollout_batch_size": 8, "mini_batch_size": 4, "chunk_size": 4,
-    "learning_rate": 1e-3, "weight_decay": 1e-6, "adam_betas": [0.9, 0.95], "max_grad_norm": 1.0,
-    "kl_coef": 0.1, "cliprange": 0.2, "cliprange_value": 0.2,
-    "vf_coef": 1.0, "gamma": 1.0, "lam": 0.95, "max_prompt_length": 64, "response_length": 8,
-    "temperature": 1.0, "trainable_top_blocks": 1, "freeze_embeddings": False, "seed": 0,
+    "rounds": 2,
+    "num_ppo_epochs": 2,
+    "rollout_batch_size": 8,
+    "mini_batch_size": 4,
+    "chunk_size": 4,
+    "learning_rate": 1e-3,
+    "weight_decay": 1e-6,
+    "adam_betas": [0.9, 0.95],
+    "max_grad_norm": 1.0,
+    "kl_coef": 0.1,
+    "cliprange": 0.2,
+    "cliprange_value": 0.2,
+    "vf_coef": 1.0,
+    "gamma": 1.0,
+    "lam": 0.95,
+    "max_prompt_length": 64,
+    "response_length": 8,
+    "temperature": 1.0,
+    "trainable_top_blocks": 1,
+    "freeze_embeddings": False,
+    "seed": 0,
     # A short horizon, so that the adaptive coefficient visibly moves in two updates.
-    "kl_control": "adaptive", "kl_target": 6.0, "kl_horizon": 8, "kl_episodes_per_round": None,
-    "reward_clip": 0.01, "save_steps": 1,
+    "kl_control": "adaptive",
+    "kl_target": 6.0,
+    "kl_horizon": 8,
+    "kl_episodes_per_round": None,
+    "reward_clip": 0.01,
+    "save_steps": 1,
 }
 DPO_SETTINGS = {
-    "beta": 0.1, "epochs": 2, "learning_rate": 1e-3, "lr_scheduler": "cosine", "warmup_steps": 1,
-    "weight_decay": 0.0, "max_length": 96, "per_device_batch_size": 8, "effective_batch_size": 8,
-    "trainable_top_blocks": 2, "freeze_embeddings": True, "held_out_fraction": 0.25, "seed": 0, "save_steps": 500,
+    "beta": 0.1,
+    "epochs": 2,
+    "learning_rate": 1e-3,
+    "lr_scheduler": "cosine",
+    "warmup_steps": 1,
+    "weight_decay": 0.0,
+    "max_length": 96,
+    "per_device_batch_size": 8,
+    "effective_batch_size": 8,
+    "trainable_top_blocks": 2,
+    "freeze_embeddings": True,
+    "held_out_fraction": 0.25,
+    "seed": 0,
+    "save_steps": 500,
 }
 # The input embeddings (and BLOOM's layer norm on them), relative to the backbone.
 EMBEDDINGS = ("embed_tokens.", "word_embeddings.", "word_embeddings_layernorm.")
@@ -60,8 +111,10 @@ QA = [
 
 
 def instruction_records(n: int) -> list[dict]:
-    return [{"id": f"alpaca-{i:05d}", "instruction": QA[i % 4][0], "input": QA[i % 4][1], "output": QA[i % 4][2]}
-            for i in range(n)]
+    return [
+        {"id": f"alpaca-{i:05d}", "instruction": QA[i % 4][0], "input": QA[i % 4][1], "output": QA[i % 4][2]}
+        for i in range(n)
+    ]
 
 
 def marker_pairs(prompts: int, per_prompt: int = 3) -> list[dict]:
@@ -72,9 +125,17 @@ def marker_pairs(prompts: int, per_prompt: int = 3) -> list[dict]:
     def sentence():
         return " ".join(rng.choice(words) for _ in range(5))
 
-    return [{"id": f"rm-{i:05d}", "instruction": f"Viết câu số {i}.", "input": "",
-             "prefered_output": sentence() + " Paris", "rejected_output": sentence()}
-            for i in range(prompts) for _ in range(per_prompt)]
+    return [
+        {
+            "id": f"rm-{i:05d}",
+            "instruction": f"Viết câu số {i}.",
+            "input": "",
+            "prefered_output": sentence() + " Paris",
+            "rejected_output": sentence(),
+        }
+        for i in range(prompts)
+        for _ in range(per_prompt)
+    ]
 
 
 def state(directory, cls=AutoModelForCausalLM, **kwargs) -> dict:
@@ -87,8 +148,11 @@ def summary(directory) -> dict:
 
 def changed_blocks(before: dict, after: dict, prefix: str) -> set[str]:
     """Names (relative to the backbone prefix) of the parameters that differ."""
-    return {name[len(prefix):] for name, value in before.items()
-            if name.startswith(prefix) and not torch.equal(value, after[prefix + name[len(prefix):]])}
+    return {
+        name[len(prefix) :]
+        for name, value in before.items()
+        if name.startswith(prefix) and not torch.equal(value, after[prefix + name[len(prefix) :]])
+    }
 
 
 BACKBONE = {"llama": "model.", "bloom": "transformer."}
@@ -203,15 +267,21 @@ def test_ppo_trains_the_top_blocks_and_saves_a_causal_lm(reward_model, sft_data,
 
 def test_adaptive_kl_follows_the_original_controller():
     # Ziegler et al.: beta *= 1 + clip(KL / target - 1, -0.2, 0.2) * n / horizon
-    assert adaptive_kl_coef(0.1, kl=9.0, target=6.0, horizon=10000, episodes=128) == pytest.approx(0.1 * (1 + 0.2 * 128 / 10000))
-    assert adaptive_kl_coef(0.1, kl=6.6, target=6.0, horizon=10000, episodes=128) == pytest.approx(0.1 * (1 + 0.1 * 128 / 10000))
-    assert adaptive_kl_coef(0.1, kl=0.0, target=6.0, horizon=10000, episodes=128) == pytest.approx(0.1 * (1 - 0.2 * 128 / 10000))
+    assert adaptive_kl_coef(0.1, kl=9.0, target=6.0, horizon=10000, episodes=128) == pytest.approx(
+        0.1 * (1 + 0.2 * 128 / 10000)
+    )
+    assert adaptive_kl_coef(0.1, kl=6.6, target=6.0, horizon=10000, episodes=128) == pytest.approx(
+        0.1 * (1 + 0.1 * 128 / 10000)
+    )
+    assert adaptive_kl_coef(0.1, kl=0.0, target=6.0, horizon=10000, episodes=128) == pytest.approx(
+        0.1 * (1 - 0.2 * 128 / 10000)
+    )
     assert adaptive_kl_coef(0.1, kl=6.0, target=6.0, horizon=10000, episodes=128) == 0.1
     # Held far above the target, the coefficient grows by 0.256% per batch of 128.
     coef = 0.1
     for _ in range(10):
         coef = adaptive_kl_coef(coef, kl=20.0, target=6.0, horizon=10000, episodes=128)
-    assert coef == pytest.approx(0.1 * 1.00256 ** 10)
+    assert coef == pytest.approx(0.1 * 1.00256**10)
 
 
 def test_reward_clip_bounds_the_scores_ppo_reads(tiny_llama_dir):
@@ -233,7 +303,9 @@ def test_reward_clip_bounds_the_scores_ppo_reads(tiny_llama_dir):
 
 def test_dpo_prefers_the_chosen_responses_and_trains_only_the_top_blocks(tmp_path, tiny_llama_dir):
     write_jsonl(tmp_path / "pairs.jsonl", marker_pairs(16))
-    train_dpo(tiny_llama_dir, tmp_path / "pairs.jsonl", tmp_path / "dpo", DPO_SETTINGS, tmp_path / "checkpoints", threads=1)
+    train_dpo(
+        tiny_llama_dir, tmp_path / "pairs.jsonl", tmp_path / "dpo", DPO_SETTINGS, tmp_path / "checkpoints", threads=1
+    )
     result = summary(tmp_path / "dpo")
     assert SUMMARY_FIELDS | {"reward_accuracy", "held_out_reward_accuracy"} <= set(result)
     assert result["stage"] == "dpo" and result["held_out_pairs"] == 12
@@ -264,10 +336,15 @@ def test_one_device_runs_in_process_and_several_launch_through_accelerate(tmp_pa
 def test_the_accelerate_configs_load():
     from accelerate.commands.config.config_args import load_config_from_file
 
-    kinds = {name: load_config_from_file(str(CONFIG_DIR / f"{name}.yaml")).distributed_type
-             for name in ("fsdp", "ddp", "deepspeed_zero2")}
+    kinds = {
+        name: load_config_from_file(str(CONFIG_DIR / f"{name}.yaml")).distributed_type
+        for name in ("fsdp", "ddp", "deepspeed_zero2")
+    }
     assert {name: str(kind).split(".")[-1] for name, kind in kinds.items()} == {
-        "fsdp": "FSDP", "ddp": "MULTI_GPU", "deepspeed_zero2": "DEEPSPEED"}
+        "fsdp": "FSDP",
+        "ddp": "MULTI_GPU",
+        "deepspeed_zero2": "DEEPSPEED",
+    }
 
 
 # ---- kill and resume -----------------------------------------------------------------------
@@ -277,8 +354,9 @@ def kill_after_checkpoint(stage: str, arguments: dict, checkpoint: int, timeout:
     """Run a stage through the CLI and SIGKILL it once checkpoint-N is complete."""
     args_json = Path(arguments["out_dir"]).parent / f"{stage}-arguments.json"
     args_json.write_text(json.dumps(arguments, default=str))
-    process = subprocess.Popen(launch_command(stage, args_json, arguments["settings"], 1),
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        launch_command(stage, args_json, arguments["settings"], 1), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     done = Path(arguments["checkpoint_dir"]) / f"checkpoint-{checkpoint}" / "trainer_state.json"
     deadline = time.time() + timeout
     while not done.exists():
@@ -300,8 +378,14 @@ def same_format(resumed, uninterrupted) -> None:
 
 def test_sft_killed_resumes_from_its_last_checkpoint(tmp_path, tiny_llama_dir, sft_data):
     settings = {**SFT_SETTINGS, "epochs": 8, "save_steps": 2}  # 40 steps
-    arguments = dict(base_dir=str(tiny_llama_dir), data_path=str(sft_data), out_dir=str(tmp_path / "sft"),
-                     settings=settings, checkpoint_dir=str(tmp_path / "checkpoints"), threads=1)
+    arguments = dict(
+        base_dir=str(tiny_llama_dir),
+        data_path=str(sft_data),
+        out_dir=str(tmp_path / "sft"),
+        settings=settings,
+        checkpoint_dir=str(tmp_path / "checkpoints"),
+        threads=1,
+    )
     kill_after_checkpoint("sft", arguments, checkpoint=4)
     result = train_sft(**arguments)
     assert result["resumed_from_step"] >= 4
@@ -315,9 +399,15 @@ def test_sft_killed_resumes_from_its_last_checkpoint(tmp_path, tiny_llama_dir, s
 def test_ppo_killed_resumes_from_its_last_checkpoint(tmp_path, reward_model, sft_data):
     _, sft, rm = reward_model
     settings = {**PPO_SETTINGS, "rounds": 12}  # 12 updates, a checkpoint after each
-    arguments = dict(sft_dir=str(sft), reward_model_dir=str(rm), prompts_path=str(sft_data),
-                     out_dir=str(tmp_path / "rlhf"), settings=settings,
-                     checkpoint_dir=str(tmp_path / "checkpoints"), threads=1)
+    arguments = dict(
+        sft_dir=str(sft),
+        reward_model_dir=str(rm),
+        prompts_path=str(sft_data),
+        out_dir=str(tmp_path / "rlhf"),
+        settings=settings,
+        checkpoint_dir=str(tmp_path / "checkpoints"),
+        threads=1,
+    )
     kill_after_checkpoint("ppo", arguments, checkpoint=3)
     result = train_ppo(**arguments)
     assert result["resumed_from_step"] >= 3
@@ -339,7 +429,8 @@ def test_freezing_keeps_a_tied_output_layer_frozen(tiny_bloom_dir):
     trainable = freeze_lower_blocks(model, 1, freeze_embeddings=True)
     assert not model.get_input_embeddings().weight.requires_grad  # BLOOM's lm_head is the embedding
     assert trainable == sum(p.numel() for p in transformer_blocks(model)[-1].parameters()) + sum(
-        p.numel() for p in model.transformer.ln_f.parameters())
+        p.numel() for p in model.transformer.ln_f.parameters()
+    )
     with pytest.raises(ValueError, match="has 4 blocks"):
         freeze_lower_blocks(model, 5, freeze_embeddings=True)
 
@@ -377,7 +468,6 @@ def test_checkpoints_resume_the_same_run_and_are_dropped_for_another(tmp_path):
     assert not list((tmp_path / "ck").glob("checkpoint-*"))
 
 
-
 def test_every_stage_runs_one_sequence_resume_train_save_summary_clean_up(tmp_path):
     from types import SimpleNamespace
 
@@ -400,15 +490,32 @@ def test_every_stage_runs_one_sequence_resume_train_save_summary_clean_up(tmp_pa
 
     def build(precision):
         calls.append(("build", precision.device))
-        return Stage(trainer, "tokenizer", 2, summary=lambda t: calls.append("summary") or {"own": 1},
-                     save=save, loss_key="loss/policy_avg")
+        return Stage(
+            trainer,
+            "tokenizer",
+            2,
+            summary=lambda t: calls.append("summary") or {"own": 1},
+            save=save,
+            loss_key="loss/policy_avg",
+        )
 
-    result = run_trainer("ppo", build, inputs=(data,), out_dir=tmp_path / "out", settings=settings,
-                         checkpoint_dir=tmp_path / "ck", threads=1)
+    result = run_trainer(
+        "ppo",
+        build,
+        inputs=(data,),
+        out_dir=tmp_path / "out",
+        settings=settings,
+        checkpoint_dir=tmp_path / "ck",
+        threads=1,
+    )
     assert calls == [("build", result["device"]), ("train", "checkpoint-3"), "summary", ("save", "tokenizer")]
     assert result == summary(tmp_path / "out")
     assert (result["stage"], result["steps"], result["resumed_from_step"], result["own"]) == ("ppo", 5, 3, 1)
-    assert (result["loss"], result["trainable_parameters"], result["total_parameters"]) == ([{"step": 4, "loss": 0.5}], 2, 3)
+    assert (result["loss"], result["trainable_parameters"], result["total_parameters"]) == (
+        [{"step": 4, "loss": 0.5}],
+        2,
+        3,
+    )
     assert not (tmp_path / "ck").exists()
 
 
@@ -426,10 +533,20 @@ def test_the_paper_ppo_schedule_is_the_released_one():
     settings = paper_config()["ppo"]
     # trlx with 7 processes: 128 rollouts and batches of 2 each, 4 PPO epochs, 5 rounds.
     schedule = ppo_schedule(settings, prompts=64000, devices=7)
-    assert schedule == {"rounds": 5, "rollouts_per_round": 896, "prompts": 4480, "mini_batch_size": 14,
-                        "optimizer_steps": 1280, "rollouts_per_device": 128}
+    assert schedule == {
+        "rounds": 5,
+        "rollouts_per_round": 896,
+        "prompts": 4480,
+        "mini_batch_size": 14,
+        "optimizer_steps": 1280,
+        "rollouts_per_device": 128,
+    }
     assert ppo_schedule(settings, prompts=64000, devices=1)["optimizer_steps"] == 1280
-    assert (settings["adam_betas"], settings["max_grad_norm"], settings["kl_episodes_per_round"]) == ([0.9, 0.95], 1.0, 128)
+    assert (settings["adam_betas"], settings["max_grad_norm"], settings["kl_episodes_per_round"]) == (
+        [0.9, 0.95],
+        1.0,
+        128,
+    )
     # The documented alternative: one pass over all the prompts.
     one_pass = ppo_schedule({**settings, "rounds": None}, prompts=64000, devices=7)
     assert (one_pass["rounds"], one_pass["prompts"], one_pass["optimizer_steps"]) == (72, 64512, 72 * 4 * 64)

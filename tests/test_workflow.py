@@ -102,8 +102,9 @@ def test_paper_dag_plans_every_stage_offline(tmp_path):
     workdir = copy_workflow(tmp_path)
     # In a namespace with no network at all, where unshare is allowed (root here and in CI).
     no_network = ("unshare", "--net") if shutil.which("unshare") and os.geteuid() == 0 else ()
-    result = snakemake(workdir, "-n", "--cores", "2", "--quiet", "rules",
-                       "--configfile", "configs/paper.yaml", prefix=no_network)
+    result = snakemake(
+        workdir, "-n", "--cores", "2", "--quiet", "rules", "--configfile", "configs/paper.yaml", prefix=no_network
+    )
     counts = job_counts(result.stdout + result.stderr)
     paper = yaml.safe_load((workdir / "configs/paper.yaml").read_text())
     languages, models = len(paper["languages"]), len(paper["models"])
@@ -130,10 +131,14 @@ def test_paper_dag_plans_every_stage_offline(tmp_path):
         ("languages: [vi, xx]\n", "config: 'languages.1': unknown language code 'xx'"),
         ("ppo:\n  kl_coeff: 0.1\n", "config: unknown key 'ppo.kl_coeff'"),
         ("models: [gpt-2]\n", "config: 'models.0': 'gpt-2' is not an entry of base_models"),
-        ("self_instruct:\n  seed_tasks: https://example.org/seeds.jsonl\n",
-         "config: missing key 'self_instruct.seed_tasks_sha256' (seed_tasks is a URL)"),
-        ("split:\n  rm: {sources: [alpaca, self_instruct], size: 4}\n",
-         "config: split: ['sft'] take ['alpaca'] and ['rm'] take ['alpaca', 'self_instruct']"),
+        (
+            "self_instruct:\n  seed_tasks: https://example.org/seeds.jsonl\n",
+            "config: missing key 'self_instruct.seed_tasks_sha256' (seed_tasks is a URL)",
+        ),
+        (
+            "split:\n  rm: {sources: [alpaca, self_instruct], size: 4}\n",
+            "config: split: ['sft'] take ['alpaca'] and ['rm'] take ['alpaca', 'self_instruct']",
+        ),
         ("ranking:\n  responses_from: gpt-4\n", "config: 'ranking.responses_from': 'gpt-4' is neither own nor"),
     ],
 )

@@ -10,8 +10,19 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 # What a run needs; results, caches and the venv stay behind.
 WORKFLOW_FILES = [
-    "Snakefile", "config.yaml", "configs", "rules", "scripts", "schemas", "envs",
-    "prompts", "demo", "reference", "report", "slurm", ".test",
+    "Snakefile",
+    "config.yaml",
+    "configs",
+    "rules",
+    "scripts",
+    "schemas",
+    "envs",
+    "prompts",
+    "demo",
+    "reference",
+    "report",
+    "slurm",
+    ".test",
 ]
 
 
@@ -26,20 +37,21 @@ def copy_workflow(target: Path) -> Path:
     return target
 
 
-def snakemake(workdir: Path, *args: str, timeout: int = 1200, check: bool = True,
-              env: dict | None = None, prefix: tuple = ()) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, *args: str, timeout: int = 1200, check: bool = True, env: dict | None = None, prefix: tuple = ()
+) -> subprocess.CompletedProcess:
     """Run the snakemake CLI of this interpreter's environment in `workdir`.
 
     `prefix` wraps the command (e.g. `unshare --net` to run without any network).
     """
     run_env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", **(env or {}))
     command = [*prefix, sys.executable, "-m", "snakemake", *args]
-    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True,
-                            timeout=timeout, env=run_env)
+    result = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=run_env)
     if check and result.returncode != 0:
         raise AssertionError(
             f"snakemake {' '.join(args)} failed ({result.returncode}):\n"
-            f"{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
+            f"{result.stdout[-4000:]}\n{result.stderr[-8000:]}"
+        )
     return result
 
 

@@ -25,8 +25,7 @@ def per_job_table(workdir: Path) -> pd.DataFrame:
     for tsv in sorted((workdir / "benchmarks").rglob("*.tsv")):
         stats = pd.read_csv(tsv, sep="\t").iloc[0]
         job = str(tsv.relative_to(workdir / "benchmarks").with_suffix(""))
-        rows.append({"job": job, "stage": job.split("/")[0], "wall_s": stats["s"],
-                     "peak_rss_mb": stats["max_rss"]})
+        rows.append({"job": job, "stage": job.split("/")[0], "wall_s": stats["s"], "peak_rss_mb": stats["max_rss"]})
     return pd.DataFrame(rows)
 
 
@@ -44,20 +43,24 @@ def main() -> None:
         demo_s = time.perf_counter() - start
 
         start = time.perf_counter()
-        snakemake(workdir, "-n", "--cores", "2", "--quiet", "rules",
-                  "--configfile", "configs/paper.yaml")
+        snakemake(workdir, "-n", "--cores", "2", "--quiet", "rules", "--configfile", "configs/paper.yaml")
         plan_s = time.perf_counter() - start
 
         jobs = per_job_table(workdir)
 
     by_stage = jobs.groupby("stage").agg(
-        jobs=("job", "count"), wall_s_total=("wall_s", "sum"), wall_s_max=("wall_s", "max"),
-        peak_rss_mb_max=("peak_rss_mb", "max"))
+        jobs=("job", "count"),
+        wall_s_total=("wall_s", "sum"),
+        wall_s_max=("wall_s", "max"),
+        peak_rss_mb_max=("peak_rss_mb", "max"),
+    )
     pd.set_option("display.width", 120)
     print(f"demo wall time ({args.cores} cores): {demo_s:.1f} s")
     print(f"paper DAG planning (snakemake -n): {plan_s:.1f} s")
-    print(f"largest peak memory of any job: {jobs['peak_rss_mb'].max():.0f} MB "
-          f"({jobs.loc[jobs['peak_rss_mb'].idxmax(), 'job']})")
+    print(
+        f"largest peak memory of any job: {jobs['peak_rss_mb'].max():.0f} MB "
+        f"({jobs.loc[jobs['peak_rss_mb'].idxmax(), 'job']})"
+    )
     print("\nper stage:")
     print(by_stage.round(1).to_string())
     print("\nper job:")

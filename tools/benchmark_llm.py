@@ -62,18 +62,35 @@ def main() -> None:
 
     os.environ[KEY_VARIABLE] = CANARY_KEY
     ours, theirs = multiprocessing.get_context("spawn").Pipe()
-    process = multiprocessing.get_context("spawn").Process(target=serve, args=(theirs, args.latency, args.rpm),
-                                                           daemon=True)
+    process = multiprocessing.get_context("spawn").Process(
+        target=serve, args=(theirs, args.latency, args.rpm), daemon=True
+    )
     process.start()
     base_url = ours.recv()
-    requests = [JsonRequest(SYSTEM, {"instruction": f"Give {i} tips for staying healthy.",
-                                     "output": f"Eat well and sleep {i % 9 + 6} hours."}, ("instruction", "output"))
-                for i in range(args.items)]
+    requests = [
+        JsonRequest(
+            SYSTEM,
+            {"instruction": f"Give {i} tips for staying healthy.", "output": f"Eat well and sleep {i % 9 + 6} hours."},
+            ("instruction", "output"),
+        )
+        for i in range(args.items)
+    ]
     with tempfile.TemporaryDirectory() as folder:
-        settings = {"backend": "openai", "model": "fake", "base_url": base_url, "api_key_env": KEY_VARIABLE,
-                    "temperature": 0.0, "max_new_tokens": 256, "max_concurrency": args.concurrency,
-                    "requests_per_minute": args.rpm, "tokens_per_minute": None, "max_retries": 5, "timeout_s": 30,
-                    "cache_dir": folder, "mode": "online"}
+        settings = {
+            "backend": "openai",
+            "model": "fake",
+            "base_url": base_url,
+            "api_key_env": KEY_VARIABLE,
+            "temperature": 0.0,
+            "max_new_tokens": 256,
+            "max_concurrency": args.concurrency,
+            "requests_per_minute": args.rpm,
+            "tokens_per_minute": None,
+            "max_retries": 5,
+            "timeout_s": 30,
+            "cache_dir": folder,
+            "mode": "online",
+        }
         cache = Path(folder) / "bench.jsonl"
 
         client = LLMClient.from_settings(settings, cache)
@@ -102,8 +119,13 @@ def main() -> None:
         sample_items = requests[: args.sequential_sample]
         start = time.perf_counter()
         for request in sample_items:
-            plain.chat.completions.create(model="fake", messages=[{"role": "system", "content": request.system},
-                                                                  {"role": "user", "content": request.user_text()}])
+            plain.chat.completions.create(
+                model="fake",
+                messages=[
+                    {"role": "system", "content": request.system},
+                    {"role": "user", "content": request.user_text()},
+                ],
+            )
         sequential = (time.perf_counter() - start) / len(sample_items) * args.items
 
         start = time.perf_counter()
@@ -118,16 +140,24 @@ def main() -> None:
     process.join(timeout=10)
 
     rate = args.items / online
-    print(f"items: {args.items}; server latency {args.latency * 1000:.0f} ms; limit {args.rpm:.0f} requests/min; "
-          f"max_concurrency {args.concurrency}")
-    print(f"layer: {online:.1f} s = {rate:.0f} requests/s overall, {steady:.0f} requests/s steady "
-          f"= {rate * 60 / args.rpm:.1%} of the limit overall "
-          f"({rate_limited} answered 429 by the server and retried)")
+    print(
+        f"items: {args.items}; server latency {args.latency * 1000:.0f} ms; limit {args.rpm:.0f} requests/min; "
+        f"max_concurrency {args.concurrency}"
+    )
+    print(
+        f"layer: {online:.1f} s = {rate:.0f} requests/s overall, {steady:.0f} requests/s steady "
+        f"= {rate * 60 / args.rpm:.1%} of the limit overall "
+        f"({rate_limited} answered 429 by the server and retried)"
+    )
     print(f"layer CPU: {cpu:.1f} s = {cpu / args.items * 1000:.2f} CPU s per 1,000 requests")
-    print(f"plain sequential loop: {sequential:.1f} s (extrapolated from {len(sample_items)} items) "
-          f"= {args.items / sequential * 60:.0f} requests/min; the layer is {sequential / online:.1f}x faster")
-    print(f"warm cache: {args.items / (done - start):,.0f} items/s including loading the cache file, "
-          f"{args.items / (done - loaded):,.0f} items/s from memory")
+    print(
+        f"plain sequential loop: {sequential:.1f} s (extrapolated from {len(sample_items)} items) "
+        f"= {args.items / sequential * 60:.0f} requests/min; the layer is {sequential / online:.1f}x faster"
+    )
+    print(
+        f"warm cache: {args.items / (done - start):,.0f} items/s including loading the cache file, "
+        f"{args.items / (done - loaded):,.0f} items/s from memory"
+    )
 
 
 if __name__ == "__main__":

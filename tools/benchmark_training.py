@@ -42,8 +42,13 @@ def measured(command: list[str], log_path: Path) -> tuple[float, float]:
     """(wall seconds, peak resident MB) of one process."""
     started = time.perf_counter()
     with open(log_path, "w") as log:
-        process = subprocess.Popen(command, stdout=log, stderr=log, cwd=REPO,
-                                   env=dict(os.environ, HF_HUB_OFFLINE="1", TRL_EXPERIMENTAL_SILENCE="1"))
+        process = subprocess.Popen(
+            command,
+            stdout=log,
+            stderr=log,
+            cwd=REPO,
+            env=dict(os.environ, HF_HUB_OFFLINE="1", TRL_EXPERIMENTAL_SILENCE="1"),
+        )
         _, status, usage = os.wait4(process.pid, 0)
     wall = time.perf_counter() - started
     if status:
@@ -71,9 +76,16 @@ def demo_data(config: dict, work: Path) -> dict:
     for index, record in enumerate(rm):
         others = [rm[(index + shift) % len(rm)]["output"] for shift in (1, 2, 3)]
         ranked = [record["output"], *others]
-        pairs += [{"id": f"rm-{index:05d}", "instruction": record["instruction"], "input": record["input"],
-                   "prefered_output": better, "rejected_output": worse}
-                  for better, worse in itertools.combinations(ranked, 2)]
+        pairs += [
+            {
+                "id": f"rm-{index:05d}",
+                "instruction": record["instruction"],
+                "input": record["input"],
+                "prefered_output": better,
+                "rejected_output": worse,
+            }
+            for better, worse in itertools.combinations(ranked, 2)
+        ]
     write_jsonl(work / "sft.jsonl", sft)
     write_jsonl(work / "pairs.jsonl", pairs)
     write_jsonl(work / "prompts.jsonl", rm)
@@ -95,27 +107,79 @@ def main() -> None:
         load_before = os.getloadavg()
         rows = []
         tiny = config["tiny_models"]
-        rows.append(("-", "tokenizer", *run("tokenizer", {
-            "corpus_dir": str(REPO / tiny["corpus"]), "out_dir": str(work / "tokenizer"),
-            "vocab_size": tiny["vocab_size"]}, work)))
+        rows.append(
+            (
+                "-",
+                "tokenizer",
+                *run(
+                    "tokenizer",
+                    {
+                        "corpus_dir": str(REPO / tiny["corpus"]),
+                        "out_dir": str(work / "tokenizer"),
+                        "vocab_size": tiny["vocab_size"],
+                    },
+                    work,
+                ),
+            )
+        )
         tokens_per_second = {}
         for model in config["models"]:
             root = work / model
             base, sft, rm = root / "base", root / "sft", root / "rm"
             common = {"threads": options.threads}
             steps = [
-                ("build", {"tokenizer_dir": str(work / "tokenizer"), "corpus_dir": str(REPO / tiny["corpus"]),
-                           "out_dir": str(base), "build": config["base_models"][model]["build"],
-                           "pretraining": tiny, "threads": options.threads}),
-                ("sft", {**common, "base_dir": str(base), "data_path": str(work / "sft.jsonl"),
-                         "out_dir": str(sft), "settings": config["sft"]}),
-                ("reward_model", {**common, "sft_dir": str(sft), "pairs_path": str(work / "pairs.jsonl"),
-                                  "out_dir": str(rm), "settings": config["reward_model"]}),
-                ("ppo", {**common, "sft_dir": str(sft), "reward_model_dir": str(rm),
-                         "prompts_path": str(work / "prompts.jsonl"), "out_dir": str(root / "rlhf"),
-                         "settings": config["ppo"]}),
-                ("dpo", {**common, "sft_dir": str(sft), "pairs_path": str(work / "pairs.jsonl"),
-                         "out_dir": str(root / "dpo"), "settings": config["dpo"]}),
+                (
+                    "build",
+                    {
+                        "tokenizer_dir": str(work / "tokenizer"),
+                        "corpus_dir": str(REPO / tiny["corpus"]),
+                        "out_dir": str(base),
+                        "build": config["base_models"][model]["build"],
+                        "pretraining": tiny,
+                        "threads": options.threads,
+                    },
+                ),
+                (
+                    "sft",
+                    {
+                        **common,
+                        "base_dir": str(base),
+                        "data_path": str(work / "sft.jsonl"),
+                        "out_dir": str(sft),
+                        "settings": config["sft"],
+                    },
+                ),
+                (
+                    "reward_model",
+                    {
+                        **common,
+                        "sft_dir": str(sft),
+                        "pairs_path": str(work / "pairs.jsonl"),
+                        "out_dir": str(rm),
+                        "settings": config["reward_model"],
+                    },
+                ),
+                (
+                    "ppo",
+                    {
+                        **common,
+                        "sft_dir": str(sft),
+                        "reward_model_dir": str(rm),
+                        "prompts_path": str(work / "prompts.jsonl"),
+                        "out_dir": str(root / "rlhf"),
+                        "settings": config["ppo"],
+                    },
+                ),
+                (
+                    "dpo",
+                    {
+                        **common,
+                        "sft_dir": str(sft),
+                        "pairs_path": str(work / "pairs.jsonl"),
+                        "out_dir": str(root / "dpo"),
+                        "settings": config["dpo"],
+                    },
+                ),
             ]
             for stage, arguments in steps:
                 if stage != "build":
@@ -125,10 +189,14 @@ def main() -> None:
             tokens_per_second[model] = summary["tokens_per_second"]
         load_after = os.getloadavg()
 
-    print(f"data: {sizes['sft']} SFT records, {sizes['pairs']} pairs, {sizes['prompts']} PPO prompts; "
-          f"torch threads per job: {options.threads}; CPUs: {os.cpu_count()}")
-    print(f"load average (1, 5, 15 min) before: {' '.join(f'{x:.2f}' for x in load_before)}, "
-          f"after: {' '.join(f'{x:.2f}' for x in load_after)}")
+    print(
+        f"data: {sizes['sft']} SFT records, {sizes['pairs']} pairs, {sizes['prompts']} PPO prompts; "
+        f"torch threads per job: {options.threads}; CPUs: {os.cpu_count()}"
+    )
+    print(
+        f"load average (1, 5, 15 min) before: {' '.join(f'{x:.2f}' for x in load_before)}, "
+        f"after: {' '.join(f'{x:.2f}' for x in load_after)}"
+    )
     print(f"\n{'model':<12} {'stage':<14} {'wall s':>8} {'peak RSS MB':>12}")
     for model, stage, wall, peak in rows:
         print(f"{model:<12} {stage:<14} {wall:8.1f} {peak:12.0f}")

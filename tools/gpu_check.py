@@ -65,17 +65,39 @@ log = logging.getLogger("gpu_check")
 SHAPES = {
     "1b": {
         # TinyLlama-like width with LLaMA's head size of 128: 1.06B parameters.
-        "llama-1b": {"architecture": "llama", "hidden_size": 2048, "intermediate_size": 5632,
-                     "num_layers": 18, "num_heads": 16, "vocab_size": 32000},
+        "llama-1b": {
+            "architecture": "llama",
+            "hidden_size": 2048,
+            "intermediate_size": 5632,
+            "num_layers": 18,
+            "num_heads": 16,
+            "vocab_size": 32000,
+        },
         # bigscience/bloom-1b1: 1.07B parameters.
-        "bloom-1b1": {"architecture": "bloom", "hidden_size": 1536, "num_layers": 24, "num_heads": 16,
-                      "vocab_size": 250880},
+        "bloom-1b1": {
+            "architecture": "bloom",
+            "hidden_size": 1536,
+            "num_layers": 24,
+            "num_heads": 16,
+            "vocab_size": 250880,
+        },
     },
     "7b": {
-        "llama-7b": {"architecture": "llama", "hidden_size": 4096, "intermediate_size": 11008,
-                     "num_layers": 32, "num_heads": 32, "vocab_size": 32000},
-        "bloom-7b1": {"architecture": "bloom", "hidden_size": 4096, "num_layers": 30, "num_heads": 32,
-                      "vocab_size": 250880},
+        "llama-7b": {
+            "architecture": "llama",
+            "hidden_size": 4096,
+            "intermediate_size": 11008,
+            "num_layers": 32,
+            "num_heads": 32,
+            "vocab_size": 32000,
+        },
+        "bloom-7b1": {
+            "architecture": "bloom",
+            "hidden_size": 4096,
+            "num_layers": 30,
+            "num_heads": 32,
+            "vocab_size": 250880,
+        },
     },
 }
 MODEL_STAGES = ("sft", "reward_model", "ppo", "dpo", "evaluate_hf", "evaluate_vllm", "generate", "sft_multi_gpu")
@@ -103,10 +125,26 @@ THREADS = {"tiny": 1, "1b": os.cpu_count(), "7b": os.cpu_count()}
 # the model FLOPs utilisation. The first pattern found in the device name wins, so the
 # more specific names come first. Unknown devices (and GPUs without bf16) get no MFU.
 BF16_PEAK_TFLOPS = (
-    ("gh200", 989), ("h200", 989), ("h100 pcie", 756), ("h100 nvl", 835), ("h100", 989), ("h800", 989),
-    ("b200", 2250), ("b100", 1750), ("a100", 312), ("a800", 312), ("l40s", 362), ("l40", 181),
-    ("l4", 121), ("a10g", 125), ("a10", 125), ("rtx 4090", 165), ("rtx 6000 ada", 364),
-    ("rtx a6000", 155), ("mi300x", 1307), ("mi250x", 383),
+    ("gh200", 989),
+    ("h200", 989),
+    ("h100 pcie", 756),
+    ("h100 nvl", 835),
+    ("h100", 989),
+    ("h800", 989),
+    ("b200", 2250),
+    ("b100", 1750),
+    ("a100", 312),
+    ("a800", 312),
+    ("l40s", 362),
+    ("l40", 181),
+    ("l4", 121),
+    ("a10g", 125),
+    ("a10", 125),
+    ("rtx 4090", 165),
+    ("rtx 6000 ada", 364),
+    ("rtx a6000", 155),
+    ("mi300x", 1307),
+    ("mi250x", 383),
 )
 
 
@@ -134,8 +172,9 @@ def merge(base: dict, override: dict) -> dict:
     """`override` merged into `base` key by key, as snakemake merges --configfile over config.yaml."""
     merged = dict(base)
     for key, value in override.items():
-        merged[key] = merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
-            else value
+        merged[key] = (
+            merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
     return merged
 
 
@@ -165,8 +204,9 @@ def model_builds(size: str, config: dict) -> dict:
     return SHAPES[size]
 
 
-def training_settings(config: dict, stage: str, steps: int, ppo_rounds: int, ppo_processes: int = 1
-                      ) -> tuple[dict, int]:
+def training_settings(
+    config: dict, stage: str, steps: int, ppo_rounds: int, ppo_processes: int = 1
+) -> tuple[dict, int]:
     """A training stage's configured settings cut to a few steps, and the examples that takes.
 
     One epoch over exactly `steps` effective batches, nothing held out (evaluation is
@@ -202,8 +242,13 @@ def child_environment(device: dict, multi_gpu: bool) -> dict:
     With several GPUs visible, a single-process Trainer would wrap the model in
     DataParallel: a one-device stage must see one device.
     """
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRL_EXPERIMENTAL_SILENCE="1",
-               TOKENIZERS_PARALLELISM="false")
+    env = dict(
+        os.environ,
+        HF_HUB_OFFLINE="1",
+        HF_DATASETS_OFFLINE="1",
+        TRL_EXPERIMENTAL_SILENCE="1",
+        TOKENIZERS_PARALLELISM="false",
+    )
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     if device.get("gpus", 0) >= 1 and not multi_gpu:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
@@ -213,8 +258,11 @@ def child_environment(device: dict, multi_gpu: bool) -> dict:
 
 def log_error(log_path: Path) -> tuple[str, list[str]]:
     """The line that says what went wrong (the last exception line), and the log's tail."""
-    lines = [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()] \
-        if log_path.exists() else []
+    lines = (
+        [line for line in log_path.read_text(errors="replace").splitlines() if line.strip()]
+        if log_path.exists()
+        else []
+    )
     tail = lines[-30:]
     errors = [line for line in lines if re.match(r"^\S*(Error|Exception|CheckFailed)\b|^\S+Error:", line)]
     return (errors[-1] if errors else (lines[-1] if lines else "no output")).strip(), tail
@@ -225,14 +273,18 @@ def run_child(name: str, spec: dict, work: Path, timeout: float, env: dict) -> d
     for folder in ("specs", "logs", "results"):
         (work / folder).mkdir(parents=True, exist_ok=True)
     slug = name.replace("/", "-")
-    spec_path, log_path, result_path = (work / "specs" / f"{slug}.json", work / "logs" / f"{slug}.log",
-                                        work / "results" / f"{slug}.json")
+    spec_path, log_path, result_path = (
+        work / "specs" / f"{slug}.json",
+        work / "logs" / f"{slug}.log",
+        work / "results" / f"{slug}.json",
+    )
     result_path.unlink(missing_ok=True)
     spec_path.write_text(json.dumps({**spec, "result": str(result_path)}, indent=1, default=str))
     started = time.perf_counter()
     with open(log_path, "w") as out:
-        process = subprocess.Popen(stage_command(spec_path), stdout=out, stderr=subprocess.STDOUT, env=env,
-                                   cwd=REPO, start_new_session=True)
+        process = subprocess.Popen(
+            stage_command(spec_path), stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True
+        )
         try:
             process.wait(timeout=timeout)
             timed_out = False
@@ -271,9 +323,11 @@ def skip_reason(stage: str, device: dict) -> str | None:
 
 
 def parse_args(argv):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n".join(__doc__.splitlines()[2:6]))
+    parser = argparse.ArgumentParser(
+        description=__doc__.splitlines()[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="\n".join(__doc__.splitlines()[2:6]),
+    )
     parser.add_argument("--size", choices=["tiny", "1b", "7b"], default="1b")
     parser.add_argument("--tiny", action="store_true", help="the demo's model sizes (same as --size tiny)")
     parser.add_argument("--out", type=Path, help="the JSON report (default results/gpu_check/SIZE.json)")
@@ -282,12 +336,20 @@ def parse_args(argv):
     parser.add_argument("--stages", help=f"comma-separated stages (default: {','.join(MODEL_STAGES)})")
     parser.add_argument("--steps", type=int, help="optimizer steps of SFT, reward model and DPO")
     parser.add_argument("--ppo-rounds", type=int, help="PPO rounds (rollouts, then the PPO epochs over them)")
-    parser.add_argument("--ppo-processes", type=int,
-                        help="processes the configured PPO batches are shared by (default: 7 for the paper)")
+    parser.add_argument(
+        "--ppo-processes",
+        type=int,
+        help="processes the configured PPO batches are shared by (default: 7 for the paper)",
+    )
     parser.add_argument("--threads", type=int, help="torch threads per stage (default: 1 for --tiny, else all)")
     parser.add_argument("--stage-timeout", type=float, help="seconds per stage, for every stage")
-    parser.add_argument("--inject", action="append", default=[], metavar="STAGE=fail|hang",
-                        help="make a stage fail or hang (to test the checker itself)")
+    parser.add_argument(
+        "--inject",
+        action="append",
+        default=[],
+        metavar="STAGE=fail|hang",
+        help="make a stage fail or hang (to test the checker itself)",
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     options = parser.parse_args(argv)
     if options.tiny:
@@ -304,11 +366,16 @@ class Checker:
         self.inject = dict(item.split("=", 1) for item in options.inject)
         if set(self.inject.values()) - {"fail", "hang"}:
             raise SystemExit("--inject takes STAGE=fail or STAGE=hang")
-        self.common = {"size": size, "config": config, "threads": options.threads or THREADS[size],
-                       "work": str(work), "tokenizer_dir": str(work / "tokenizer"),
-                       "steps": options.steps or STEPS[size],
-                       "ppo_rounds": options.ppo_rounds or PPO_ROUNDS[size],
-                       "ppo_processes": options.ppo_processes or PPO_PROCESSES[size]}
+        self.common = {
+            "size": size,
+            "config": config,
+            "threads": options.threads or THREADS[size],
+            "work": str(work),
+            "tokenizer_dir": str(work / "tokenizer"),
+            "steps": options.steps or STEPS[size],
+            "ppo_rounds": options.ppo_rounds or PPO_ROUNDS[size],
+            "ppo_processes": options.ppo_processes or PPO_PROCESSES[size],
+        }
         self.stages: list[dict] = []
         self.device: dict = {}
 
@@ -316,12 +383,23 @@ class Checker:
         name = stage if model == "-" else f"{model}/{stage}"
         timeout = self.options.stage_timeout or self.timeouts.get(stage, self.timeouts["default"])
         log.info("%s ...", name)
-        spec = {**self.common, **extra, "stage": stage, "model": model, "device": self.device,
-                "inject": self.inject.get(stage)}
+        spec = {
+            **self.common,
+            **extra,
+            "stage": stage,
+            "model": model,
+            "device": self.device,
+            "inject": self.inject.get(stage),
+        }
         result = run_child(name, spec, self.work, timeout, child_environment(self.device, stage == "sft_multi_gpu"))
         result.update(model=model, stage=stage)
-        log.info("%s: %s (%.1f s)%s", name, result["status"], result["wall_s"],
-                 f": {result['error']}" if result.get("error") else "")
+        log.info(
+            "%s: %s (%.1f s)%s",
+            name,
+            result["status"],
+            result["wall_s"],
+            f": {result['error']}" if result.get("error") else "",
+        )
         self.stages.append(result)
         return result
 
@@ -333,8 +411,10 @@ class Checker:
         setup = self.run("-", "setup")
         self.device = setup.get("device", {})
         if setup["status"] == "ok" and not self.device.get("gpus") and self.common["size"] != "tiny":
-            log.warning("no GPU visible: %s models on the CPU will reach the time limits (--tiny is the CPU size)",
-                        self.common["size"])
+            log.warning(
+                "no GPU visible: %s models on the CPU will reach the time limits (--tiny is the CPU size)",
+                self.common["size"],
+            )
         for model, build in builds.items():
             if setup["status"] != "ok":
                 for stage in ("build", *wanted):
@@ -343,8 +423,7 @@ class Checker:
             model_dir = self.work / "models" / model
             built = self.run(model, "build", build=build, model_dir=str(model_dir))
             for stage in wanted:
-                reason = skip_reason(stage, self.device) if built["status"] == "ok" else \
-                    "the model could not be built"
+                reason = skip_reason(stage, self.device) if built["status"] == "ok" else "the model could not be built"
                 if reason:
                     self.skip(model, stage, reason)
                 else:
@@ -361,8 +440,9 @@ def chosen(options, builds: dict) -> tuple[dict, list[str]]:
     names = options.models.split(",") if options.models else list(builds)
     missing = set(names) - set(builds)
     if missing:
-        raise SystemExit(f"unknown model(s) for --size {options.size}: {', '.join(sorted(missing))} "
-                         f"(known: {', '.join(builds)})")
+        raise SystemExit(
+            f"unknown model(s) for --size {options.size}: {', '.join(sorted(missing))} (known: {', '.join(builds)})"
+        )
     return {name: builds[name] for name in names}, wanted
 
 
@@ -386,17 +466,28 @@ def main(argv=None) -> int:
     stages, device = checker.stages, checker.device
     add_utilisation(stages, device)
     failed = [name_of(stage) for stage in stages if stage["status"] in ("failed", "timeout")]
-    report = {"size": size, "command": " ".join([Path(sys.executable).name, *sys.argv]),
-              "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
-              "wall_s": round(time.time() - started, 1), "device": device, "config_warning": warning,
-              "work": str(work), "stages": stages, "failed": failed, "ok": not failed}
+    report = {
+        "size": size,
+        "command": " ".join([Path(sys.executable).name, *sys.argv]),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(started)),
+        "wall_s": round(time.time() - started, 1),
+        "device": device,
+        "config_warning": warning,
+        "work": str(work),
+        "stages": stages,
+        "failed": failed,
+        "ok": not failed,
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1, default=str))
     print(table(stages))
     print(f"\n{size}: {device.get('summary', 'no device facts')}; {report['wall_s']} s in all; JSON: {out}")
     if failed:
-        print("gpu_check: FAILED: " + "; ".join(f"{name_of(s)} ({s['status']}: {s.get('error')})" for s in stages
-                                                if name_of(s) in failed), file=sys.stderr)
+        print(
+            "gpu_check: FAILED: "
+            + "; ".join(f"{name_of(s)} ({s['status']}: {s.get('error')})" for s in stages if name_of(s) in failed),
+            file=sys.stderr,
+        )
         return 1
     return 0
 
@@ -409,8 +500,9 @@ def add_utilisation(stages: list[dict], device: dict) -> None:
     for stage in stages:
         if stage["stage"] in ("sft", "sft_multi_gpu") and stage["status"] == "ok":
             gpus = stage.get("processes", 1)
-            stage["mfu"] = model_flops_utilisation(stage.get("parameters"), stage.get("tokens_per_s"),
-                                                   (device.get("names") or [None])[0], gpus)
+            stage["mfu"] = model_flops_utilisation(
+                stage.get("parameters"), stage.get("tokens_per_s"), (device.get("names") or [None])[0], gpus
+            )
 
 
 def table(stages: list[dict]) -> str:
@@ -423,21 +515,23 @@ def table(stages: list[dict]) -> str:
     rows = []
     for stage in stages:
         identical = stage.get("frozen_identical")
-        rows.append({
-            "model": stage["model"],
-            "stage": stage["stage"],
-            "status": stage["status"],
-            "tokens/s": number(stage.get("tokens_per_s"), 0),
-            "step s": number(stage.get("step_time_s"), 3),
-            "items/s": number(stage.get("items_per_s")),
-            "peak GB": number(stage.get("peak_memory_gb"), 2),
-            "memory": stage.get("memory_kind", ""),
-            "MFU %": number(100 * stage["mfu"]) if stage.get("mfu") is not None else "",
-            "dtype": stage.get("compute_dtype", ""),
-            "frozen same": "" if identical is None else ("yes" if identical else "NO"),
-            "wall s": number(stage.get("wall_s")),
-            "note": (stage.get("error") or stage.get("reason") or stage.get("note") or "")[:70],
-        })
+        rows.append(
+            {
+                "model": stage["model"],
+                "stage": stage["stage"],
+                "status": stage["status"],
+                "tokens/s": number(stage.get("tokens_per_s"), 0),
+                "step s": number(stage.get("step_time_s"), 3),
+                "items/s": number(stage.get("items_per_s")),
+                "peak GB": number(stage.get("peak_memory_gb"), 2),
+                "memory": stage.get("memory_kind", ""),
+                "MFU %": number(100 * stage["mfu"]) if stage.get("mfu") is not None else "",
+                "dtype": stage.get("compute_dtype", ""),
+                "frozen same": "" if identical is None else ("yes" if identical else "NO"),
+                "wall s": number(stage.get("wall_s")),
+                "note": (stage.get("error") or stage.get("reason") or stage.get("note") or "")[:70],
+            }
+        )
     return pd.DataFrame(rows).to_string(index=False)
 
 
@@ -466,8 +560,9 @@ def child_main(spec_path: Path) -> int:
 
 def setup_stage(spec: dict) -> dict:
     """What the machine has (torch, CUDA, GPUs, bf16), and the demo tokenizer."""
-    import torch
     from importlib.metadata import PackageNotFoundError, version
+
+    import torch
 
     from okapi_pipeline.tiny_models import train_tokenizer
 
@@ -488,8 +583,11 @@ def setup_stage(spec: dict) -> dict:
             device[package] = version(package)
         except PackageNotFoundError:
             device[package] = None
-    device["summary"] = (f"{gpus} x {names[0]} ({device['memory_gb'][0]} GB), bf16 {device['bf16']}" if gpus
-                         else f"CPU only ({device['cpus']} cores)") + f", torch {torch.__version__}"
+    device["summary"] = (
+        f"{gpus} x {names[0]} ({device['memory_gb'][0]} GB), bf16 {device['bf16']}"
+        if gpus
+        else f"CPU only ({device['cpus']} cores)"
+    ) + f", torch {torch.__version__}"
     vocab = spec["config"]["tiny_models"]["vocab_size"]
     train_tokenizer(REPO / spec["config"]["tiny_models"]["corpus"], spec["tokenizer_dir"], vocab)
     return {"device": device, "note": device["summary"]}
@@ -519,8 +617,12 @@ def build_stage(spec: dict) -> dict:
     tokenizer.save_pretrained(spec["model_dir"])
     parameters = sum(p.numel() for p in model.parameters())
     saved = str(dtype).split(".")[-1]
-    return {"parameters": parameters, "saved_dtype": saved, "config_class": type(config).__name__,
-            "note": f"{parameters / 1e6:,.1f}M parameters, saved in {saved}"}
+    return {
+        "parameters": parameters,
+        "saved_dtype": saved,
+        "config_class": type(config).__name__,
+        "note": f"{parameters / 1e6:,.1f}M parameters, saved in {saved}",
+    }
 
 
 def training_stage(spec: dict) -> dict:
@@ -531,21 +633,33 @@ def training_stage(spec: dict) -> dict:
     stage, model_dir, work = spec["stage"], spec["model_dir"], Path(spec["work"]) / "stages" / spec["model"]
     multi_gpu = stage == "sft_multi_gpu"
     trainer_stage = "sft" if multi_gpu else stage
-    settings, examples = training_settings(spec["config"], trainer_stage, spec["steps"], spec["ppo_rounds"],
-                                           spec["ppo_processes"])
+    settings, examples = training_settings(
+        spec["config"], trainer_stage, spec["steps"], spec["ppo_rounds"], spec["ppo_processes"]
+    )
     tokenizer = load_tokenizer(model_dir)
     data_path, tokens = DATA[trainer_stage](tokenizer, settings, examples, work / f"{stage}.jsonl")
     out_dir, checkpoint_dir = work / stage, work / f"{stage}-checkpoints"
-    arguments = {**STAGE_INPUTS[trainer_stage](model_dir, data_path), "out_dir": str(out_dir),
-                 "settings": settings, "checkpoint_dir": str(checkpoint_dir), "threads": spec["threads"]}
+    arguments = {
+        **STAGE_INPUTS[trainer_stage](model_dir, data_path),
+        "out_dir": str(out_dir),
+        "settings": settings,
+        "checkpoint_dir": str(checkpoint_dir),
+        "threads": spec["threads"],
+    }
     timer, generation = StepTimer.install(), GenerationCounter.install()
     gpus = spec["device"]["gpus"] if multi_gpu else 1
     run_stage(trainer_stage, arguments, gpus=gpus)
 
     summary = json.loads((out_dir / "training_summary.json").read_text())
-    result = {"steps": summary["steps"], "parameters": summary["total_parameters"],
-              "trainable_parameters": summary["trainable_parameters"], "processes": gpus,
-              "examples": examples, "bf16": summary["bf16"], "settings": settings}
+    result = {
+        "steps": summary["steps"],
+        "parameters": summary["total_parameters"],
+        "trainable_parameters": summary["trainable_parameters"],
+        "processes": gpus,
+        "examples": examples,
+        "bf16": summary["bf16"],
+        "settings": settings,
+    }
     if multi_gpu:
         # The launched processes are not instrumented: the summary's rate (all processes).
         rate = summary.get("tokens_per_second")
@@ -554,8 +668,11 @@ def training_stage(spec: dict) -> dict:
         result.update(single_device_measures(trainer_stage, settings, timer, generation, tokens))
         result["problems"] = dtype_problems("the training forward", result["compute_dtype"], spec["device"])
         if trainer_stage in ("reward_model", "ppo", "dpo"):
-            result.update(frozen_blocks_check(model_dir, out_dir, settings["trainable_top_blocks"],
-                                              settings.get("freeze_embeddings", False)))
+            result.update(
+                frozen_blocks_check(
+                    model_dir, out_dir, settings["trainable_top_blocks"], settings.get("freeze_embeddings", False)
+                )
+            )
             if not result["frozen_identical"]:
                 result["problems"].append(f"frozen weights changed: {', '.join(result['changed_frozen'])}")
     shutil.rmtree(out_dir, ignore_errors=True)  # 7B: 28 GB of fp32 weights
@@ -570,10 +687,13 @@ def single_device_measures(stage: str, settings: dict, timer, generation, tokens
         # A PPO "step" is a round: rollouts, then the PPO epochs' optimizer steps over them.
         tokens = generation.prompt_tokens + generation.new_tokens
         steps = settings["num_ppo_epochs"] * (settings["rollout_batch_size"] // settings["mini_batch_size"])
-        measures.update(generation_s=round(generation.seconds, 2), optimizer_steps_per_round=steps,
-                        rollout_dtype=",".join(sorted(timer.dtypes["no_grad"])) or None,
-                        note=f"step = 1 round: {settings['rollout_batch_size']} rollouts, {steps} optimizer steps; "
-                             f"generation {generation.seconds:.1f} s")
+        measures.update(
+            generation_s=round(generation.seconds, 2),
+            optimizer_steps_per_round=steps,
+            rollout_dtype=",".join(sorted(timer.dtypes["no_grad"])) or None,
+            note=f"step = 1 round: {settings['rollout_batch_size']} rollouts, {steps} optimizer steps; "
+            f"generation {generation.seconds:.1f} s",
+        )
     elif stage == "sft" and timer.num_tokens:
         tokens = timer.num_tokens  # trl's own count: padding excluded
     return {**measures, "tokens": tokens, **timer.timing(tokens)}
@@ -605,20 +725,36 @@ def evaluate_stage(spec: dict) -> dict:
         files[bench] = work / "data" / f"{bench}.json"
         prepare_benchmark(bench, language, source, splits, files[bench])
     timer = LmEvalTimer.install()
-    scores = evaluate_model(spec["model_dir"], files, protocol, {b: work / "scores" / f"{b}.json" for b in files},
-                            work / "tasks", threads=spec["threads"])
+    scores = evaluate_model(
+        spec["model_dir"],
+        files,
+        protocol,
+        {b: work / "scores" / f"{b}.json" for b in files},
+        work / "tasks",
+        threads=spec["threads"],
+    )
     scored = [score for score in scores.values() if "unavailable" not in score]
     if not scored:
         raise RuntimeError(f"no benchmark was scored: {scores}")
     items = sum(score["n_samples"] for score in scored)
-    requests = sum(len(prompt["continuations"]) for score in scored
-                   for prompt in read_jsonl(work / "tasks" / score["task"] / "samples.jsonl"))
+    requests = sum(
+        len(prompt["continuations"])
+        for score in scored
+        for prompt in read_jsonl(work / "tasks" / score["task"] / "samples.jsonl")
+    )
     run = scored[0]["run"]
-    result = {"items": items, "loglikelihood_requests": requests, "scoring_s": round(timer.seconds, 2),
-              "items_per_s": items / timer.seconds, "requests_per_s": requests / timer.seconds,
-              "batch_size": protocol.get("batch_size"), "batch_sizes_chosen": timer.batch_sizes,
-              "compute_dtype": run["dtype"], "language": language,
-              "shots": {score["benchmark"]: score["n_shot"] for score in scored}}
+    result = {
+        "items": items,
+        "loglikelihood_requests": requests,
+        "scoring_s": round(timer.seconds, 2),
+        "items_per_s": items / timer.seconds,
+        "requests_per_s": requests / timer.seconds,
+        "batch_size": protocol.get("batch_size"),
+        "batch_sizes_chosen": timer.batch_sizes,
+        "compute_dtype": run["dtype"],
+        "language": language,
+        "shots": {score["benchmark"]: score["n_shot"] for score in scored},
+    }
     result["problems"] = dtype_problems("lm-eval", run["dtype"], spec["device"])
     return result
 
@@ -629,21 +765,33 @@ def generate_stage(spec: dict) -> dict:
     from okapi_pipeline.ranking import generate_responses
 
     work = Path(spec["work"]) / "stages" / spec["model"]
-    records = read_jsonl(REPO / "demo" / "instructions.jsonl")[:GENERATION_PROMPTS[spec["size"]]]
+    records = read_jsonl(REPO / "demo" / "instructions.jsonl")[: GENERATION_PROMPTS[spec["size"]]]
     write_jsonl(work / "prompts.jsonl", [{"id": f"rm-{i:05d}", **record} for i, record in enumerate(records)])
     settings = {**spec["config"]["ranking"], "seed": 0}
     counter = GenerationCounter.install()
-    generate_responses(spec["model_dir"], work / "prompts.jsonl", work / "responses.jsonl", settings,
-                       threads=spec["threads"])
-    return {"prompts": len(records), "responses_per_prompt": settings["responses_per_prompt"],
-            "max_new_tokens": settings["max_new_tokens"], "new_tokens": counter.new_tokens,
-            "generation_s": round(counter.seconds, 2), "tokens_per_s": counter.new_tokens / counter.seconds,
-            "compute_dtype": counter.dtype, "problems": dtype_problems("generation", counter.dtype, spec["device"])}
+    generate_responses(
+        spec["model_dir"], work / "prompts.jsonl", work / "responses.jsonl", settings, threads=spec["threads"]
+    )
+    return {
+        "prompts": len(records),
+        "responses_per_prompt": settings["responses_per_prompt"],
+        "max_new_tokens": settings["max_new_tokens"],
+        "new_tokens": counter.new_tokens,
+        "generation_s": round(counter.seconds, 2),
+        "tokens_per_s": counter.new_tokens / counter.seconds,
+        "compute_dtype": counter.dtype,
+        "problems": dtype_problems("generation", counter.dtype, spec["device"]),
+    }
 
 
-CHILD_STAGES = {"setup": setup_stage, "build": build_stage, "evaluate_hf": evaluate_stage,
-                "evaluate_vllm": evaluate_stage, "generate": generate_stage,
-                **{stage: training_stage for stage in (*TRAINING_STAGES, "sft_multi_gpu")}}
+CHILD_STAGES = {
+    "setup": setup_stage,
+    "build": build_stage,
+    "evaluate_hf": evaluate_stage,
+    "evaluate_vllm": evaluate_stage,
+    "generate": generate_stage,
+    **{stage: training_stage for stage in (*TRAINING_STAGES, "sft_multi_gpu")},
+}
 
 
 # ---- data that fills the configured lengths ----------------------------------------------
@@ -651,8 +799,12 @@ CHILD_STAGES = {"setup": setup_stage, "build": build_stage, "evaluate_hf": evalu
 
 def long_texts(tokenizer, count: int, min_tokens: int) -> list[str]:
     """`count` different texts of at least `min_tokens` tokens, cut from the demo corpus."""
-    lines = [line for path in sorted((REPO / "demo" / "corpus").glob("*.txt"))
-             for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = [
+        line
+        for path in sorted((REPO / "demo" / "corpus").glob("*.txt"))
+        for line in path.read_text(encoding="utf-8").splitlines()
+        if line.strip()
+    ]
     lengths = [len(ids) for ids in tokenizer(lines, add_special_tokens=False)["input_ids"]]
     texts = []
     for index in range(count):
@@ -669,8 +821,13 @@ def sft_data(tokenizer, settings: dict, count: int, path: Path) -> tuple[Path, i
     from okapi_pipeline.jsonl import write_jsonl
 
     outputs = long_texts(tokenizer, count, settings["max_length"])
-    write_jsonl(path, [{"id": f"sft-{i:05d}", "instruction": "Continue the text.", "input": "", "output": text}
-                       for i, text in enumerate(outputs)])
+    write_jsonl(
+        path,
+        [
+            {"id": f"sft-{i:05d}", "instruction": "Continue the text.", "input": "", "output": text}
+            for i, text in enumerate(outputs)
+        ],
+    )
     return path, count * settings["max_length"]
 
 
@@ -680,11 +837,18 @@ def pair_data(tokenizer, settings: dict, count: int, path: Path) -> tuple[Path, 
     from okapi_pipeline.reward_model import tokenize_pair
 
     texts = long_texts(tokenizer, 2 * count, settings["max_length"])
-    pairs = [{"id": f"pair-{i:05d}", "instruction": "Continue the text.", "input": "",
-              "prefered_output": texts[2 * i], "rejected_output": texts[2 * i + 1]} for i in range(count)]
+    pairs = [
+        {
+            "id": f"pair-{i:05d}",
+            "instruction": "Continue the text.",
+            "input": "",
+            "prefered_output": texts[2 * i],
+            "rejected_output": texts[2 * i + 1],
+        }
+        for i in range(count)
+    ]
     write_jsonl(path, pairs)
-    tokens = sum(len(ids) for pair in pairs
-                 for ids in tokenize_pair(pair, tokenizer, settings["max_length"]).values())
+    tokens = sum(len(ids) for pair in pairs for ids in tokenize_pair(pair, tokenizer, settings["max_length"]).values())
     return path, tokens
 
 
@@ -767,8 +931,12 @@ def frozen_blocks_check(before_dir, after_dir, trainable_top_blocks: int, freeze
                 changed_frozen.append(name)
         elif not same:
             trained_changed = True
-    return {"frozen_tensors": frozen, "frozen_identical": frozen > 0 and not changed_frozen,
-            "changed_frozen": changed_frozen[:5], "top_blocks_changed": trained_changed}
+    return {
+        "frozen_tensors": frozen,
+        "frozen_identical": frozen > 0 and not changed_frozen,
+        "changed_frozen": changed_frozen[:5],
+        "top_blocks_changed": trained_changed,
+    }
 
 
 # ---- instruments ------------------------------------------------------------------------------
@@ -844,10 +1012,15 @@ class StepTimer:
         steps = [b - a for a, b in zip([self.begin, *self.marks], self.marks)]
         typical = statistics.median(steps[1:]) if len(steps) > 1 else steps[0]
         per_step = tokens / len(steps)
-        return {"step_time_s": typical, "first_step_s": steps[0], "timed_steps": len(steps),
-                "train_loop_s": self.marks[-1] - self.begin, "tokens_per_step": per_step,
-                "tokens_per_s": per_step / typical,
-                "compute_dtype": ",".join(sorted(self.dtypes["train"])) or None}
+        return {
+            "step_time_s": typical,
+            "first_step_s": steps[0],
+            "timed_steps": len(steps),
+            "train_loop_s": self.marks[-1] - self.begin,
+            "tokens_per_step": per_step,
+            "tokens_per_s": per_step / typical,
+            "compute_dtype": ",".join(sorted(self.dtypes["train"])) or None,
+        }
 
 
 class GenerationCounter:
@@ -878,7 +1051,7 @@ class GenerationCounter:
         inputs, mask = kwargs.get("input_ids", args[0] if args else None), kwargs.get("attention_mask")
         config = kwargs.get("generation_config") or model.generation_config
         pad = kwargs.get("pad_token_id", getattr(config, "pad_token_id", None))
-        new = sequences[:, inputs.shape[1]:]
+        new = sequences[:, inputs.shape[1] :]
         self.seconds += seconds
         self.prompt_tokens += int(mask.sum()) if mask is not None else inputs.numel()
         self.new_tokens += int((new != pad).sum()) if pad is not None else new.numel()
@@ -930,8 +1103,12 @@ class DeviceMemoryPoller:
         select = ["-i", visible] if visible else []
         while True:
             try:
-                used = subprocess.run([self.command, "--query-gpu=memory.used", "--format=csv,noheader,nounits",
-                                       *select], capture_output=True, text=True, timeout=10).stdout.split()
+                used = subprocess.run(
+                    [self.command, "--query-gpu=memory.used", "--format=csv,noheader,nounits", *select],
+                    capture_output=True,
+                    text=True,
+                    timeout=10,
+                ).stdout.split()
                 self.peak_mb = max([self.peak_mb or 0, *map(float, used)])
             except (OSError, ValueError, subprocess.SubprocessError):
                 return
@@ -944,11 +1121,16 @@ def peak_memory(poller: DeviceMemoryPoller | None) -> dict:
 
     import torch
 
-    facts = {"peak_rss_gb": max(resource.getrusage(who).ru_maxrss for who in
-                                (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)) / 2**20}
+    facts = {
+        "peak_rss_gb": max(
+            resource.getrusage(who).ru_maxrss for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+        )
+        / 2**20
+    }
     device_gb = poller.peak_mb / 1024 if poller and poller.peak_mb else None
-    allocated = torch.cuda.max_memory_allocated() / 2**30 \
-        if torch.cuda.is_available() and torch.cuda.is_initialized() else 0
+    allocated = (
+        torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() and torch.cuda.is_initialized() else 0
+    )
     facts["peak_device_memory_gb"] = device_gb
     if allocated:
         facts.update(peak_memory_gb=allocated, memory_kind="cuda alloc")

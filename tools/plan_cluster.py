@@ -46,8 +46,7 @@ class RulePlan:
 def dry_run_jobs(profile: str, configfiles: list[str], forceall: bool) -> list[tuple[str, dict]]:
     """(rule, resources) of every job a dry run through the profile lists; a job listed
     under a group job carries the group's name as resources["_group"]."""
-    command = [sys.executable, "-m", "snakemake", "--dry-run", "--profile", profile,
-               "--configfile", *configfiles]
+    command = [sys.executable, "-m", "snakemake", "--dry-run", "--profile", profile, "--configfile", *configfiles]
     if forceall:
         command.append("--forceall")
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
@@ -136,12 +135,16 @@ def _values(values: set, fmt: str) -> str:
 
 
 def report(plans: list[RulePlan]) -> str:
-    lines = [f"{'rule':<22}{'stage':<14}{'jobs':>7}  {'runs on':<11}{'SLURM jobs':>11}"
-             f"{'GPUs/job':>10}{'hours/job':>14}{'GPU hours':>11}"]
+    lines = [
+        f"{'rule':<22}{'stage':<14}{'jobs':>7}  {'runs on':<11}{'SLURM jobs':>11}"
+        f"{'GPUs/job':>10}{'hours/job':>14}{'GPU hours':>11}"
+    ]
     for p in plans:
-        lines.append(f"{p.rule:<22}{p.stage:<14}{p.jobs:>7}  {'login node' if p.local else 'SLURM':<11}"
-                     f"{p.slurm_jobs:>11}{_values(p.gpus, '{}'):>10}{_values(p.runtimes_h, '{:.3g}'):>14}"
-                     f"{p.gpu_hours:>11.0f}")
+        lines.append(
+            f"{p.rule:<22}{p.stage:<14}{p.jobs:>7}  {'login node' if p.local else 'SLURM':<11}"
+            f"{p.slurm_jobs:>11}{_values(p.gpus, '{}'):>10}{_values(p.runtimes_h, '{:.3g}'):>14}"
+            f"{p.gpu_hours:>11.0f}"
+        )
     stages: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0])
     for p in plans:
         stages[p.stage][0] += p.jobs
@@ -157,15 +160,22 @@ def report(plans: list[RulePlan]) -> str:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--configfile", nargs="+", default=["configs/paper.yaml"],
-                        help="config file(s), relative to the repository (default: configs/paper.yaml)")
+    parser.add_argument(
+        "--configfile",
+        nargs="+",
+        default=["configs/paper.yaml"],
+        help="config file(s), relative to the repository (default: configs/paper.yaml)",
+    )
     parser.add_argument("--profile", default="slurm", help="the SLURM profile (default: slurm)")
-    parser.add_argument("--remaining", action="store_true",
-                        help="only the jobs that still have to run (default: the whole run)")
+    parser.add_argument(
+        "--remaining", action="store_true", help="only the jobs that still have to run (default: the whole run)"
+    )
     args = parser.parse_args(argv)
     plans = plan(args.profile, args.configfile, forceall=not args.remaining)
-    print(f"{'What remains of' if args.remaining else 'The whole of'} {' + '.join(args.configfile)} "
-          f"through {args.profile}/ (first attempts; a retry asks for more time):\n")
+    print(
+        f"{'What remains of' if args.remaining else 'The whole of'} {' + '.join(args.configfile)} "
+        f"through {args.profile}/ (first attempts; a retry asks for more time):\n"
+    )
     print(report(plans))
 
 

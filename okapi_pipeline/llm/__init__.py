@@ -22,6 +22,17 @@ from okapi_pipeline.llm.job import Budget, run_llm_job
 from okapi_pipeline.llm.requests import OPERATIONAL_SETTINGS, Answer, JsonRequest, Rejected, answer_settings
 
 __all__ = [
-    "OPERATIONAL_SETTINGS", "Answer", "Budget", "JsonRequest", "LLMClient", "Rejected", "ResponseCache",
-    "TooManyRejects", "UserError", "answer_settings", "cache_file", "exit_on_user_error", "run_llm_job",
+    "OPERATIONAL_SETTINGS",
+    "Answer",
+    "Budget",
+    "JsonRequest",
+    "LLMClient",
+    "Rejected",
+    "ResponseCache",
+    "TooManyRejects",
+    "UserError",
+    "answer_settings",
+    "cache_file",
+    "exit_on_user_error",
+    "run_llm_job",
 ]

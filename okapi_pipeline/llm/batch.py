@@ -29,8 +29,9 @@ def request_lines(bodies: list[dict], keys: list[str]) -> list[dict]:
     return [{"custom_id": key, "method": "POST", "url": ENDPOINT, "body": body} for key, body in zip(keys, bodies)]
 
 
-def answer_in_batches(client_options: dict, bodies: list[dict], keys: list[str], cache: ResponseCache,
-                      settings: dict) -> None:
+def answer_in_batches(
+    client_options: dict, bodies: list[dict], keys: list[str], cache: ResponseCache, settings: dict
+) -> None:
     from openai import OpenAI
 
     client = OpenAI(**client_options)
@@ -55,8 +56,9 @@ def answer_in_batches(client_options: dict, bodies: list[dict], keys: list[str],
         pending = {key: body for key, body in pending.items() if cache.get(key) is None}
         log.info("batch %s %s: %d answers; %d requests still open", batch_id, batch.status, answered, len(pending))
     if pending:
-        raise RuntimeError(f"{len(pending)} requests still unanswered after {rounds} batches; "
-                           "rerun the job to resubmit only those")
+        raise RuntimeError(
+            f"{len(pending)} requests still unanswered after {rounds} batches; rerun the job to resubmit only those"
+        )
 
 
 def _saved_batch(client, state_path: Path) -> str | None:
@@ -68,16 +70,23 @@ def _saved_batch(client, state_path: Path) -> str | None:
     saved = json.loads(state_path.read_text())
     batch_id, base_url = saved["batch_id"], saved.get("base_url")
     if base_url not in (None, str(client.base_url)):
-        log.warning("batch %s was submitted to %s, not %s: submitting the open requests again",
-                    batch_id, base_url, client.base_url)
+        log.warning(
+            "batch %s was submitted to %s, not %s: submitting the open requests again",
+            batch_id,
+            base_url,
+            client.base_url,
+        )
     else:
         try:
             client.batches.retrieve(batch_id)
             log.info("resuming batch %s", batch_id)
             return batch_id
         except NotFoundError:
-            log.warning("the server does not know batch %s (another key, project or server since it was "
-                        "saved): submitting the open requests again", batch_id)
+            log.warning(
+                "the server does not know batch %s (another key, project or server since it was "
+                "saved): submitting the open requests again",
+                batch_id,
+            )
     state_path.unlink()
     return None
 
@@ -100,8 +109,9 @@ def _wait(client, batch_id: str, poll_s: float):
         if batch.status in DONE:
             return batch
         counts = batch.request_counts
-        log.info("batch %s %s%s", batch_id, batch.status,
-                 f": {counts.completed} of {counts.total} done" if counts else "")
+        log.info(
+            "batch %s %s%s", batch_id, batch.status, f": {counts.completed} of {counts.total} done" if counts else ""
+        )
         time.sleep(poll_s)
         poll_s = min(poll_s * 1.5, MAX_POLL_S)
 

@@ -106,8 +106,9 @@ class ResponseCache:
         handle = open(self.path, "a", encoding="utf-8")
         if self.path.stat().st_size and not self.path.read_bytes().endswith(b"\n"):
             handle.write("\n")
-        self._writer = threading.Thread(target=self._write_loop, args=(handle,), daemon=True,
-                                        name=f"cache writer {self.path.name}")
+        self._writer = threading.Thread(
+            target=self._write_loop, args=(handle,), daemon=True, name=f"cache writer {self.path.name}"
+        )
         self._writer.start()
         _OPEN.add(self)
 
@@ -124,9 +125,16 @@ class ResponseCache:
                 closing = self._closing
                 batch = [self._pending.popleft() for _ in range(len(self._pending))]
                 if batch:
-                    handle.write("".join(json.dumps({"key": key, "content": answer.content,
-                                                     "finish_reason": answer.finish_reason}, ensure_ascii=False)
-                                         + "\n" for key, answer in batch))
+                    handle.write(
+                        "".join(
+                            json.dumps(
+                                {"key": key, "content": answer.content, "finish_reason": answer.finish_reason},
+                                ensure_ascii=False,
+                            )
+                            + "\n"
+                            for key, answer in batch
+                        )
+                    )
                     handle.flush()
                     os.fsync(handle.fileno())
                     with self._committed:

@@ -67,10 +67,17 @@ def language_detector():
     """
     from lingua import LanguageDetectorBuilder
 
-    languages = [lang for code in ["en", *(c for group in OKAPI_GROUPS.values() for c in group)]
-                 if (lang := lingua_language(code)) is not None]
-    return LanguageDetectorBuilder.from_languages(*languages).with_minimum_relative_distance(0.1) \
-        .with_low_accuracy_mode().build()
+    languages = [
+        lang
+        for code in ["en", *(c for group in OKAPI_GROUPS.values() for c in group)]
+        if (lang := lingua_language(code)) is not None
+    ]
+    return (
+        LanguageDetectorBuilder.from_languages(*languages)
+        .with_minimum_relative_distance(0.1)
+        .with_low_accuracy_mode()
+        .build()
+    )
 
 
 def lingua_language(code: str):
@@ -95,8 +102,17 @@ def translation_problem(source: str, translated: str, language: str) -> str | No
     changed or dropped, the text was left in English, or it is in another language."""
     for span in protected_spans(source):
         if span not in translated:
-            kind = "code block" if span.startswith("```") else "code" if span.startswith("`") else \
-                "URL" if span.startswith("http") else "placeholder" if span[0] in "{<" else "e-mail address"
+            kind = (
+                "code block"
+                if span.startswith("```")
+                else "code"
+                if span.startswith("`")
+                else "URL"
+                if span.startswith("http")
+                else "placeholder"
+                if span[0] in "{<"
+                else "e-mail address"
+            )
             return f"{kind} not kept"
     missing = numbers(source) - numbers(translated)
     if missing:

@@ -71,8 +71,12 @@ class LLMClient:
             keys = {index: self._key(requests[index], attempt) for index in pending}
             to_send = [index for index in pending if self.cache.get(keys[index]) is None]
             if to_send:
-                log.info("attempt %d: %d requests (%d answered from cache)",
-                         attempt + 1, len(to_send), len(pending) - len(to_send))
+                log.info(
+                    "attempt %d: %d requests (%d answered from cache)",
+                    attempt + 1,
+                    len(to_send),
+                    len(pending) - len(to_send),
+                )
                 self.backend.answer([requests[i] for i in to_send], [keys[i] for i in to_send], self.cache)
                 self.sent += len(to_send)
             still = []

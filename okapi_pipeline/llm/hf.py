@@ -45,7 +45,7 @@ class HFBackend(Backend):
         values = self.generate(prompts, seed=int(keys[0][:8], 16))
         position = 0
         for request, key in zip(requests, keys):
-            fields = values[position:position + len(request.keys)]
+            fields = values[position : position + len(request.keys)]
             position += len(request.keys)
             content = json.dumps(dict(zip(request.keys, fields)), ensure_ascii=False)
             cache.put(key, Answer(content, "stop"))
@@ -61,7 +61,9 @@ class HFBackend(Backend):
         batch_size = self.settings["max_concurrency"]
         values = []
         for start in range(0, len(prompts), batch_size):
-            batch = self.tokenizer(prompts[start:start + batch_size], return_tensors="pt", padding=True).to(self.device)
+            batch = self.tokenizer(prompts[start : start + batch_size], return_tensors="pt", padding=True).to(
+                self.device
+            )
             visible_first, stop_at_line_end, line = _one_line_controls(self.tokenizer, batch["input_ids"].shape[1])
             with torch.no_grad():
                 output = self.model.generate(
@@ -90,7 +92,7 @@ class HFBackend(Backend):
                 continue
             input_ids = torch.tensor([prompt_ids + ids], device=self.device)
             with torch.no_grad():
-                logits = self.model(input_ids).logits[0, len(prompt_ids) - 1:-1].float()
+                logits = self.model(input_ids).logits[0, len(prompt_ids) - 1 : -1].float()
             logprobs = torch.log_softmax(logits, dim=-1)
             target = torch.tensor(ids, device=self.device)
             scores.append(logprobs.gather(1, target[:, None]).mean().item())

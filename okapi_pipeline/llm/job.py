@@ -40,7 +40,8 @@ class Budget:
 
 def check_budget(settings: dict, what: str, budget: Budget | None) -> None:
     """Refuse to start a paid (openai) job whose estimate is over budget_usd; the local backends are free."""
-    from okapi_pipeline.cost import check_budget as check_stage, enforce_budget, is_budgeted, tokens, usd
+    from okapi_pipeline.cost import check_budget as check_stage
+    from okapi_pipeline.cost import enforce_budget, is_budgeted, tokens, usd
 
     if budget is None or not is_budgeted(settings):
         return
@@ -50,8 +51,9 @@ def check_budget(settings: dict, what: str, budget: Budget | None) -> None:
         return
     input_tokens = sum(tokens(r.system) + tokens(r.user_text()) for r in budget.requests)
     output_tokens = sum(tokens(r.user_text()) for r in budget.requests)
-    enforce_budget(usd(input_tokens, output_tokens, settings), settings, f"{what}: the estimated cost",
-                   budget.budget_key)
+    enforce_budget(
+        usd(input_tokens, output_tokens, settings), settings, f"{what}: the estimated cost", budget.budget_key
+    )
 
 
 class Clients:
@@ -63,8 +65,9 @@ class Clients:
 
     def __call__(self, cache_name: str) -> LLMClient:
         if cache_name not in self.open:
-            self.open[cache_name] = LLMClient.from_settings(self.settings, cache_file(self.settings, cache_name),
-                                                            self.threads)
+            self.open[cache_name] = LLMClient.from_settings(
+                self.settings, cache_file(self.settings, cache_name), self.threads
+            )
         return self.open[cache_name]
 
     def ask(self, cache_name: str, requests: Sequence[JsonRequest], check: Check | None = None) -> list:
@@ -83,8 +86,13 @@ def reject_reason(reject: dict) -> str:
 
 def job_report(total: int, rejects: list[dict], accepted_key: str = "accepted", **fields) -> dict:
     """The report of a job: `fields` first, then total, accepted, rejected and the reasons counted."""
-    return {**fields, "total": total, accepted_key: total - len(rejects), "rejected": len(rejects),
-            "reasons": dict(Counter(reject_reason(reject) for reject in rejects))}
+    return {
+        **fields,
+        "total": total,
+        accepted_key: total - len(rejects),
+        "rejected": len(rejects),
+        "reasons": dict(Counter(reject_reason(reject) for reject in rejects)),
+    }
 
 
 def check_reject_share(report: dict, settings: dict, what: str, cache_path) -> None:
@@ -96,15 +104,26 @@ def check_reject_share(report: dict, settings: dict, what: str, cache_path) -> N
         raise TooManyRejects(
             f"{what}: {rejected} of {total} items rejected ({rejected / total:.1%}, more than "
             f"max_reject_share {limit:.1%}); top reasons: {'; '.join(f'{r} x{n}' for r, n in reasons)}; "
-            f"answers are kept in {cache_path}: fix the cause or raise llm.max_reject_share, then rerun")
+            f"answers are kept in {cache_path}: fix the cause or raise llm.max_reject_share, then rerun"
+        )
 
 
 Work = Callable[[Clients], "tuple[int, list[dict]]"]
 
 
-def run_llm_job(what: str, settings: dict, cache_name: str, work: Work, *, threads: int = 1,
-                budget: Budget | None = None, rejects_path=None, report_path=None,
-                report: Callable[[int, list[dict]], dict] | None = None, check_share: bool = True) -> dict:
+def run_llm_job(
+    what: str,
+    settings: dict,
+    cache_name: str,
+    work: Work,
+    *,
+    threads: int = 1,
+    budget: Budget | None = None,
+    rejects_path=None,
+    report_path=None,
+    report: Callable[[int, list[dict]], dict] | None = None,
+    check_share: bool = True,
+) -> dict:
     """Run one LLM job: `work(clients)` sends the requests and returns (items, rejects).
 
     Each reject is a dict with a `reason` (and a `stage` where the job has several

@@ -75,14 +75,23 @@ class OpenAIBackend(Backend):
         # One TLS context (the client's default) for all of them: loading the CA
         # certificates takes a tenth of a second each time.
         verify = httpx2.create_ssl_context()
-        clients = [AsyncOpenAI(**self.client_options(), http_client=DefaultAsyncHttpxClient(verify=verify))
-                   for _ in range(-(-workers // CONNECTIONS_PER_CLIENT))]
+        clients = [
+            AsyncOpenAI(**self.client_options(), http_client=DefaultAsyncHttpxClient(verify=verify))
+            for _ in range(-(-workers // CONNECTIONS_PER_CLIENT))
+        ]
         limits = _Limits(self.settings.get("requests_per_minute"), self.settings.get("tokens_per_minute"))
-        work = [(body, key, estimate_tokens(body["messages"]) + body["max_completion_tokens"])
-                for body, key in zip((self.body(r) for r in requests), keys)]
+        work = [
+            (body, key, estimate_tokens(body["messages"]) + body["max_completion_tokens"])
+            for body, key in zip((self.body(r) for r in requests), keys)
+        ]
         prompt_tokens = sum(cost - body["max_completion_tokens"] for body, _, cost in work)
-        log.info("%d requests to %s: about %d prompt tokens, at most %d completion tokens",
-                 len(requests), self.model_id, prompt_tokens, len(requests) * self.settings["max_new_tokens"])
+        log.info(
+            "%d requests to %s: about %d prompt tokens, at most %d completion tokens",
+            len(requests),
+            self.model_id,
+            prompt_tokens,
+            len(requests) * self.settings["max_new_tokens"],
+        )
         name = "/".join(cache.path.with_suffix("").parts[-3:])
         progress = tqdm(total=len(requests), desc=name, unit="req", mininterval=5, file=sys.stderr)
         usage = {"prompt_tokens": 0, "completion_tokens": 0}
@@ -101,8 +110,9 @@ class OpenAIBackend(Backend):
                     continue
                 response = json.loads(text)
                 choice = response["choices"][0]
-                cache.put(key, Answer((choice.get("message") or {}).get("content") or "",
-                                      choice.get("finish_reason") or ""))
+                cache.put(
+                    key, Answer((choice.get("message") or {}).get("content") or "", choice.get("finish_reason") or "")
+                )
                 if response.get("usage"):
                     usage["prompt_tokens"] += response["usage"].get("prompt_tokens", 0)
                     usage["completion_tokens"] += response["usage"].get("completion_tokens", 0)

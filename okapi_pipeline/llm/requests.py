@@ -9,8 +9,18 @@ from typing import Callable, Sequence
 # Settings that change no answer (how fast, where cached, what it may cost): kept out of
 # the rule params, so a new rate limit or a higher budget reruns no finished job.
 OPERATIONAL_SETTINGS = (
-    "api_key_env", "max_concurrency", "requests_per_minute", "tokens_per_minute", "timeout_s", "cache_dir",
-    "mode", "batch_poll_s", "price_input_per_1k", "price_output_per_1k", "budget_usd", "max_reject_share",
+    "api_key_env",
+    "max_concurrency",
+    "requests_per_minute",
+    "tokens_per_minute",
+    "timeout_s",
+    "cache_dir",
+    "mode",
+    "batch_poll_s",
+    "price_input_per_1k",
+    "price_output_per_1k",
+    "budget_usd",
+    "max_reject_share",
     "segments_per_second",
 )
 

@@ -19,11 +19,16 @@ DAEMONS = ("slurmctld", "slurmd", "munged")
 
 def missing_requirements() -> str | None:
     """Why a cluster cannot be started here, or None when it can."""
-    missing = [name for name in (*DAEMONS, "sbatch", "squeue", "scontrol")
-               if shutil.which(name) is None and not Path("/usr/sbin", name).exists()]
+    missing = [
+        name
+        for name in (*DAEMONS, "sbatch", "squeue", "scontrol")
+        if shutil.which(name) is None and not Path("/usr/sbin", name).exists()
+    ]
     if missing:
-        return (f"SLURM not installed ({', '.join(missing)} missing): "
-                "apt-get install -y slurmctld slurmd slurm-client munge")
+        return (
+            f"SLURM not installed ({', '.join(missing)} missing): "
+            "apt-get install -y slurmctld slurmd slurm-client munge"
+        )
     if os.geteuid() != 0:
         return "starting a SLURM cluster needs root"
     return None
@@ -51,16 +56,26 @@ class SlurmCluster:
 
     # There is no accounting database: job states come from squeue (the cluster keeps
     # finished jobs for MinJobAge=300 s, over 3 x the wait before the first check).
-    snakemake_args = ("--slurm-status-command", "squeue",
-                      "--slurm-init-seconds-before-status-checks", "2")
+    snakemake_args = ("--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2")
 
     def snakemake(self, workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
         """`snakemake --profile slurm ARGS` in `workdir` on this cluster.
 
         Snakemake ignores SIGTERM while it waits on cluster jobs, so it is killed at the timeout.
         """
-        command = ["timeout", "-s", "KILL", str(timeout), sys.executable, "-m", "snakemake",
-                   "--profile", "slurm", *self.snakemake_args, *args]
+        command = [
+            "timeout",
+            "-s",
+            "KILL",
+            str(timeout),
+            sys.executable,
+            "-m",
+            "snakemake",
+            "--profile",
+            "slurm",
+            *self.snakemake_args,
+            *args,
+        ]
         return subprocess.run(command, cwd=workdir, env=self.env, capture_output=True, text=True)
 
     def submissions(self) -> list[dict]:
@@ -71,8 +86,9 @@ class SlurmCluster:
 
 
 def _run_script(name: str, state: Path) -> None:
-    result = subprocess.run([str(HERE / name)], env=dict(os.environ, OKAPI_SLURM_STATE=str(state)),
-                            capture_output=True, text=True)
+    result = subprocess.run(
+        [str(HERE / name)], env=dict(os.environ, OKAPI_SLURM_STATE=str(state)), capture_output=True, text=True
+    )
     if result.returncode != 0:
         raise RuntimeError(f"{name} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
 
