@@ -37,11 +37,11 @@ include: "rules/cost.smk"
 include: "rules/sft.smk"
 include: "rules/ranking.smk"
 include: "rules/reward_model.smk"
-include: "rules/rlhf.smk"
+include: "rules/ppo.smk"
 include: "rules/benchmarks.smk"
 include: "rules/evaluate.smk"
 include: "rules/tables.smk"
-include: "rules/report.smk"
+include: "rules/figures.smk"
 
 
 rule all:

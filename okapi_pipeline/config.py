@@ -5,6 +5,7 @@ reported as one line that names the key.
 """
 
 import copy
+import logging
 import math
 import os
 from pathlib import Path
@@ -14,6 +15,8 @@ import yaml
 
 from okapi_pipeline.languages import ISO_639_1
 from okapi_pipeline.split import source_groups
+
+log = logging.getLogger(__name__)
 
 SPLITS = ("sft", "rm", "ppo")
 BENCHMARKS = ("arc", "hellaswag", "mmlu")
@@ -74,16 +77,36 @@ def validate_config(config: dict, schema: dict) -> dict:
 
     Raises ConfigError with one line naming the first offending key.
     """
+    config = _renamed_keys(config)
     validator = jsonschema.Draft202012Validator(schema)
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
     if errors:
         best = jsonschema.exceptions.best_match(errors)
         raise ConfigError(_one_line(best))
-    config = copy.deepcopy(config)
     _set_defaults(config, schema)
     # LLM defaults go into the top-level block only: a stage's block overrides it.
     _set_defaults(config["llm"], schema["$defs"]["llm_settings"])
     _check_cross_keys(config)
+    return config
+
+
+def _renamed_keys(config: dict) -> dict:
+    """A copy with the names of the previous release replaced, one warning line each
+    (read until the next release): `evaluation.checkpoints` is now
+    `evaluation.released_models`, and the variant `rlhf` is now `ppo`."""
+    config = copy.deepcopy(config)
+    evaluation = config.get("evaluation") or {}
+    if "checkpoints" in evaluation:
+        log.warning("config: 'evaluation.checkpoints' is deprecated: rename it 'evaluation.released_models'")
+        # Merged: the demo config's `released_models: {}` is under a user's old name.
+        evaluation["released_models"] = {**(evaluation.get("released_models") or {}), **evaluation.pop("checkpoints")}
+    for name, entry in (evaluation.get("released_models") or {}).items():
+        compared = (entry or {}).get("compare_with") or {}
+        if compared.get("variant") == "rlhf":
+            log.warning(
+                f"config: variant 'rlhf' in 'evaluation.released_models.{name}.compare_with' is deprecated: use 'ppo'"
+            )
+            compared["variant"] = "ppo"
     return config
 
 
@@ -110,7 +133,7 @@ def _check_cross_keys(config: dict) -> None:
         protocol = config["evaluation"][bench]
         if protocol.get("num_fewshot", 0) > 0 and not protocol.get("fewshot_split"):
             raise ConfigError(f"config: 'evaluation.{bench}.fewshot_split' is needed for num_fewshot > 0")
-    _check_checkpoints(config)
+    _check_released_models(config)
     # The benchmark translation is an LLM stage too (benchmarks.llm overrides llm).
     for stage in (*LLM_STAGES, "benchmarks"):
         llm = llm_settings(config, stage)
@@ -150,16 +173,18 @@ def _check_cross_keys(config: dict) -> None:
             raise ConfigError(f"config: '{name}.effective_batch_size' must be a multiple of per_device_batch_size")
 
 
-def _check_checkpoints(config: dict) -> None:
-    checkpoints = config["evaluation"]["checkpoints"]
+def _check_released_models(config: dict) -> None:
+    checkpoints = config["evaluation"]["released_models"]
     if not config["models"] and not checkpoints:
-        raise ConfigError("config: 'models' is empty and there are no evaluation.checkpoints: nothing to evaluate")
+        raise ConfigError("config: 'models' is empty and there are no evaluation.released_models: nothing to evaluate")
     for name, entry in checkpoints.items():
         if name in config["base_models"]:
-            raise ConfigError(f"config: 'evaluation.checkpoints.{name}': the name is already a base_models entry")
+            raise ConfigError(f"config: 'evaluation.released_models.{name}': the name is already a base_models entry")
         for lang in entry.get("languages") or []:
             if lang not in config["languages"]:
-                raise ConfigError(f"config: 'evaluation.checkpoints.{name}.languages': '{lang}' is not in languages")
+                raise ConfigError(
+                    f"config: 'evaluation.released_models.{name}.languages': '{lang}' is not in languages"
+                )
 
 
 def llm_settings(config: dict, stage: str) -> dict:

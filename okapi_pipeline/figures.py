@@ -1,8 +1,8 @@
 """The paper's figures: SFT vs RLHF per language, the RLHF gain by resource group,
 and the training curves of every trained model (PNG, for the report).
 
-"RLHF" is every preference-tuned variant the config trains: `rlhf` (PPO, the
-paper's) and, when enabled, `dpo`.
+"RLHF" is every preference-tuned variant the config trains: `ppo` (the paper's,
+labelled "RLHF (PPO)") and, when enabled, `dpo`.
 """
 
 import json
@@ -13,9 +13,9 @@ from okapi_pipeline.tables import TITLES, grouped_languages, is_number, mean_or_
 
 log = logging.getLogger(__name__)
 
-VARIANT_COLOURS = {"sft": "#7f9fc6", "rlhf": "#d9822b", "dpo": "#6aa56a"}
-VARIANT_LABELS = {"sft": "SFT", "rlhf": "RLHF (PPO)", "dpo": "DPO"}
-STAGE_NAMES = {"sft": "SFT", "rm": "Reward model", "rlhf": "PPO policy", "dpo": "DPO"}
+VARIANT_COLOURS = {"sft": "#7f9fc6", "ppo": "#d9822b", "dpo": "#6aa56a"}
+VARIANT_LABELS = {"sft": "SFT", "ppo": "RLHF (PPO)", "dpo": "DPO"}
+STAGE_NAMES = {"sft": "SFT", "rm": "Reward model", "ppo": "PPO policy", "dpo": "DPO"}
 
 
 def _pyplot():
@@ -123,7 +123,7 @@ def paper_figures(
     """One benchmark's figures: SFT vs RLHF per language, and the gain over SFT by group.
 
     score_files: that benchmark's score files (another benchmark's are ignored).
-    variants: the preference-tuned variants set against SFT (rlhf, dpo).
+    variants: the preference-tuned variants set against SFT (ppo, dpo).
     """
     scores = read_scores(score_files, {bench: metric})
     # A benchmark not available in a language is left out, like a missing score.
@@ -142,7 +142,7 @@ def paper_figures(
 def training_panels(summaries: dict) -> list[tuple[str, str, list[tuple[str, list, list]]]]:
     """(stage, y label, [(series label, steps, values)]) for each panel with data.
 
-    summaries: stage name (sft, rm, rlhf, dpo) -> the parsed training_summary.json.
+    summaries: stage name (sft, rm, ppo, dpo) -> the parsed training_summary.json.
     """
     panels = []
     for stage, summary in summaries.items():

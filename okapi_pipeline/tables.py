@@ -29,8 +29,8 @@ ALL_LANGUAGES = "all"
 # The reference's key for the mean over all languages (a group's mean uses its name).
 OVERALL_KEY = "avg"
 SOURCE_PRIORITY = ("paper", "third_party_summary", "author_logs")
-# The variant name of an evaluation-only checkpoint's scores and column.
-CHECKPOINT = "checkpoint"
+# The variant name of a released model's scores and column (evaluated, not trained).
+RELEASED = "released"
 TITLES = {"arc": "ARC-Challenge", "hellaswag": "HellaSwag", "mmlu": "MMLU"}
 
 
@@ -294,22 +294,22 @@ def paper_table(
     markdown_path,
     latex_path,
     html_path,
-    checkpoints: dict | None = None,
+    released_models: dict | None = None,
 ) -> pd.DataFrame:
     """Write one benchmark's table as CSV, Markdown, LaTeX and HTML.
 
     score_files: that benchmark's score files (another benchmark's are ignored).
-    checkpoints: evaluation-only checkpoint name -> the reference (model, variant) its
-    numbers are compared with, or None; each adds a "{name} checkpoint" column.
+    released_models: released model name -> the reference (model, variant) its
+    numbers are compared with, or None; each adds a "{name} released" column.
     """
     scores = read_scores(score_files, {bench: metric})
     ours = {key[1:]: value for key, value in scores.items() if key[0] == bench}
-    checkpoints = checkpoints or {}
+    released_models = released_models or {}
     columns = [(model, variant) for model in models for variant in variants]
-    columns += [(name, CHECKPOINT) for name in checkpoints]
-    # A checkpoint column is set against the reference numbers of the model it reproduces.
+    columns += [(name, RELEASED) for name in released_models]
+    # A released model's column is set against the reference numbers of the model it reproduces.
     reference_of = {column: column for column in columns}
-    reference_of.update({(name, CHECKPOINT): tuple(compared) for name, compared in checkpoints.items() if compared})
+    reference_of.update({(name, RELEASED): tuple(compared) for name, compared in released_models.items() if compared})
     shown = {row[3] for row in table_rows(languages, language_groups)}
     published = paper_numbers(read_reference(reference_file), bench, metric, split)
     paper = {

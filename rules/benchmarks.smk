@@ -37,7 +37,7 @@ rule translate_benchmark:
     log:
         "logs/benchmarks/{bench}/{lang}.log",
     benchmark:
-        "benchmarks/translate_benchmark/{bench}/{lang}.tsv"
+        "logs/timing/translate_benchmark/{bench}/{lang}.tsv"
     wildcard_constraints:
         bench=alternation(TRANSLATED_BENCHMARKS),
     localrule: llm_is_remote("benchmarks")

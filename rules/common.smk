@@ -42,15 +42,10 @@ BUILT_MODELS = [
 HUB_MODELS = [
     name for name, entry in config["base_models"].items() if "hub_id" in entry
 ]
-# Scored variants: base, SFT, then one per RLHF method (PPO is the paper's "rlhf").
-RLHF_VARIANTS = {"ppo": "rlhf", "dpo": "dpo"}
-VARIANTS = [
-    "base",
-    "sft",
-    *(RLHF_VARIANTS[method] for method in config["rlhf"]["methods"]),
-]
-# Evaluation-only checkpoints: scored under the same protocol as variant "checkpoint".
-CHECKPOINTS = config["evaluation"]["checkpoints"]
+# Scored variants: base, SFT, then one per RLHF method (ppo: the paper's; dpo).
+VARIANTS = ["base", "sft", *config["rlhf"]["methods"]]
+# Released models, evaluated only: scored under the same protocol as variant "released".
+RELEASED_MODELS = config["evaluation"]["released_models"]
 
 
 def alternation(values):
@@ -60,10 +55,10 @@ def alternation(values):
 
 wildcard_constraints:
     lang=alternation(LANGUAGES),
-    model=alternation([*config["base_models"], *CHECKPOINTS]),
+    model=alternation([*config["base_models"], *RELEASED_MODELS]),
     split=alternation(SPLITS),
     bench=alternation(BENCHMARKS),
-    variant=alternation([*VARIANTS, "checkpoint"]),
+    variant=alternation([*VARIANTS, "released"]),
     shard=r"\d{4}",
 
 
@@ -99,8 +94,8 @@ def model_dir(wildcards):
     """The model a (model, variant, lang) evaluation scores."""
     if wildcards.variant == "base":
         return base_model_dir(wildcards.model)
-    if wildcards.variant == "checkpoint":
-        return checkpoint_dir(wildcards.model, wildcards.lang)
+    if wildcards.variant == "released":
+        return released_model_dir(wildcards.model, wildcards.lang)
     return f"results/models/{wildcards.model}/{wildcards.lang}/{wildcards.variant}"
 
 
@@ -174,7 +169,7 @@ def built_model_parameters(build):
 
 
 def model_parameters(name):
-    """The parameter count of a base model, an evaluation-only checkpoint or any other
+    """The parameter count of a base model, a released model or any other
     model a stage names (a hub id or path of unknown size: sized as 7B)."""
     if name in config["base_models"]:
         entry = config["base_models"][name]
@@ -182,8 +177,8 @@ def model_parameters(name):
             return entry["parameters"]
         if "build" in entry:
             return built_model_parameters(entry["build"])
-    elif name in CHECKPOINTS:
-        entry = CHECKPOINTS[name]
+    elif name in RELEASED_MODELS:
+        entry = RELEASED_MODELS[name]
         if entry.get("parameters"):
             return entry["parameters"]
         if "compare_with" in entry:
@@ -535,7 +530,7 @@ def all_scores(benchmarks=BENCHMARKS):
         variant=VARIANTS,
         lang=LANGUAGES,
         bench=benchmarks,
-    ) + checkpoint_score_files(benchmarks)
+    ) + released_score_files(benchmarks)
 
 
 def benchmark_scores(wildcards):
@@ -573,50 +568,50 @@ def trained_benchmark_scores(wildcards):
 
 def trained_models(wildcards):
     """Every trained model of one (model, language), by stage: their summaries make the curves."""
-    stages = ["sft"] + (["rm"] if "rlhf" in VARIANTS else []) + TUNED_VARIANTS
+    stages = ["sft"] + (["rm"] if "ppo" in VARIANTS else []) + TUNED_VARIANTS
     return {
         stage: f"results/models/{wildcards.model}/{wildcards.lang}/{stage}"
         for stage in stages
     }
 
 
-# ---- evaluation-only checkpoints ---------------------------------------------------
+# ---- released models (evaluated only) ---------------------------------------------------
 
 
-def checkpoint_languages(name):
-    return CHECKPOINTS[name].get("languages") or LANGUAGES
+def released_model_languages(name):
+    return RELEASED_MODELS[name].get("languages") or LANGUAGES
 
 
-def checkpoint_score_files(benchmarks=BENCHMARKS):
+def released_score_files(benchmarks=BENCHMARKS):
     return [
-        f"results/scores/{name}/checkpoint/{lang}/{bench}.json"
-        for name in CHECKPOINTS
-        for lang in checkpoint_languages(name)
+        f"results/scores/{name}/released/{lang}/{bench}.json"
+        for name in RELEASED_MODELS
+        for lang in released_model_languages(name)
         for bench in benchmarks
     ]
 
 
-def checkpoint_dir(name, lang):
+def released_model_dir(name, lang):
     """A local path as given ({lang} filled in); a hub id is fetched into resources/.
 
     One copy per language when the hub id names the language, else one for all.
     """
-    entry = CHECKPOINTS[name]
+    entry = RELEASED_MODELS[name]
     if "path" in entry:
         return entry["path"].format(lang=lang)
     copy = lang if "{lang}" in entry["hub_id"] else "all"
-    return f"resources/checkpoints/{name}/{copy}"
+    return f"resources/released_models/{name}/{copy}"
 
 
-def checkpoint_hub_source(wildcards):
-    entry = CHECKPOINTS[wildcards.checkpoint]
+def released_model_hub_source(wildcards):
+    entry = RELEASED_MODELS[wildcards.released]
     return {
         "hub_id": entry["hub_id"].format(lang=wildcards.lang_or_all),
         "revision": entry.get("revision", "main"),
     }
 
 
-def checkpoint_references():
+def released_model_references():
     """Checkpoint name -> the (model, variant) whose published numbers it is set against."""
     return {
         name: (
@@ -624,5 +619,5 @@ def checkpoint_references():
             if "compare_with" in entry
             else None
         )
-        for name, entry in CHECKPOINTS.items()
+        for name, entry in RELEASED_MODELS.items()
     }

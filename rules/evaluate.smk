@@ -10,18 +10,18 @@ rule evaluate:
     log:
         "logs/evaluate/{model}/{variant}/{lang}.log",
     benchmark:
-        "benchmarks/evaluate/{model}/{variant}/{lang}.tsv"
+        "logs/timing/evaluate/{model}/{variant}/{lang}.tsv"
     conda:
         "../envs/eval.yaml"
     threads: 1
     resources:
         **gpu_resources("evaluate"),
     params:
-        # Without the checkpoint list: adding a checkpoint reruns no other evaluation.
+        # Without the released models: adding one reruns no other evaluation.
         protocol={
             key: value
             for key, value in config["evaluation"].items()
-            if key != "checkpoints"
+            if key != "released_models"
         },
         benchmarks=list(BENCHMARKS),
         workdir="results/eval_tasks/{model}/{variant}/{lang}",
@@ -35,27 +35,27 @@ rule scores:
         all_scores(),
 
 
-rule fetch_checkpoint:
-    """Download an evaluation-only checkpoint from the hub (login node: compute nodes have no network)."""
+rule fetch_released_model:
+    """Download a released model from the hub (login node: compute nodes have no network)."""
     output:
-        directory("resources/checkpoints/{checkpoint}/{lang_or_all}"),
+        directory("resources/released_models/{released}/{lang_or_all}"),
     log:
-        "logs/checkpoints/{checkpoint}/{lang_or_all}.log",
+        "logs/released_models/{released}/{lang_or_all}.log",
     wildcard_constraints:
-        checkpoint=alternation(
-            [name for name, entry in CHECKPOINTS.items() if "hub_id" in entry]
+        released=alternation(
+            [name for name, entry in RELEASED_MODELS.items() if "hub_id" in entry]
         ),
         lang_or_all=alternation([*LANGUAGES, "all"]),
     localrule: True
     conda:
         "../envs/train.yaml"
     params:
-        source=checkpoint_hub_source,
+        source=released_model_hub_source,
     script:
         "../scripts/fetch_base_model.py"
 
 
-rule checkpoint_scores:
-    """Target: the scores of the evaluation-only checkpoints (no training)."""
+rule released_model_scores:
+    """Target: the scores of the released models (no training)."""
     input:
-        checkpoint_score_files(),
+        released_score_files(),

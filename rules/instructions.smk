@@ -43,7 +43,7 @@ rule self_instruct:
     log:
         "logs/instructions/self_instruct.log",
     benchmark:
-        "benchmarks/instructions/self_instruct.tsv"
+        "logs/timing/instructions/self_instruct.tsv"
     localrule: llm_is_remote("self_instruct")
     conda:
         "../envs/data.yaml"

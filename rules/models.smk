@@ -26,7 +26,7 @@ rule build_tiny_model:
     log:
         "logs/models/{model}.log",
     benchmark:
-        "benchmarks/models/{model}.tsv"
+        "logs/timing/models/{model}.tsv"
     wildcard_constraints:
         model=alternation(BUILT_MODELS),
     conda:

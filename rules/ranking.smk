@@ -11,7 +11,7 @@ rule generate_responses:
     log:
         "logs/ranking/{model}/{lang}/responses.log",
     benchmark:
-        "benchmarks/ranking/{model}/{lang}/responses.tsv"
+        "logs/timing/ranking/{model}/{lang}/responses.tsv"
     conda:
         "../envs/train.yaml"
     threads: 1
@@ -32,7 +32,7 @@ rule back_translate_shard:
     log:
         "logs/ranking/{model}/{lang}/{shard}.back_translation.log",
     benchmark:
-        "benchmarks/ranking/{model}/{lang}/{shard}.back_translation.tsv"
+        "logs/timing/ranking/{model}/{lang}/{shard}.back_translation.tsv"
     group:
         shard_group("back_translation", "back_translate")
     localrule: llm_is_remote("back_translation")
@@ -60,7 +60,7 @@ rule rank_shard:
     log:
         "logs/ranking/{model}/{lang}/{shard}.log",
     benchmark:
-        "benchmarks/ranking/{model}/{lang}/{shard}.tsv"
+        "logs/timing/ranking/{model}/{lang}/{shard}.tsv"
     group:
         shard_group("ranking", "rank")
     localrule: llm_is_remote("ranking")

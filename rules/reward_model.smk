@@ -11,7 +11,7 @@ rule train_reward_model:
     log:
         "logs/reward_model/{model}/{lang}.log",
     benchmark:
-        "benchmarks/reward_model/{model}/{lang}.tsv"
+        "logs/timing/reward_model/{model}/{lang}.tsv"
     conda:
         "../envs/train.yaml"
     threads: 1

@@ -11,7 +11,7 @@ rule train_sft:
     log:
         "logs/sft/{model}/{lang}.log",
     benchmark:
-        "benchmarks/sft/{model}/{lang}.tsv"
+        "logs/timing/sft/{model}/{lang}.tsv"
     conda:
         "../envs/train.yaml"
     threads: 1

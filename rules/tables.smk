@@ -33,7 +33,7 @@ rule paper_tables:
         metric=evaluation_metric,
         split=evaluation_split,
         language_groups=config["language_groups"],
-        checkpoints=checkpoint_references(),
+        released_models=released_model_references(),
     script:
         "../scripts/paper_tables.py"
 

@@ -12,7 +12,7 @@ rule translate_shard:
     log:
         "logs/translate/{lang}/{split}/{shard}.log",
     benchmark:
-        "benchmarks/translate/{lang}/{split}/{shard}.tsv"
+        "logs/timing/translate/{lang}/{split}/{shard}.tsv"
     group:
         shard_group("translation", "translate")
     localrule: llm_is_remote("translation")

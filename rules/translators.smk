@@ -10,7 +10,7 @@ rule translator_sample_api:
     log:
         "logs/translators/{translator}/{lang}.log",
     benchmark:
-        "benchmarks/translators/{translator}/{lang}.tsv"
+        "logs/timing/translators/{translator}/{lang}.tsv"
     wildcard_constraints:
         translator=alternation(REMOTE_TRANSLATORS),
     localrule: True
@@ -32,7 +32,7 @@ rule translator_sample_local:
     log:
         "logs/translators/{translator}/{lang}.log",
     benchmark:
-        "benchmarks/translators/{translator}/{lang}.tsv"
+        "logs/timing/translators/{translator}/{lang}.tsv"
     wildcard_constraints:
         translator=alternation(LOCAL_TRANSLATORS),
     conda:

@@ -19,5 +19,5 @@ paper_table(
     markdown_path=snakemake.output.markdown,
     latex_path=snakemake.output.latex,
     html_path=snakemake.output.html,
-    checkpoints=dict(snakemake.params.checkpoints),
+    released_models=dict(snakemake.params.released_models),
 )

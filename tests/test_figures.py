@@ -10,36 +10,36 @@ from tests.test_tables import write_score
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def test_gain_is_rlhf_minus_sft_averaged_per_group_and_overall():
+def test_gain_is_ppo_minus_sft_averaged_per_group_and_overall():
     scores = {
         ("m", "sft", "vi"): 30.0,
-        ("m", "rlhf", "vi"): 34.0,  # high: +4
+        ("m", "ppo", "vi"): 34.0,  # high: +4
         ("m", "sft", "id"): 40.0,
-        ("m", "rlhf", "id"): 41.0,  # medium: +1 and +3
+        ("m", "ppo", "id"): 41.0,  # medium: +1 and +3
         ("m", "sft", "hu"): 20.0,
-        ("m", "rlhf", "hu"): 23.0,
+        ("m", "ppo", "hu"): 23.0,
         ("m", "sft", "bn"): 25.0,
-        ("m", "rlhf", "bn"): 24.0,
+        ("m", "ppo", "bn"): 24.0,
     }  # low: -1
-    gains = gains_by_group(scores, ["m"], ["vi", "id", "hu", "bn"], ["rlhf"])
-    assert list(gains) == [("m", "rlhf", "high"), ("m", "rlhf", "medium"), ("m", "rlhf", "low"), ("m", "rlhf", "all")]
-    assert gains[("m", "rlhf", "high")] == pytest.approx(4.0)
-    assert gains[("m", "rlhf", "medium")] == pytest.approx(2.0)
-    assert gains[("m", "rlhf", "low")] == pytest.approx(-1.0)
-    assert gains[("m", "rlhf", "all")] == pytest.approx((4 + 1 + 3 - 1) / 4)
+    gains = gains_by_group(scores, ["m"], ["vi", "id", "hu", "bn"], ["ppo"])
+    assert list(gains) == [("m", "ppo", "high"), ("m", "ppo", "medium"), ("m", "ppo", "low"), ("m", "ppo", "all")]
+    assert gains[("m", "ppo", "high")] == pytest.approx(4.0)
+    assert gains[("m", "ppo", "medium")] == pytest.approx(2.0)
+    assert gains[("m", "ppo", "low")] == pytest.approx(-1.0)
+    assert gains[("m", "ppo", "all")] == pytest.approx((4 + 1 + 3 - 1) / 4)
 
 
 def test_a_group_with_a_missing_score_has_no_gain():
     scores = {
         ("m", "sft", "vi"): 30.0,
-        ("m", "rlhf", "vi"): 34.0,
+        ("m", "ppo", "vi"): 34.0,
         ("m", "sft", "bn"): 25.0,
         ("m", "dpo", "vi"): 29.0,
         ("m", "dpo", "bn"): 26.0,
     }
-    gains = gains_by_group(scores, ["m"], ["vi", "bn"], ["rlhf", "dpo"])
-    assert gains[("m", "rlhf", "high")] == pytest.approx(4.0)
-    assert gains[("m", "rlhf", "low")] is None and gains[("m", "rlhf", "all")] is None
+    gains = gains_by_group(scores, ["m"], ["vi", "bn"], ["ppo", "dpo"])
+    assert gains[("m", "ppo", "high")] == pytest.approx(4.0)
+    assert gains[("m", "ppo", "low")] is None and gains[("m", "ppo", "all")] is None
     assert gains[("m", "dpo", "all")] == pytest.approx(0.0)  # -1 and +1
 
 
@@ -51,7 +51,7 @@ def test_paper_figures_are_written_per_benchmark(tmp_path):
     paths = [
         write_score(tmp_path / "scores", model, variant, lang, bench, 0.3 + 0.01 * index, 0.4 + 0.02 * index)
         for model in ("tiny-llama", "tiny-bloom")
-        for index, variant in enumerate(("sft", "rlhf"))
+        for index, variant in enumerate(("sft", "ppo"))
         for lang in ("vi", "id", "bn")
         for bench in ("arc", "mmlu")
     ]
@@ -62,7 +62,7 @@ def test_paper_figures_are_written_per_benchmark(tmp_path):
             bench=bench,
             score_files=paths,
             models=["tiny-llama", "tiny-bloom"],
-            variants=["rlhf"],
+            variants=["ppo"],
             languages=["vi", "id", "bn"],
             metric=metric,
             language_groups={},
@@ -72,8 +72,8 @@ def test_paper_figures_are_written_per_benchmark(tmp_path):
         for bench, metric in (("arc", "acc_norm"), ("mmlu", "acc"))
     }
     assert all(is_png(path) for path in [*comparison.values(), *gain.values()])
-    assert gains["arc"][("tiny-bloom", "rlhf", "all")] == pytest.approx(2.0)  # acc_norm 0.42 - 0.40
-    assert gains["mmlu"][("tiny-llama", "rlhf", "low")] == pytest.approx(1.0)  # acc 0.31 - 0.30
+    assert gains["arc"][("tiny-bloom", "ppo", "all")] == pytest.approx(2.0)  # acc_norm 0.42 - 0.40
+    assert gains["mmlu"][("tiny-llama", "ppo", "low")] == pytest.approx(1.0)  # acc 0.31 - 0.30
 
 
 def summary(stage: str, steps: int, extra: dict | None = None) -> dict:
@@ -99,7 +99,7 @@ def test_training_curves_plot_losses_and_ppo_reward_and_kl(tmp_path):
     for stage, data in (
         ("sft", summary("sft", 6)),
         ("rm", summary("reward_model", 3)),
-        ("rlhf", ppo),
+        ("ppo", ppo),
         ("dpo", summary("dpo", 2)),
     ):
         paths[stage] = tmp_path / stage / "training_summary.json"

@@ -24,15 +24,15 @@ def rules_of(jobs) -> set[str]:
     return {rule for rule, _ in jobs}
 
 
-def test_evaluation_only_run_fetches_and_scores_the_checkpoints_without_training(workdir):
+def test_evaluation_only_run_fetches_and_scores_the_released_models_without_training(workdir):
     override = {
         "models": [],
         "evaluation": {
-            "checkpoints": {
+            "released_models": {
                 "okapi-bloom": {
                     "hub_id": "uonlp/okapi-{lang}-bloom",
                     "languages": ["vi", "id"],
-                    "compare_with": {"model": "bloom-7b1", "variant": "rlhf"},
+                    "compare_with": {"model": "bloom-7b1", "variant": "ppo"},
                 },
                 "bloomz": {"hub_id": "bigscience/bloomz-7b1"},
                 "mine": {"path": "demo/benchmarks"},
@@ -40,17 +40,17 @@ def test_evaluation_only_run_fetches_and_scores_the_checkpoints_without_training
         },
     }
     jobs = dry_run(workdir, override, "tables")
-    assert rules_of(jobs) == {"fetch_checkpoint", "benchmark_data", "evaluate", "paper_tables", "tables"}
+    assert rules_of(jobs) == {"fetch_released_model", "benchmark_data", "evaluate", "paper_tables", "tables"}
     fetched = {
-        dict(wildcards)["checkpoint"] + "/" + dict(wildcards)["lang_or_all"]
+        dict(wildcards)["released"] + "/" + dict(wildcards)["lang_or_all"]
         for rule, wildcards in jobs
-        if rule == "fetch_checkpoint"
+        if rule == "fetch_released_model"
     }
     # One copy per language when the hub id names it, one for all otherwise; local paths are not fetched.
     assert fetched == {"okapi-bloom/vi", "okapi-bloom/id", "bloomz/all"}
     scored = {(dict(w)["model"], dict(w)["variant"], dict(w)["lang"]) for rule, w in jobs if rule == "evaluate"}
-    assert scored == {("okapi-bloom", "checkpoint", "vi"), ("okapi-bloom", "checkpoint", "id")} | {
-        (name, "checkpoint", lang) for name in ("bloomz", "mine") for lang in LANGUAGES
+    assert scored == {("okapi-bloom", "released", "vi"), ("okapi-bloom", "released", "id")} | {
+        (name, "released", lang) for name in ("bloomz", "mine") for lang in LANGUAGES
     }
 
 
@@ -84,18 +84,18 @@ def demo_config(override: dict) -> dict:
     "override, message",
     [
         (
-            {"evaluation": {"checkpoints": {"x": {"path": "m", "languages": ["de"]}}}},
-            "config: 'evaluation.checkpoints.x.languages': 'de' is not in languages",
+            {"evaluation": {"released_models": {"x": {"path": "m", "languages": ["de"]}}}},
+            "config: 'evaluation.released_models.x.languages': 'de' is not in languages",
         ),
         (
-            {"evaluation": {"checkpoints": {"tiny-llama": {"path": "m"}}}},
-            "config: 'evaluation.checkpoints.tiny-llama': the name is already a base_models entry",
+            {"evaluation": {"released_models": {"tiny-llama": {"path": "m"}}}},
+            "config: 'evaluation.released_models.tiny-llama': the name is already a base_models entry",
         ),
         (
-            {"evaluation": {"checkpoints": {"x": {"path": "m", "hub_id": "a/b"}}}},
-            "config: 'evaluation.checkpoints.x': {'path': 'm', 'hub_id': 'a/b'} is valid under each of",
+            {"evaluation": {"released_models": {"x": {"path": "m", "hub_id": "a/b"}}}},
+            "config: 'evaluation.released_models.x': {'path': 'm', 'hub_id': 'a/b'} is valid under each of",
         ),
-        ({"models": []}, "config: 'models' is empty and there are no evaluation.checkpoints: nothing to evaluate"),
+        ({"models": []}, "config: 'models' is empty and there are no evaluation.released_models: nothing to evaluate"),
         ({"evaluation": {"backend": "onnx"}}, "config: 'evaluation.backend': 'onnx' is not one of ['hf', 'vllm']"),
         (
             {"benchmarks": {"arc": {"source": "translate"}}},
@@ -107,3 +107,22 @@ def test_bad_evaluation_config_is_one_line_naming_the_key(override, message):
     with pytest.raises(ConfigError) as error:
         validate_config(demo_config(override), load_schema(REPO / "schemas" / "config.schema.yaml"))
     assert str(error.value).startswith(message)
+
+
+def test_the_previous_release_names_are_read_with_one_deprecation_line_each(caplog):
+    old = {
+        "evaluation": {
+            "checkpoints": {"okapi-bloom": {"path": "m", "compare_with": {"model": "bloom-7b1", "variant": "rlhf"}}}
+        }
+    }
+    config = validate_config(demo_config(old), load_schema(REPO / "schemas" / "config.schema.yaml"))
+    assert "checkpoints" not in config["evaluation"]
+    assert config["evaluation"]["released_models"]["okapi-bloom"]["compare_with"] == {
+        "model": "bloom-7b1",
+        "variant": "ppo",
+    }
+    warnings = [record.getMessage() for record in caplog.records if record.levelname == "WARNING"]
+    assert warnings == [
+        "config: 'evaluation.checkpoints' is deprecated: rename it 'evaluation.released_models'",
+        "config: variant 'rlhf' in 'evaluation.released_models.okapi-bloom.compare_with' is deprecated: use 'ppo'",
+    ]

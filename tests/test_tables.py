@@ -128,7 +128,7 @@ def test_reference_prefers_the_paper_then_the_summary_then_the_logs():
     reference = read_reference(REFERENCE)
     hellaswag = paper_numbers(reference, "hellaswag", "acc_norm", "validation")
     assert hellaswag[("llama-7b", "base", "avg")] == (46.4, "third_party_summary")  # logs say 39.1
-    assert hellaswag[("bloom-7b1", "rlhf", "avg")] == (39.5, "paper")
+    assert hellaswag[("bloom-7b1", "ppo", "avg")] == (39.5, "paper")
     assert hellaswag[("bloom-7b1", "base", "vi")] == (48.3, "author_logs")
     # The logs scored ARC on validation: a test-split table does not use them.
     assert paper_numbers(reference, "arc", "acc_norm", "test")[("bloom-7b1", "base", "avg")] == (
@@ -153,7 +153,7 @@ def test_reference_file_is_well_formed():
     ]
     assert set(reference["benchmark"]) == {"arc", "hellaswag", "mmlu"}
     assert set(reference["model"]) == {"bloom-7b1", "bloomz-7b1", "llama-7b"}
-    assert set(reference["variant"]) == {"base", "sft", "rlhf"}
+    assert set(reference["variant"]) == {"base", "sft", "ppo"}
     assert set(reference["language"]) <= set(OKAPI_26) | {"avg", "high", "medium", "low"}
     assert set(reference["source"]) <= set(SOURCE_PRIORITY)
     assert reference["score"].between(0, 100).all()
@@ -183,7 +183,7 @@ def write_score(root: Path, model, variant, lang, bench, acc, acc_norm) -> Path:
     return path
 
 
-def write_table(paths, languages, models, variants, out, checkpoints=None):
+def write_table(paths, languages, models, variants, out, released_models=None):
     """The HellaSwag (acc_norm, validation) table of these score files into out[csv/md/tex/html]."""
     return paper_table(
         bench="hellaswag",
@@ -199,7 +199,7 @@ def write_table(paths, languages, models, variants, out, checkpoints=None):
         markdown_path=out["md"],
         latex_path=out["tex"],
         html_path=out["html"],
-        checkpoints=checkpoints,
+        released_models=released_models,
     )
 
 
@@ -279,29 +279,29 @@ def test_latex_table_is_booktabs_with_dashes_for_missing_cells(tmp_path):
     assert "\\caption{HellaSwag (acc\\_norm, \\%, validation split)}" in latex
 
 
-def test_a_checkpoint_column_is_set_against_the_model_it_reproduces(tmp_path):
+def test_a_released_model_column_is_set_against_the_model_it_reproduces(tmp_path):
     paths = [
-        write_score(tmp_path / "scores", "okapi-bloom", "checkpoint", lang, "hellaswag", 0.3, 0.5)
+        write_score(tmp_path / "scores", "okapi-bloom", "released", lang, "hellaswag", 0.3, 0.5)
         for lang in ("vi", "bn")
     ]
     paths.append(write_score(tmp_path / "scores", "tiny-llama", "base", "vi", "hellaswag", 0.3, 0.4))
     out = table_files(tmp_path)
     csv_path = out["csv"]
-    write_table(paths, ["vi", "bn"], ["tiny-llama"], ["base"], out, checkpoints={"okapi-bloom": ["bloom-7b1", "base"]})
+    write_table(paths, ["vi", "bn"], ["tiny-llama"], ["base"], out, released_models={"okapi-bloom": ["bloom-7b1", "base"]})
     table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     assert list(table.columns) == [
         "group",
         "language",
         "tiny-llama base",
-        "okapi-bloom checkpoint",
-        "okapi-bloom checkpoint (paper)",
-        "okapi-bloom checkpoint (diff)",
+        "okapi-bloom released",
+        "okapi-bloom released (paper)",
+        "okapi-bloom released (diff)",
     ]
     vi = table[table["language"] == "vi"].iloc[0]
     assert (
-        vi["okapi-bloom checkpoint"],
-        vi["okapi-bloom checkpoint (paper)"],
-        vi["okapi-bloom checkpoint (diff)"],
+        vi["okapi-bloom released"],
+        vi["okapi-bloom released (paper)"],
+        vi["okapi-bloom released (diff)"],
     ) == ("50.0", "48.3", "+1.7")
 
 

@@ -242,15 +242,15 @@ def test_reward_model_trains_embeddings_and_top_blocks_while_lower_blocks_stay_i
 
 def test_ppo_trains_the_top_blocks_and_saves_a_causal_lm(reward_model, sft_data, tmp_path):
     architecture, sft, rm = reward_model
-    train_ppo(sft, rm, sft_data, tmp_path / "rlhf", PPO_SETTINGS, tmp_path / "checkpoints", threads=1)
-    policy = AutoModelForCausalLM.from_pretrained(tmp_path / "rlhf")
+    train_ppo(sft, rm, sft_data, tmp_path / "ppo", PPO_SETTINGS, tmp_path / "checkpoints", threads=1)
+    policy = AutoModelForCausalLM.from_pretrained(tmp_path / "ppo")
     assert policy.generate(torch.tensor([[1, 5, 6]]), max_new_tokens=3).shape[1] >= 4
     prefix = BACKBONE[architecture]
     changed = changed_blocks(state(sft), policy.state_dict(), prefix)
     blocks = "layers" if architecture == "llama" else "h"
     # Blocks below the top one stay identical; the embeddings train (trlx of mid-2023).
     assert changed and not [n for n in changed if not n.startswith((blocks + ".3.", "norm.", "ln_f.", *EMBEDDINGS))]
-    result = summary(tmp_path / "rlhf")
+    result = summary(tmp_path / "ppo")
     assert SUMMARY_FIELDS | {"reward", "kl", "episodes"} <= set(result)
     assert result["steps"] == 2 and result["episodes"] == 16  # 2 rounds of 8 rollouts
     # 2 rounds x 2 PPO epochs x 8 / 4 minibatches
@@ -403,7 +403,7 @@ def test_ppo_killed_resumes_from_its_last_checkpoint(tmp_path, reward_model, sft
         sft_dir=str(sft),
         reward_model_dir=str(rm),
         prompts_path=str(sft_data),
-        out_dir=str(tmp_path / "rlhf"),
+        out_dir=str(tmp_path / "ppo"),
         settings=settings,
         checkpoint_dir=str(tmp_path / "checkpoints"),
         threads=1,
@@ -418,7 +418,7 @@ def test_ppo_killed_resumes_from_its_last_checkpoint(tmp_path, reward_model, sft
     assert coefs[result["resumed_from_step"]] != 0.1
     assert not (tmp_path / "checkpoints").exists()
     train_ppo(sft, rm, sft_data, tmp_path / "whole", PPO_SETTINGS, tmp_path / "ck2", threads=1)
-    same_format(tmp_path / "rlhf", tmp_path / "whole")
+    same_format(tmp_path / "ppo", tmp_path / "whole")
 
 
 # ---- shared pieces --------------------------------------------------------------------------

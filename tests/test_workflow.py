@@ -31,7 +31,7 @@ def test_demo_writes_the_paper_tables(demo_run):
         languages = set(table["language"])
         assert set(DEMO["languages"]) <= languages
         for model in DEMO["models"]:
-            for variant in ("base", "sft", "rlhf", "dpo"):
+            for variant in ("base", "sft", "ppo", "dpo"):
                 column = f"{model} {variant}"
                 assert column in table.columns
                 scored = table.loc[table["language"].isin(DEMO["languages"]), column]
@@ -44,7 +44,7 @@ def test_demo_writes_the_paper_tables(demo_run):
 def test_demo_models_and_data_are_where_the_readme_says(demo_run):
     for model in DEMO["models"]:
         for lang in DEMO["languages"]:
-            for stage in ("sft", "rm", "rlhf", "dpo"):
+            for stage in ("sft", "rm", "ppo", "dpo"):
                 folder = demo_run / f"results/models/{model}/{lang}/{stage}"
                 assert (folder / "config.json").exists()
                 summary = json.loads((folder / "training_summary.json").read_text())
@@ -92,7 +92,7 @@ def test_changed_translation_reruns_only_that_language(demo_run):
         per_model = (("lang", "vi"), ("model", model))
         for rule in ("train_sft", "train_reward_model", "train_ppo", "train_dpo", "training_curves"):
             expected.add((rule, per_model))
-        for variant in ("sft", "rlhf", "dpo"):
+        for variant in ("sft", "ppo", "dpo"):
             expected.add(("evaluate", (("lang", "vi"), ("model", model), ("variant", variant))))
     assert planned_jobs(result.stdout + result.stderr) == expected
 

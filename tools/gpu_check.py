@@ -714,7 +714,7 @@ def evaluate_stage(spec: dict) -> dict:
 
     backend = spec["stage"].removeprefix("evaluate_")
     work = Path(spec["work"]) / "stages" / spec["model"] / spec["stage"]
-    protocol = {key: value for key, value in spec["config"]["evaluation"].items() if key != "checkpoints"}
+    protocol = {key: value for key, value in spec["config"]["evaluation"].items() if key != "released_models"}
     protocol["backend"] = backend
     language = "vi"  # a language of the demo benchmarks (and of the paper)
     source = {"source": "local", "path": str(REPO / "demo" / "benchmarks")}

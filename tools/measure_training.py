@@ -1,7 +1,7 @@
 """Measure the training stages on the demo's tiny models: wall time and peak memory per
 stage, and SFT tokens per second.
 
-    .venv/bin/python tools/benchmark_training.py [--threads 1] [--keep DIR]
+    .venv/bin/python tools/measure_training.py [--threads 1] [--keep DIR]
 
 Each stage runs in a process of its own, through `python -m okapi_pipeline.train` as a
 rule's job does on one device, so its wall time includes the imports and model loading
@@ -166,7 +166,7 @@ def main() -> None:
                         "sft_dir": str(sft),
                         "reward_model_dir": str(rm),
                         "prompts_path": str(work / "prompts.jsonl"),
-                        "out_dir": str(root / "rlhf"),
+                        "out_dir": str(root / "ppo"),
                         "settings": config["ppo"],
                     },
                 ),

@@ -1,11 +1,11 @@
 """Measure the LLM layer against the fake OpenAI-compatible server.
 
-    .venv/bin/python tools/benchmark_llm.py [--items 5000] [--latency 0.2] [--rpm 3000]
+    .venv/bin/python tools/measure_llm.py [--items 5000] [--latency 0.2] [--rpm 3000]
                                             [--concurrency 32] [--sequential-sample 50]
 
 At the limit of a top OpenAI usage tier (30,000 requests/minute):
 
-    .venv/bin/python tools/benchmark_llm.py --items 5000 --latency 0.2 --rpm 30000 --concurrency 200
+    .venv/bin/python tools/measure_llm.py --items 5000 --latency 0.2 --rpm 30000 --concurrency 200
 
 The server runs in a process of its own (so the client's CPU time is the layer's
 alone), answers every request after `latency` seconds and answers 429 (with

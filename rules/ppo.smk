@@ -8,11 +8,11 @@ rule train_ppo:
         reward_model="results/models/{model}/{lang}/rm",
         prompts="results/data/{lang}/ppo.jsonl",
     output:
-        directory("results/models/{model}/{lang}/rlhf"),
+        directory("results/models/{model}/{lang}/ppo"),
     log:
-        "logs/rlhf/{model}/{lang}.log",
+        "logs/ppo/{model}/{lang}.log",
     benchmark:
-        "benchmarks/rlhf/{model}/{lang}.tsv"
+        "logs/timing/ppo/{model}/{lang}.tsv"
     conda:
         "../envs/train.yaml"
     threads: 1
@@ -20,15 +20,20 @@ rule train_ppo:
         **gpu_resources("ppo"),
     params:
         settings=config["ppo"],
-        checkpoints="results/checkpoints/{model}/{lang}/rlhf",
+        checkpoints="results/checkpoints/{model}/{lang}/ppo",
     script:
         "../scripts/train_ppo.py"
 
 
 rule rlhf:
-    """Target: every RLHF (PPO) model."""
+    """Target: every preference-tuned model (each method of rlhf.methods)."""
     input:
-        expand("results/models/{model}/{lang}/rlhf", model=MODELS, lang=LANGUAGES),
+        expand(
+            "results/models/{model}/{lang}/{method}",
+            model=MODELS,
+            lang=LANGUAGES,
+            method=config["rlhf"]["methods"],
+        ),
 
 
 rule train_dpo:
@@ -41,7 +46,7 @@ rule train_dpo:
     log:
         "logs/dpo/{model}/{lang}.log",
     benchmark:
-        "benchmarks/dpo/{model}/{lang}.tsv"
+        "logs/timing/dpo/{model}/{lang}.tsv"
     conda:
         "../envs/train.yaml"
     threads: 1

@@ -1,11 +1,11 @@
 """Measure the demo: wall time of the whole run, wall time and peak memory per job,
 and the planning time of the paper DAG.
 
-    .venv/bin/python tools/benchmark_demo.py [--cores 2] [--keep DIR]
+    .venv/bin/python tools/measure_demo.py [--cores 2] [--keep DIR]
 
 Runs in a private copy of the workflow (nothing in the checkout changes). Per-job
-numbers come from the rules' `benchmark:` files (s = wall seconds, max_rss = peak
-resident memory in MB).
+numbers come from the timing files that the rules' `benchmark:` directive writes to
+logs/timing/ (s = wall seconds, max_rss = peak resident memory in MB).
 """
 
 import argparse
@@ -22,9 +22,9 @@ from tests.workflow import copy_workflow, snakemake  # noqa: E402
 
 def per_job_table(workdir: Path) -> pd.DataFrame:
     rows = []
-    for tsv in sorted((workdir / "benchmarks").rglob("*.tsv")):
+    for tsv in sorted((workdir / "logs" / "timing").rglob("*.tsv")):
         stats = pd.read_csv(tsv, sep="\t").iloc[0]
-        job = str(tsv.relative_to(workdir / "benchmarks").with_suffix(""))
+        job = str(tsv.relative_to(workdir / "logs" / "timing").with_suffix(""))
         rows.append({"job": job, "stage": job.split("/")[0], "wall_s": stats["s"], "peak_rss_mb": stats["max_rss"]})
     return pd.DataFrame(rows)
 
