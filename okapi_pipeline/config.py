@@ -1,10 +1,12 @@
 """Config checks and the derived values the workflow plans with.
 
 Validation runs when the Snakefile is parsed, before any job: every problem is
-reported as one line that names the key.
+reported as one line that names the key. The schema is the one place for defaults:
+validation fills them in, and code reads `settings["key"]` after that.
 """
 
 import copy
+import functools
 import logging
 import math
 import os
@@ -17,6 +19,8 @@ from okapi_pipeline.languages import ISO_639_1
 from okapi_pipeline.split import source_groups
 
 log = logging.getLogger(__name__)
+
+SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 SPLITS = ("sft", "rm", "ppo")
 BENCHMARKS = ("arc", "hellaswag", "mmlu")
@@ -58,18 +62,55 @@ def _one_line(error: jsonschema.ValidationError) -> str:
 
 
 def _set_defaults(instance, schema):
-    """Fill in `default` values of the schema's properties (recursively)."""
+    """Fill in the `default` values of the schema's inline blocks (recursively), for
+    named properties and for the entries of a mapping (`additionalProperties`).
+
+    A `$ref` block gets none: the stages' `llm` blocks (and the translators) refer to
+    `llm_settings` and hold only what overrides the top-level `llm` block, which
+    `validate_config` fills from that definition itself.
+    """
     if not isinstance(instance, dict):
         return
-    for key, sub in schema.get("properties", {}).items():
+    properties = schema.get("properties", {})
+    for key, sub in properties.items():
         if "default" in sub and key not in instance:
             instance[key] = copy.deepcopy(sub["default"])
         if key in instance:
             _set_defaults(instance[key], sub)
+    entries = schema.get("additionalProperties")
+    if isinstance(entries, dict) and "$ref" not in entries:
+        for key in set(instance) - set(properties):
+            _set_defaults(instance[key], entries)
 
 
-def load_schema(path) -> dict:
+@functools.cache
+def _schema_file(path: str) -> dict:
     return yaml.safe_load(Path(path).read_text())
+
+
+def load_schema(path=SCHEMA_PATH) -> dict:
+    return copy.deepcopy(_schema_file(str(path)))
+
+
+def llm_defaults() -> dict:
+    """Every LLM-layer setting with its schema default (those without one left out)."""
+    properties = _schema_file(str(SCHEMA_PATH))["$defs"]["llm_settings"]["properties"]
+    return {key: copy.deepcopy(sub["default"]) for key, sub in properties.items() if "default" in sub}
+
+
+def answer_settings(settings: dict) -> dict:
+    """The LLM settings that shape the answers (a rule's params: a change reruns the job).
+
+    The schema marks the others: `x-operational` ones (limits, cache, prices, budget)
+    change no answer, nor do those of another backend (`x-backend`).
+    """
+    properties = _schema_file(str(SCHEMA_PATH))["$defs"]["llm_settings"]["properties"]
+
+    def shapes_answers(key: str) -> bool:
+        sub = properties.get(key, {})
+        return not sub.get("x-operational") and sub.get("x-backend", settings["backend"]) == settings["backend"]
+
+    return {key: value for key, value in settings.items() if shapes_answers(key)}
 
 
 def validate_config(config: dict, schema: dict) -> dict:
@@ -131,7 +172,7 @@ def _check_cross_keys(config: dict) -> None:
                 f"config: missing key 'benchmarks.{bench}.{needed}'{alternative} (source is {source['source']})"
             )
         protocol = config["evaluation"][bench]
-        if protocol.get("num_fewshot", 0) > 0 and not protocol.get("fewshot_split"):
+        if protocol["num_fewshot"] > 0 and not protocol["fewshot_split"]:
             raise ConfigError(f"config: 'evaluation.{bench}.fewshot_split' is needed for num_fewshot > 0")
     _check_released_models(config)
     # The benchmark translation is an LLM stage too (benchmarks.llm overrides llm).

@@ -218,7 +218,7 @@ def _segment_counts(records: list[dict]) -> tuple[float, float, float]:
 
 def gpu_hours(segments, settings: dict) -> float | None:
     """GPU hours of an `mt` stage at its assumed `segments_per_second` (None otherwise)."""
-    rate = settings.get("segments_per_second")
+    rate = settings["segments_per_second"]
     if settings["backend"] != "mt" or not rate or segments is None:
         return None
     return round(segments / rate / SECONDS_PER_HOUR, 2)
@@ -229,8 +229,7 @@ def usd(input_tokens: int, output_tokens: int, settings: dict) -> float:
     if settings["backend"] != "openai":
         return 0.0
     return round(
-        input_tokens / 1000 * settings.get("price_input_per_1k", 0.0)
-        + output_tokens / 1000 * settings.get("price_output_per_1k", 0.0),
+        input_tokens / 1000 * settings["price_input_per_1k"] + output_tokens / 1000 * settings["price_output_per_1k"],
         4,
     )
 
@@ -281,12 +280,12 @@ def check_budget(config: dict, stage: str, settings: dict, instructions=None) ->
 
 def is_budgeted(settings: dict) -> bool:
     """Only a paid (openai) backend with a budget is checked."""
-    return settings["backend"] == "openai" and settings.get("budget_usd", 0.0) is not None
+    return settings["backend"] == "openai" and settings["budget_usd"] is not None
 
 
 def enforce_budget(cost: float, settings: dict, what: str, budget_key: str, source: str = "") -> None:
     """Raise BudgetExceeded, in one line saying which key to raise, when `cost` is over budget."""
-    budget = settings.get("budget_usd", 0.0)
+    budget = settings["budget_usd"]
     if cost > budget:
         raise BudgetExceeded(
             f"{what} ${cost:,.2f}{source} exceeds budget_usd ${budget:,.2f}; "

@@ -94,7 +94,7 @@ def write_task(bench: str, benchmark_file, protocol: dict, workdir) -> tuple[str
     """
     data = json.loads(Path(benchmark_file).read_text(encoding="utf-8"))
     name = task_name(bench, data["language"])
-    shots = protocol.get("num_fewshot") or 0
+    shots = protocol["num_fewshot"]
     splits = list(dict.fromkeys([protocol["split"]] + ([protocol["fewshot_split"]] if shots else [])))
     for split in splits:
         if split not in data["splits"]:
@@ -153,8 +153,8 @@ def model_arguments(backend: str, model_dir, dtype: str, protocol: dict) -> str:
     if backend == "vllm":
         return (
             f"pretrained={model_dir},dtype={dtype},tensor_parallel_size=1,"
-            f"gpu_memory_utilization={protocol.get('gpu_memory_utilization', 0.9)},"
-            f"seed={protocol.get('seed', 1234)}"
+            f"gpu_memory_utilization={protocol['gpu_memory_utilization']},"
+            f"seed={protocol['seed']}"
         )
     raise ValueError(f"evaluation.backend: unknown backend {backend!r} ({' or '.join(BACKENDS)})")
 
@@ -194,8 +194,8 @@ def run_lm_eval(model_dir, tasks: list[str], workdir, protocol: dict, device: st
     import lm_eval
     from lm_eval.tasks import TaskManager
 
-    seed = protocol.get("seed", 1234)
-    backend = protocol.get("backend", "hf")
+    seed = protocol["seed"]
+    backend = protocol["backend"]
     counter = TruncationCounter()
     hf_logger = logging.getLogger("lm_eval.models.huggingface")
     hf_logger.addFilter(counter)
@@ -206,8 +206,8 @@ def run_lm_eval(model_dir, tasks: list[str], workdir, protocol: dict, device: st
             tasks=tasks,
             num_fewshot=None,  # global in lm-eval: each task YAML carries its own
             device=device,
-            batch_size=protocol.get("batch_size", "auto"),
-            limit=protocol.get("limit"),
+            batch_size=protocol["batch_size"],
+            limit=protocol["limit"],
             task_manager=TaskManager(include_path=str(Path(workdir).resolve()), include_defaults=False),
             log_samples=True,
             random_seed=seed,
@@ -288,7 +288,7 @@ def evaluate_model(
     """
     from okapi_pipeline.modeling import run_precision
 
-    check_backend(protocol.get("backend", "hf"))
+    check_backend(protocol["backend"])
     # The one device/dtype rule (bf16 on a CUDA GPU that supports it, else float32).
     # lm-eval loads the model from model_args; its pad-token rule is ours (unk, else eos).
     precision = run_precision(threads)
@@ -320,12 +320,12 @@ def evaluate_model(
         "model": model,
         "variant": variant,
         "model_dir": str(model_dir),
-        "backend": protocol.get("backend", "hf"),
+        "backend": protocol["backend"],
         "device": device,
         "dtype": dtype,
-        "batch_size": protocol.get("batch_size", "auto"),
-        "seed": protocol.get("seed", 1234),
-        "limit": protocol.get("limit"),
+        "batch_size": protocol["batch_size"],
+        "seed": protocol["seed"],
+        "limit": protocol["limit"],
         "lm_eval_version": version("lm_eval"),
         "truncated_requests": truncated,
     }

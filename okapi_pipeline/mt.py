@@ -146,15 +146,15 @@ class MTBackend(Backend):
     def __init__(self, settings: dict, threads: int = 1):
         self.settings = settings
         self.threads = threads
-        self.engine = settings.get("engine", "transformers")
+        self.engine = settings["engine"]
         # int8 / fp16 outputs may differ from the transformers engine's: other cache keys.
         self.model_id = model_fingerprint(settings["model"]) + ("+ctranslate2" if self.engine == "ctranslate2" else "")
         self.tokenizer = None
         self.model = None
         self.generation = {
-            "num_beams": settings.get("num_beams", 1),
+            "num_beams": settings["num_beams"],
             "max_new_tokens": settings["max_new_tokens"],
-            "max_segment_tokens": settings.get("max_segment_tokens", 256),
+            "max_segment_tokens": settings["max_segment_tokens"],
         }
         # Counts of this job: segments seen, translated now, found in the cache, cut.
         self.stats = Counter()

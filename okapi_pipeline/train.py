@@ -43,7 +43,7 @@ def visible_gpus() -> int:
 def accelerate_config(stage: str, settings: dict) -> Path:
     if stage in ("ppo", "dpo"):
         name = "deepspeed_zero2"
-    elif settings.get("finetuning") == "lora":
+    elif stage == "sft" and settings["finetuning"] == "lora":
         name = "ddp"
     else:
         name = "fsdp"

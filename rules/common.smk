@@ -10,6 +10,7 @@ from okapi_pipeline.config import (
     LLM_STAGES,
     SPLITS,
     ConfigError,
+    answer_settings,
     llm_settings,
     load_schema,
     ranking_responders,
@@ -21,15 +22,10 @@ from okapi_pipeline.config import (
     translator_settings,
     validate_config,
 )
-from okapi_pipeline.llm import answer_settings
 
 try:
     # Defaults filled in place, so `config` everywhere (scripts included) sees them.
-    config.update(
-        validate_config(
-            config, load_schema(workflow.source_path("../schemas/config.schema.yaml"))
-        )
-    )
+    config.update(validate_config(config, load_schema()))
 except ConfigError as error:
     # One line, before any job runs.
     sys.exit(str(error))
@@ -87,7 +83,7 @@ def tiny_model_inputs(wildcards):
 
 def model_hub_source(wildcards):
     entry = config["base_models"][wildcards.model]
-    return {"hub_id": entry["hub_id"], "revision": entry.get("revision", "main")}
+    return {"hub_id": entry["hub_id"], "revision": entry["revision"]}
 
 
 def model_dir(wildcards):
@@ -173,13 +169,13 @@ def model_parameters(name):
     model a stage names (a hub id or path of unknown size: sized as 7B)."""
     if name in config["base_models"]:
         entry = config["base_models"][name]
-        if entry.get("parameters"):
+        if entry["parameters"]:
             return entry["parameters"]
         if "build" in entry:
             return built_model_parameters(entry["build"])
     elif name in RELEASED_MODELS:
         entry = RELEASED_MODELS[name]
-        if entry.get("parameters"):
+        if entry["parameters"]:
             return entry["parameters"]
         if "compare_with" in entry:
             return model_parameters(entry["compare_with"]["model"])
@@ -254,7 +250,7 @@ def local_model_resolved(settings):
 
 
 def uses_ctranslate2(settings):
-    return settings["backend"] == "mt" and settings.get("engine") == "ctranslate2"
+    return settings["backend"] == "mt" and settings["engine"] == "ctranslate2"
 
 
 def ctranslate2_dir(name):
@@ -439,7 +435,7 @@ def benchmark_splits(wildcards):
     """The splits evaluation reads: the scored one and the one shots come from."""
     protocol = config["evaluation"][wildcards.bench]
     splits = [protocol["split"]]
-    if protocol.get("num_fewshot", 0) > 0 and protocol["fewshot_split"] not in splits:
+    if protocol["num_fewshot"] > 0 and protocol["fewshot_split"] not in splits:
         splits.append(protocol["fewshot_split"])
     return splits
 
@@ -579,7 +575,7 @@ def trained_models(wildcards):
 
 
 def released_model_languages(name):
-    return RELEASED_MODELS[name].get("languages") or LANGUAGES
+    return RELEASED_MODELS[name]["languages"] or LANGUAGES
 
 
 def released_score_files(benchmarks=BENCHMARKS):
@@ -607,7 +603,7 @@ def released_model_hub_source(wildcards):
     entry = RELEASED_MODELS[wildcards.released]
     return {
         "hub_id": entry["hub_id"].format(lang=wildcards.lang_or_all),
-        "revision": entry.get("revision", "main"),
+        "revision": entry["revision"],
     }
 
 

@@ -2,23 +2,20 @@ import logging
 import sys
 
 from okapi_pipeline.config import translator_settings
-from okapi_pipeline.llm import OPERATIONAL_SETTINGS, exit_on_user_error
+from okapi_pipeline.llm import exit_on_user_error
 from okapi_pipeline.translators import compare_translator
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 name = snakemake.wildcards.translator
-# Answer-shaping settings from the params (they decide reruns), operational ones from config.
-operational = {
-    key: value for key, value in translator_settings(snakemake.config, name).items() if key in OPERATIONAL_SETTINGS
-}
 comparison = snakemake.params.comparison
 with exit_on_user_error():
     compare_translator(
         english_path=snakemake.input.english,
         language=snakemake.wildcards.lang,
         name=name,
-        settings={**operational, **snakemake.params.llm},
+        # Answer-shaping settings from the params (they decide reruns), the rest from config.
+        settings={**translator_settings(snakemake.config, name), **snakemake.params.llm},
         prompt_file=snakemake.input.prompt,
         back_prompt_file=snakemake.input.back_translation_prompt,
         size=comparison["sample_size"],

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import pytest
 
+from okapi_pipeline.config import llm_defaults
+
 
 class FakeOpenAI:
     def __init__(self):
@@ -344,6 +346,7 @@ def openai_settings(fake_openai, tmp_path, monkeypatch):
     """LLM settings pointing at the fake server, with a canary key in the environment."""
     monkeypatch.setenv(KEY_VARIABLE, CANARY_KEY)
     return {
+        **llm_defaults(),
         "backend": "openai",
         "model": "fake-model",
         "base_url": fake_openai.base_url,

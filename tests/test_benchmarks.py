@@ -342,5 +342,5 @@ def test_an_unavailable_benchmark_is_not_scored_and_its_score_file_says_why(tmp_
     )
     out = tmp_path / "score.json"
     # No model is loaded: the path does not even exist.
-    evaluate_model(tmp_path / "no-model", {"hellaswag": data}, {"hellaswag": {}}, {"hellaswag": out}, tmp_path / "w")
+    evaluate_model(tmp_path / "no-model", {"hellaswag": data}, {"backend": "hf"}, {"hellaswag": out}, tmp_path / "w")
     assert json.loads(out.read_text(encoding="utf-8"))["unavailable"] == "m_hellaswag/zh_validation.json: no such file"

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from okapi_pipeline.config import llm_defaults
 from okapi_pipeline.instructions import load_instructions
 from okapi_pipeline.jsonl import read_jsonl, write_jsonl
 from okapi_pipeline.llm import JsonRequest
@@ -482,6 +483,7 @@ def test_generate_and_rank_with_the_local_model(tiny_llama_dir, tmp_path):
     generate_responses(tiny_llama_dir, tmp_path / "rm.jsonl", tmp_path / "again.jsonl", settings, threads=1)
     assert read_jsonl(tmp_path / "again.jsonl") == generated  # seeded
     llm = {
+        **llm_defaults(),
         "backend": "hf",
         "model": str(tiny_llama_dir),
         "temperature": 0.0,

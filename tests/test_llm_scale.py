@@ -11,6 +11,7 @@ import time
 import pytest
 import yaml
 
+from okapi_pipeline.config import llm_defaults
 from okapi_pipeline.cost import BudgetExceeded, check_budget, config_estimate, estimate_costs
 from okapi_pipeline.jsonl import read_jsonl, write_jsonl
 from okapi_pipeline.llm import JsonRequest, LLMClient, TooManyRejects
@@ -187,7 +188,7 @@ def test_unusable_translations_are_asked_again_and_too_many_rejects_fail_the_job
 
 
 def llm(backend="openai", **prices):
-    return {"backend": backend, "price_input_per_1k": 0.0005, "price_output_per_1k": 0.0015, **prices}
+    return {**llm_defaults(), "backend": backend, "price_input_per_1k": 0.0005, "price_output_per_1k": 0.0015, **prices}
 
 
 def test_cost_estimate_and_the_budget_gate(fake_openai, openai_settings, tmp_path):

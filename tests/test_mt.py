@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from okapi_pipeline.config import llm_defaults
 from okapi_pipeline.jsonl import read_jsonl, write_jsonl
 from okapi_pipeline.languages import OKAPI_GROUPS
 from okapi_pipeline.llm import JsonRequest, LLMClient, Rejected
@@ -119,6 +120,7 @@ def tiny_nllb_dir(tmp_path_factory, tiny_corpus_dir):
 
 def mt_settings(model_dir, tmp_path, **changes):
     return {
+        **llm_defaults(),
         "backend": "mt",
         "model": str(model_dir),
         "temperature": 0.0,
@@ -369,8 +371,8 @@ def test_the_cost_estimate_gives_an_mt_stage_gpu_hours_instead_of_dollars():
             ("back_translation", "back_translate.txt"),
         )
     }
-    api = {"backend": "openai", "price_input_per_1k": 0.0015, "price_output_per_1k": 0.002}
-    mt = {"backend": "mt", "segments_per_second": 40}
+    api = {**llm_defaults(), "backend": "openai", "price_input_per_1k": 0.0015, "price_output_per_1k": 0.002}
+    mt = {**llm_defaults(), "backend": "mt", "segments_per_second": 40}
     rows = estimate_costs(
         REPO / "demo/instructions.jsonl",
         REPO / "demo/seed_tasks.jsonl",

@@ -287,7 +287,9 @@ def test_a_released_model_column_is_set_against_the_model_it_reproduces(tmp_path
     paths.append(write_score(tmp_path / "scores", "tiny-llama", "base", "vi", "hellaswag", 0.3, 0.4))
     out = table_files(tmp_path)
     csv_path = out["csv"]
-    write_table(paths, ["vi", "bn"], ["tiny-llama"], ["base"], out, released_models={"okapi-bloom": ["bloom-7b1", "base"]})
+    write_table(
+        paths, ["vi", "bn"], ["tiny-llama"], ["base"], out, released_models={"okapi-bloom": ["bloom-7b1", "base"]}
+    )
     table = pd.read_csv(csv_path, dtype=str, keep_default_na=False)
     assert list(table.columns) == [
         "group",

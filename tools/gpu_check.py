@@ -891,11 +891,15 @@ def block_count(model_dir) -> int:
     return config.get("num_hidden_layers") or config["n_layer"]
 
 
+# How the saved weights of the checked families name their block list and final norm
+# (read from the files, so that a 7B model need not be loaded to check it).
+BLOCK_LIST_NAMES = ("layers", "h", "blocks")
+FINAL_NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "final_layernorm")
+
+
 def is_frozen(name: str, blocks: int, trainable_top_blocks: int, freeze_embeddings: bool) -> bool:
     """Whether freezing leaves this weight untouched: every block below the top k, and
     with `freeze_embeddings` the rest of the backbone but its final norm (the embeddings)."""
-    from okapi_pipeline.modeling import BLOCK_LIST_NAMES, FINAL_NORM_NAMES
-
     parts = name.split(".")
     for position, part in enumerate(parts[:-1]):
         if part in BLOCK_LIST_NAMES and parts[position + 1].isdigit():

@@ -7,7 +7,7 @@ seq2seq translation model such as NLLB-200, okapi_pipeline.mt). Every answer goe
 through the persistent response cache (llm.cache). Every stage runs its job through
 llm.job.run_llm_job: budget, requests, accepted vs rejected, report, reject share.
 
-    requests  JsonRequest, Answer, Rejected, the settings that shape answers
+    requests  JsonRequest, Answer, Rejected
     cache     ResponseCache: append-only JSONL, group commits off the event loop
     client    LLMClient: requests through the cache, asked again when unusable
     job       run_llm_job, Budget, the report and the reject-share check
@@ -19,10 +19,9 @@ from okapi_pipeline.llm.cache import ResponseCache, cache_file
 from okapi_pipeline.llm.client import LLMClient
 from okapi_pipeline.llm.errors import TooManyRejects, UserError, exit_on_user_error
 from okapi_pipeline.llm.job import Budget, run_llm_job
-from okapi_pipeline.llm.requests import OPERATIONAL_SETTINGS, Answer, JsonRequest, Rejected, answer_settings
+from okapi_pipeline.llm.requests import Answer, JsonRequest, Rejected
 
 __all__ = [
-    "OPERATIONAL_SETTINGS",
     "Answer",
     "Budget",
     "JsonRequest",
@@ -31,7 +30,6 @@ __all__ = [
     "ResponseCache",
     "TooManyRejects",
     "UserError",
-    "answer_settings",
     "cache_file",
     "exit_on_user_error",
     "run_llm_job",

@@ -14,7 +14,7 @@ from okapi_pipeline.llm.requests import JsonRequest
 
 
 def strict_checks(llm_settings: dict) -> bool:
-    return llm_settings.get("answer_checks", "strict") == "strict"
+    return llm_settings["answer_checks"] == "strict"
 
 
 def non_empty_answers(request: JsonRequest, answer: dict) -> str | None:

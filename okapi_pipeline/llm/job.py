@@ -98,7 +98,7 @@ def job_report(total: int, rejects: list[dict], accepted_key: str = "accepted", 
 def check_reject_share(report: dict, settings: dict, what: str, cache_path) -> None:
     """Fail the job, in one line, when the rejects exceed the accepted failure rate."""
     total, rejected = report["total"], report["rejected"]
-    limit = settings.get("max_reject_share", 0.05)
+    limit = settings["max_reject_share"]
     if total and rejected / total > limit:
         reasons = sorted(report["reasons"].items(), key=lambda item: -item[1])[:3]
         raise TooManyRejects(

@@ -35,7 +35,7 @@ class OpenAIBackend(Backend):
         # timeouts and dropped connections itself, with exponential backoff.
         return {
             "api_key": os.environ[self.settings["api_key_env"]],
-            "base_url": self.settings.get("base_url"),
+            "base_url": self.settings["base_url"],
             "max_retries": self.settings["max_retries"],
             "timeout": self.settings["timeout_s"],
         }
@@ -51,7 +51,7 @@ class OpenAIBackend(Backend):
         }
 
     def answer(self, requests, keys, cache) -> None:
-        if self.settings.get("mode", "online") == "batch":
+        if self.settings["mode"] == "batch":
             from okapi_pipeline.llm.batch import answer_in_batches
 
             answer_in_batches(self.client_options(), [self.body(r) for r in requests], keys, cache, self.settings)
@@ -79,7 +79,7 @@ class OpenAIBackend(Backend):
             AsyncOpenAI(**self.client_options(), http_client=DefaultAsyncHttpxClient(verify=verify))
             for _ in range(-(-workers // CONNECTIONS_PER_CLIENT))
         ]
-        limits = _Limits(self.settings.get("requests_per_minute"), self.settings.get("tokens_per_minute"))
+        limits = _Limits(self.settings["requests_per_minute"], self.settings["tokens_per_minute"])
         work = [
             (body, key, estimate_tokens(body["messages"]) + body["max_completion_tokens"])
             for body, key in zip((self.body(r) for r in requests), keys)

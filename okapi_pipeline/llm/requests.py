@@ -1,38 +1,10 @@
-"""What goes into the LLM layer and what comes out: requests, answers, rejects, the settings."""
+"""What goes into the LLM layer and what comes out: requests, answers, rejects."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 from typing import Callable, Sequence
-
-# Settings that change no answer (how fast, where cached, what it may cost): kept out of
-# the rule params, so a new rate limit or a higher budget reruns no finished job.
-OPERATIONAL_SETTINGS = (
-    "api_key_env",
-    "max_concurrency",
-    "requests_per_minute",
-    "tokens_per_minute",
-    "timeout_s",
-    "cache_dir",
-    "mode",
-    "batch_poll_s",
-    "price_input_per_1k",
-    "price_output_per_1k",
-    "budget_usd",
-    "max_reject_share",
-    "segments_per_second",
-)
-
-
-# Settings only the `mt` backend reads: for the others they change no answer.
-MT_SETTINGS = ("engine", "num_beams", "max_segment_tokens")
-
-
-def answer_settings(settings: dict) -> dict:
-    """The settings that shape the answers (the rule params)."""
-    ignored = OPERATIONAL_SETTINGS + (() if settings.get("backend") == "mt" else MT_SETTINGS)
-    return {key: value for key, value in settings.items() if key not in ignored}
 
 
 @dataclass(frozen=True)
