@@ -4,18 +4,13 @@ Training, the local LLM backend, response generation and evaluation all choose t
 device and dtype with `run_precision` and load through `load_tokenizer` /
 `load_causal_lm`. The same code loads a tiny local model (the demo) and a hub model
 (the paper): a directory or a hub id goes through the Auto classes either way. The
-freezing of lower blocks lives here too: it needs to know where an architecture keeps
-its blocks.
+freezing of lower blocks lives here too: it asks the model where its blocks are.
 """
 
 import logging
 from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
-
-# Where the final layer norm sits in the architectures we know (Llama, BLOOM, GPT-2/NeoX...).
-FINAL_NORM_NAMES = ("norm", "ln_f", "final_layer_norm", "final_layernorm")
-BLOCK_LIST_NAMES = ("layers", "h", "blocks")
 
 
 @dataclass(frozen=True)
@@ -63,15 +58,20 @@ def run_precision(threads: int | None = None) -> Precision:
 def load_tokenizer(name_or_dir, padding_side: str = "right"):
     """The model's tokenizer, with a pad token.
 
-    LLaMA's has none. The rule is unk, else eos (lm-eval's rule too): an eos pad would
-    be taken for padding where it ends a text, so a reward model would read its score
-    before the final eos. Generation pads on the left (`padding_side="left"`).
+    A pad the tokenizer sets is kept (BLOOM's <pad>; Qwen2.5's, which is its eos). Without
+    one the rule is unk (LLaMA), else eos (Llama-3 has neither), lm-eval's rule too. An eos
+    pad is taken for padding where it ends a text: SFT and DPO still learn the final eos
+    (trl masks their labels by length, not by pad id), but the reward model and trl's PPO
+    read the reward at the token before it (both alike), and PPO leaves the eos token's
+    probability out of its loss. Generation pads on the left (`padding_side="left"`).
     """
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(name_or_dir, padding_side=padding_side)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
+    if tokenizer.pad_token_id == tokenizer.eos_token_id:
+        log.info("%s pads with its eos token %r", name_or_dir, tokenizer.eos_token)
     return tokenizer
 
 
@@ -110,27 +110,44 @@ def load_for_generation(name_or_dir, threads: int | None = None):
 
 
 def transformer_blocks(model):
-    """The list of transformer blocks: `model.layers` (Llama), `transformer.h` (BLOOM), ..."""
+    """The model's list of transformer blocks, found from the model itself.
+
+    It is the ModuleList of the backbone whose modules all belong to a class of the model's
+    `_no_split_modules`: the classes a device map never splits and accelerate's FSDP
+    TRANSFORMER_BASED_WRAP wraps one by one (`model.layers` of LlamaDecoderLayer or
+    Qwen2DecoderLayer, `transformer.h` of BloomBlock), so the blocks frozen here are the
+    units FSDP shards.
+    """
     import torch
 
     backbone = model.base_model
-    for name in BLOCK_LIST_NAMES:
-        blocks = getattr(backbone, name, None)
-        if isinstance(blocks, torch.nn.ModuleList):
-            return blocks
+    block_classes = set(getattr(model, "_no_split_modules", None) or ())
+    found = [
+        module
+        for module in backbone.modules()
+        if isinstance(module, torch.nn.ModuleList)
+        and len(module) > 0
+        and all(type(block).__name__ in block_classes for block in module)
+    ]
+    if len(found) == 1:
+        return found[0]
     raise ValueError(
         f"cannot find the transformer blocks of {type(model).__name__}: its backbone "
-        f"{type(backbone).__name__} has none of the attributes {', '.join(BLOCK_LIST_NAMES)}"
+        f"{type(backbone).__name__} has {len(found)} lists of the block classes "
+        f"{sorted(block_classes) or '(no _no_split_modules)'}, not one"
     )
 
 
-def final_norm(model):
-    backbone = model.base_model
-    for name in FINAL_NORM_NAMES:
-        module = getattr(backbone, name, None)
-        if module is not None:
-            return module
-    return None
+def modules_after_blocks(model) -> list:
+    """The backbone's modules with weights registered after its blocks: the final layer
+    norm (`norm` of Llama and Qwen2, `ln_f` of BLOOM), whatever the architecture names it."""
+    blocks = transformer_blocks(model)
+    after, seen = [], False
+    for child in model.base_model.children():
+        if seen and next(child.parameters(), None) is not None:
+            after.append(child)
+        seen = seen or child is blocks
+    return after
 
 
 def freeze_lower_blocks(model, k: int, freeze_embeddings: bool) -> int:
@@ -140,7 +157,8 @@ def freeze_lower_blocks(model, k: int, freeze_embeddings: bool) -> int:
     (`layers[:-k].requires_grad_(False)`) and trlx's PPO of mid-2023: the embeddings
     (and a tied output layer), the final norm and the head(s) still train. With True only
     the top k blocks, the final norm and the head(s) outside the backbone (`lm_head`,
-    `score`) train; an output layer tied to the input embeddings (BLOOM) stays frozen.
+    `score`) train; an output layer tied to the input embeddings (BLOOM) stays frozen,
+    an untied one (Llama, Qwen2.5-7B) trains.
     Either way every block below the top k stays bit-identical.
     """
     blocks = transformer_blocks(model)
@@ -149,9 +167,8 @@ def freeze_lower_blocks(model, k: int, freeze_embeddings: bool) -> int:
     model.requires_grad_(not freeze_embeddings)
     for index, block in enumerate(blocks):
         block.requires_grad_(index >= len(blocks) - k)
-    norm = final_norm(model)
-    if norm is not None:
-        norm.requires_grad_(True)
+    for module in modules_after_blocks(model):
+        module.requires_grad_(True)
     backbone_params = {id(p) for p in model.base_model.parameters()}
     for parameter in model.parameters():
         if id(parameter) not in backbone_params:

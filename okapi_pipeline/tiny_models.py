@@ -1,7 +1,7 @@
 """Tiny base models for the offline demo and the tests.
 
 A byte-level BPE tokenizer is trained on the bundled multilingual text, and small
-Llama- or BLOOM-architecture models are built from config and briefly pretrained on
+Llama-, Qwen2- or BLOOM-architecture models are built from config and briefly pretrained on
 the same text, so the demo's generations look like words. Tiny translation models
 (NLLB / M2M100 / MADLAD architectures) get a tokenizer with their family's language
 tokens and a short copy pretraining. The results are ordinary
@@ -79,8 +79,8 @@ def train_tokenizer(corpus_dir, out_dir, vocab_size: int) -> None:
 
 
 def model_config(build: dict, tokenizer):
-    """A LlamaConfig or BloomConfig from the `build` settings of a base model."""
-    from transformers import BloomConfig, LlamaConfig
+    """A LlamaConfig, Qwen2Config or BloomConfig from the `build` settings of a base model."""
+    from transformers import BloomConfig, LlamaConfig, Qwen2Config
 
     ids = dict(
         vocab_size=len(tokenizer),
@@ -88,26 +88,33 @@ def model_config(build: dict, tokenizer):
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    architecture = build["architecture"]
-    if architecture == "llama":
-        return LlamaConfig(
-            hidden_size=build["hidden_size"],
-            intermediate_size=build["intermediate_size"],
-            num_hidden_layers=build["num_layers"],
-            num_attention_heads=build["num_heads"],
-            num_key_value_heads=build["num_heads"],
-            max_position_embeddings=MAX_POSITIONS,
-            **ids,
-        )
+    architecture, heads = build["architecture"], build["num_heads"]
     if architecture == "bloom":
         # BLOOM uses ALiBi: no position table, any prompt length works.
-        return BloomConfig(
-            hidden_size=build["hidden_size"],
-            n_layer=build["num_layers"],
-            n_head=build["num_heads"],
-            **ids,
-        )
-    raise ValueError(f"unknown architecture {architecture!r} (llama or bloom)")
+        return BloomConfig(hidden_size=build["hidden_size"], n_layer=build["num_layers"], n_head=heads, **ids)
+    if architecture not in ("llama", "qwen2"):
+        raise ValueError(f"unknown architecture {architecture!r} (llama, qwen2 or bloom)")
+    decoder = dict(
+        hidden_size=build["hidden_size"],
+        intermediate_size=build["intermediate_size"],
+        num_hidden_layers=build["num_layers"],
+        num_attention_heads=heads,
+        max_position_embeddings=MAX_POSITIONS,
+        **ids,
+    )
+    # `num_key_value_heads` (not in the config schema) is for tools/gpu_check's real shapes.
+    kv_heads = build.get("num_key_value_heads")
+    if architecture == "llama":
+        return LlamaConfig(num_key_value_heads=kv_heads or heads, **decoder)
+    # Like Qwen2.5-7B: grouped-query attention (there 28 query heads share 4 key/value
+    # heads), biases on q/k/v, no sliding window, and an lm_head of its own, not tied to
+    # the input embeddings (Qwen2.5-0.5B to 3B tie them; 7B does not).
+    return Qwen2Config(
+        num_key_value_heads=kv_heads or (heads // 2 if heads % 2 == 0 else heads),
+        tie_word_embeddings=False,
+        use_sliding_window=False,
+        **decoder,
+    )
 
 
 def pack_corpus(tokenizer, corpus_dir, block: int):

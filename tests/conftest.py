@@ -81,3 +81,14 @@ def tiny_llama_dir(tmp_path_factory, tiny_tokenizer_dir, tiny_corpus_dir):
 @pytest.fixture(scope="session")
 def tiny_bloom_dir(tmp_path_factory, tiny_tokenizer_dir, tiny_corpus_dir):
     return _build(tmp_path_factory, tiny_tokenizer_dir, tiny_corpus_dir, "bloom")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen2_dir(tmp_path_factory, tiny_tokenizer_dir, tiny_corpus_dir):
+    """A tiny Qwen2 (Qwen2.5-7B's architecture) of the tiny Llama's sizes, same tokenizer."""
+    from okapi_pipeline.tiny_models import build_tiny_model
+
+    out = tmp_path_factory.mktemp("tiny-qwen2")
+    build = {**TINY_BUILDS["llama"], "architecture": "qwen2"}
+    build_tiny_model(tiny_tokenizer_dir, tiny_corpus_dir, out, build, TINY_PRETRAINING, threads=1)
+    return out
