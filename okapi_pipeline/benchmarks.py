@@ -10,7 +10,6 @@ index, because a silently skipped item changes the score.
 
 import json
 import logging
-from pathlib import Path
 
 from okapi_pipeline.jsonl import write_json
 from okapi_pipeline.languages import language_name
@@ -21,7 +20,6 @@ from okapi_pipeline.llm.requests import Rejected
 
 log = logging.getLogger(__name__)
 
-FOLDERS = {"arc": "m_arc", "hellaswag": "m_hellaswag", "mmlu": "m_mmlu"}
 LETTERS = "ABCDE"
 OPTION_KEYS = tuple(f"option_{letter.lower()}" for letter in LETTERS)
 # Options an item may have: ARC-Challenge has 3- to 5-option items, MMLU always 4.
@@ -39,11 +37,6 @@ HUB_SPLIT_NAMES = {"validation": ("validation", "val"), "val": ("val", "validati
 
 class BenchmarkFormatError(ValueError):
     """A record that does not match the released format."""
-
-
-def released_path(root, bench: str, lang: str, split: str) -> Path:
-    """Where one split of one language lives in the released layout."""
-    return Path(root) / FOLDERS[bench] / f"{lang}_{split}.json"
 
 
 def option_texts(record: dict) -> list[str]:
@@ -129,9 +122,10 @@ def read_hub_split(bench: str, hub_id: str, lang: str, split: str) -> list[dict]
 
 
 def load_split(bench: str, lang: str, split: str, source: dict) -> list[dict]:
-    """One split from a `benchmarks.<bench>` config entry: a local folder or a hub mirror."""
+    """One split of one language from its source: {"source": "local", "files": {split:
+    path}} (the rules know the released layout) or {"source": "hub", "hub_id": ...}."""
     if source["source"] == "local":
-        return read_released_file(bench, released_path(source["path"], bench, lang, split))
+        return read_released_file(bench, source["files"][split])
     return read_hub_split(bench, source["hub_id"], lang, split)
 
 
@@ -183,13 +177,6 @@ def translated_record(bench: str, record: dict, answer: dict) -> dict:
     return translated
 
 
-def english_source(source: dict) -> dict:
-    """Where a `translate` benchmark's English files are: a released-layout folder or a hub mirror."""
-    if "path" in source:
-        return {"source": "local", "path": source["path"]}
-    return {"source": "hub", "hub_id": source["hub_id"]}
-
-
 def translate_benchmark(
     bench: str,
     lang: str,
@@ -210,7 +197,7 @@ def translate_benchmark(
     of the records were rejected (after writing its outputs).
     """
     system = load_prompt(prompt_file, language=language_name(lang))
-    english = {split: load_split(bench, "en", split, english_source(source)) for split in splits}
+    english = {split: load_split(bench, "en", split, source) for split in splits}
     requests = {
         split: [field_request(system, translatable_fields(bench, record), ("en", lang)) for record in records]
         for split, records in english.items()

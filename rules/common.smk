@@ -135,18 +135,17 @@ GPU_STAGES = {
 # Python, torch, transformers (and lm-eval) themselves, and the data.
 BASE_MEMORY_MB = 4000
 MIN_RUNTIME_MINUTES = 30
-CPUS_PER_GPU = 8
 
 
 def gpu_job(stage, parameters):
     """What one GPU job of `stage` on a model of `parameters` asks for on its first
-    attempt: one GPU, its CPUs, host memory in MB and runtime in minutes."""
+    attempt: one GPU, host memory in MB and runtime in minutes (the CPUs per GPU are
+    the site's: slurm/config.yaml)."""
     bytes_per_parameter, hours, reference_parameters = GPU_STAGES[stage]
     memory_mb = BASE_MEMORY_MB + bytes_per_parameter * parameters / 1e6
     minutes = hours * 60 * parameters / reference_parameters
     return {
         "gpu": 1,
-        "cpus_per_gpu": CPUS_PER_GPU,
         "mem_mb": 1000 * math.ceil(memory_mb / 1000),
         "runtime": max(MIN_RUNTIME_MINUTES, math.ceil(minutes)),
     }
@@ -200,7 +199,6 @@ def gpu_resources(stage, model_of=job_model):
 
     return {
         "gpu": 1,
-        "cpus_per_gpu": CPUS_PER_GPU,
         "mem_mb": mem_mb,
         "runtime": runtime,
     }
@@ -424,11 +422,28 @@ def score_outputs():
     }
 
 
+# The released layout of a benchmark folder (the one place it is written down):
+# {path}/m_arc/{lang}_{split}.json, likewise m_hellaswag and m_mmlu.
 RELEASED_FOLDERS = {"arc": "m_arc", "hellaswag": "m_hellaswag", "mmlu": "m_mmlu"}
 
 
 def benchmark_source(wildcards):
-    return config["benchmarks"][wildcards.bench]
+    """Where a job reads its benchmark: the local files by split, or the hub mirror.
+
+    A translated benchmark (`translate`) reads the English ones (en_{split}.json).
+    """
+    source = config["benchmarks"][wildcards.bench]
+    if "path" not in source or source["source"] == "hub":
+        return {"source": "hub", "hub_id": source["hub_id"]}
+    folder = f"{source['path']}/{RELEASED_FOLDERS[wildcards.bench]}"
+    lang = "en" if source["source"] == "translate" else wildcards.lang
+    return {
+        "source": "local",
+        "files": {
+            split: f"{folder}/{lang}_{split}.json"
+            for split in benchmark_splits(wildcards)
+        },
+    }
 
 
 def benchmark_splits(wildcards):
@@ -441,19 +456,8 @@ def benchmark_splits(wildcards):
 
 
 def benchmark_source_files(wildcards):
-    """Local released files are inputs (a changed file reruns); hub sources have none.
-
-    A translated benchmark reads the English files (en_{split}.json) of its folder.
-    """
-    source = config["benchmarks"][wildcards.bench]
-    if "path" not in source or source["source"] == "hub":
-        return []
-    folder = RELEASED_FOLDERS[wildcards.bench]
-    lang = "en" if source["source"] == "translate" else wildcards.lang
-    return [
-        f"{source['path']}/{folder}/{lang}_{split}.json"
-        for split in benchmark_splits(wildcards)
-    ]
+    """Local released files are inputs (a changed file reruns); hub sources have none."""
+    return list(benchmark_source(wildcards).get("files", {}).values())
 
 
 def released_benchmark_files(wildcards):

@@ -11,7 +11,6 @@ from okapi_pipeline.benchmarks import (
     prepare_benchmark,
     read_hub_split,
     read_released_file,
-    released_path,
     translate_benchmark,
 )
 from okapi_pipeline.llm import TooManyRejects
@@ -77,6 +76,19 @@ RELEASED = {
 }
 
 
+# The released layout, as Okapi's files (and the demo's) lie on disk; the rules pass the
+# package each split's file.
+FOLDERS = {"arc": "m_arc", "hellaswag": "m_hellaswag", "mmlu": "m_mmlu"}
+
+
+def released_path(root, bench: str, lang: str, split: str) -> Path:
+    return Path(root) / FOLDERS[bench] / f"{lang}_{split}.json"
+
+
+def local_source(root, bench: str, lang: str, splits) -> dict:
+    return {"source": "local", "files": {split: str(released_path(root, bench, lang, split)) for split in splits}}
+
+
 def write_released_layout(root: Path, lang: str = "vi") -> Path:
     for (bench, split), records in RELEASED.items():
         path = released_path(root, bench, lang, split)
@@ -99,7 +111,7 @@ def test_reads_the_released_layout_with_3_4_and_5_option_items(released):
 
 def test_prepare_benchmark_writes_the_requested_splits(released, tmp_path):
     out = tmp_path / "results" / "arc" / "vi.json"
-    prepare_benchmark("arc", "vi", {"source": "local", "path": str(released)}, ["test", "train"], out)
+    prepare_benchmark("arc", "vi", local_source(released, "arc", "vi", ["test", "train"]), ["test", "train"], out)
     data = json.loads(out.read_text(encoding="utf-8"))
     assert (data["benchmark"], data["language"], data["source"]["source"]) == ("arc", "vi", "local")
     assert list(data["splits"]) == ["test", "train"]
@@ -251,7 +263,7 @@ def english_layout(root: Path) -> Path:
 
 
 def test_translated_benchmark_is_checked_in_the_released_format_and_cached(tmp_path, fake_openai, openai_settings):
-    source = {"source": "translate", "path": str(english_layout(tmp_path / "en"))}
+    source = local_source(english_layout(tmp_path / "en"), "arc", "en", ["test", "train"])
     out, qa_path = tmp_path / "arc" / "id.json", tmp_path / "qa" / "arc" / "id.json"
     qa = translate_benchmark("arc", "id", source, ["test", "train"], PROMPT, openai_settings, out, qa_path)
     data = json.loads(out.read_text(encoding="utf-8"))
@@ -278,7 +290,7 @@ def test_translated_benchmark_is_checked_in_the_released_format_and_cached(tmp_p
 
 
 def test_translated_hellaswag_keeps_label_and_four_endings(tmp_path, fake_openai, openai_settings):
-    source = {"source": "translate", "path": str(english_layout(tmp_path / "en"))}
+    source = local_source(english_layout(tmp_path / "en"), "hellaswag", "en", ["validation"])
     out = tmp_path / "hellaswag.json"
     translate_benchmark("hellaswag", "vi", source, ["validation"], PROMPT, openai_settings, out, tmp_path / "qa.json")
     item = json.loads(out.read_text(encoding="utf-8"))["splits"]["validation"][0]
@@ -292,7 +304,7 @@ def test_translated_hellaswag_keeps_label_and_four_endings(tmp_path, fake_openai
 def test_a_rejected_benchmark_record_is_left_out_listed_and_fails_the_job_over_the_limit(
     tmp_path, fake_openai, openai_settings
 ):
-    source = {"source": "translate", "path": str(english_layout(tmp_path / "en"))}
+    source = local_source(english_layout(tmp_path / "en"), "arc", "en", ["train"])
     # One of the three first answers is malformed, and so are both of its re-asks.
     fake_openai.faults = [("malformed",), ("none",), ("none",), ("malformed",), ("malformed",)]
     settings = {**openai_settings, "max_reject_share": 0.1}
@@ -305,7 +317,7 @@ def test_a_rejected_benchmark_record_is_left_out_listed_and_fails_the_job_over_t
 
 
 def test_a_missing_benchmark_file_is_marked_unavailable_unless_strict(released, tmp_path):
-    source = {"source": "local", "path": str(released)}
+    source = local_source(released, "hellaswag", "zh", ["validation"])
     out = tmp_path / "hellaswag" / "zh.json"
     data = prepare_benchmark("hellaswag", "zh", source, ["validation"], out, strict=False)
     assert data["splits"] == {} and "zh_validation.json" in data["unavailable"]
@@ -320,7 +332,7 @@ def test_a_malformed_record_is_marked_unavailable_with_its_file_and_index(releas
     records[2]["answer"] = "Z"
     path.write_text(json.dumps(records), encoding="utf-8")
     data = prepare_benchmark(
-        "mmlu", "vi", {"source": "local", "path": str(released)}, ["test"], tmp_path / "out.json", strict=False
+        "mmlu", "vi", local_source(released, "mmlu", "vi", ["test"]), ["test"], tmp_path / "out.json", strict=False
     )
     assert data["unavailable"].startswith(f"{path}: record 2: answer 'Z'")
 

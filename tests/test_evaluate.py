@@ -16,7 +16,7 @@ from okapi_pipeline.evaluate import (
     write_task,
 )
 from okapi_pipeline.jsonl import read_jsonl
-from tests.test_benchmarks import RELEASED, SHOTS, write_released_layout
+from tests.test_benchmarks import RELEASED, SHOTS, local_source, write_released_layout
 
 PROTOCOL = {
     "backend": "hf",
@@ -32,11 +32,11 @@ SPLITS = {"arc": ["test", "train"], "hellaswag": ["validation"], "mmlu": ["test"
 
 
 def prepare_all(root, out_dir) -> dict:
-    source = {"source": "local", "path": str(write_released_layout(root))}
+    write_released_layout(root)
     files = {}
     for bench, splits in SPLITS.items():
         files[bench] = out_dir / bench / "vi.json"
-        prepare_benchmark(bench, "vi", source, splits, files[bench])
+        prepare_benchmark(bench, "vi", local_source(root, bench, "vi", splits), splits, files[bench])
     return files
 
 

@@ -717,11 +717,13 @@ def evaluate_stage(spec: dict) -> dict:
     protocol = {key: value for key, value in spec["config"]["evaluation"].items() if key != "released_models"}
     protocol["backend"] = backend
     language = "vi"  # a language of the demo benchmarks (and of the paper)
-    source = {"source": "local", "path": str(REPO / "demo" / "benchmarks")}
     files = {}
     for bench in BENCHMARKS:
-        shots = protocol[bench].get("num_fewshot") or 0
+        shots = protocol[bench]["num_fewshot"]
         splits = list(dict.fromkeys([protocol[bench]["split"]] + ([protocol[bench]["fewshot_split"]] if shots else [])))
+        # The demo's files, in the released layout (demo/benchmarks/m_arc/vi_test.json).
+        demo = REPO / "demo" / "benchmarks" / f"m_{bench}"
+        source = {"source": "local", "files": {split: str(demo / f"{language}_{split}.json") for split in splits}}
         files[bench] = work / "data" / f"{bench}.json"
         prepare_benchmark(bench, language, source, splits, files[bench])
     timer = LmEvalTimer.install()
