@@ -1,6 +1,7 @@
 """Write the demo's small translated benchmarks in the released Okapi formats.
 
-Simple templated questions in Vietnamese, Indonesian and Bengali (sums, capitals,
+Simple templated questions in Vietnamese, Indonesian and Bengali, and in English for
+the translated-benchmark scenario (sums, capitals,
 animals; short everyday scenes for HellaSwag, whose wrong endings are the other
 scenes' endings), laid out like the release:
 m_arc/{lang}_{train,validation,test}.json, m_hellaswag/{lang}_validation.json,
@@ -122,6 +123,42 @@ PHRASES = {
             ("বাগান করা", "একজন বৃদ্ধা বাগানে মাটি খুঁড়ছেন।", "তিনি", "মাটিতে একটি চারা গাছ লাগান।"),
         ],
         "digits": "০১২৩৪৫৬৭৮৯",
+    },
+    # English: the source a translated benchmark (`benchmarks.<bench>.source: translate`) reads.
+    "en": {
+        "add": "What is {a} plus {b}?",
+        "times": "What is {a} times {b}?",
+        "capital": "Which city is the capital of {country}?",
+        "water": "Which of these animals lives in water?",
+        "countries": [
+            ("France", "Paris"),
+            ("Japan", "Tokyo"),
+            ("Italy", "Rome"),
+            ("Germany", "Berlin"),
+            ("Egypt", "Cairo"),
+            ("Thailand", "Bangkok"),
+            ("England", "London"),
+            ("Russia", "Moscow"),
+        ],
+        "water_animals": ["fish", "dolphin", "whale", "squid"],
+        "land_animals": ["cat", "dog", "horse", "chicken", "cow"],
+        "scenes": [
+            (
+                "Cooking",
+                "A woman stands in the kitchen and washes vegetables.",
+                "she",
+                "cuts the vegetables and puts them in a pot.",
+            ),
+            ("Playing soccer", "Some boys run on the grass field.", "a boy", "kicks the ball into the goal."),
+            ("Washing a car", "A man sprays water on a car.", "he", "wipes the car with a sponge."),
+            (
+                "Health",
+                "[header] How to stay healthy [title] Drink enough water every day.",
+                "[step] drink",
+                "at least eight glasses of water a day.",
+            ),
+            ("Gardening", "An old woman digs the soil in the garden.", "she", "plants a young tree in the ground."),
+        ],
     },
 }
 

@@ -122,9 +122,9 @@ def read_hub_split(bench: str, hub_id: str, lang: str, split: str) -> list[dict]
 
 
 def load_split(bench: str, lang: str, split: str, source: dict) -> list[dict]:
-    """One split of one language from its source: {"source": "local", "files": {split:
-    path}} (the rules know the released layout) or {"source": "hub", "hub_id": ...}."""
-    if source["source"] == "local":
+    """One split of one language from its source: local files, {"files": {split: path}}
+    (the rules know the released layout), or a hub mirror, {"hub_id": ...}."""
+    if "files" in source:
         return read_released_file(bench, source["files"][split])
     return read_hub_split(bench, source["hub_id"], lang, split)
 

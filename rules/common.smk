@@ -434,11 +434,11 @@ def benchmark_source(wildcards):
     """
     source = config["benchmarks"][wildcards.bench]
     if "path" not in source or source["source"] == "hub":
-        return {"source": "hub", "hub_id": source["hub_id"]}
+        return {"source": source["source"], "hub_id": source["hub_id"]}
     folder = f"{source['path']}/{RELEASED_FOLDERS[wildcards.bench]}"
     lang = "en" if source["source"] == "translate" else wildcards.lang
     return {
-        "source": "local",
+        "source": source["source"],
         "files": {
             split: f"{folder}/{lang}_{split}.json"
             for split in benchmark_splits(wildcards)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shlex
 import shutil
 
 import pandas as pd
@@ -9,11 +10,13 @@ import pytest
 import yaml
 
 from okapi_pipeline.config import BENCHMARKS, shard_ids
-from tests.workflow import REPO, copy_workflow, job_counts, planned_jobs, snakemake
+from tests.workflow import REPO, copy_workflow, job_counts, merged_config, planned_jobs, snakemake
 
 DEMO = yaml.safe_load((REPO / "config.yaml").read_text())
-# The demo with DPO beside PPO, so that the run also scores and tabulates the `dpo` variant.
-WITH_DPO = ("--config", "rlhf={methods: [ppo, dpo]}")
+# The demo with DPO beside PPO (.test/config_dpo.yaml), so that the run also trains, scores
+# and tabulates the `dpo` variant; the follow-up plans load the same file.
+WITH_DPO = ("--configfile", ".test/config_dpo.yaml")
+DPO_METHODS = merged_config(".test/config_dpo.yaml")["rlhf"]["methods"]
 
 
 @pytest.fixture(scope="module")
@@ -24,6 +27,11 @@ def demo_run(tmp_path_factory):
     return workdir
 
 
+def test_the_dpo_config_adds_dpo_beside_ppo_to_the_demo():
+    """The demo trains PPO only; the slow tests below run it with .test/config_dpo.yaml."""
+    assert "dpo" not in DEMO["rlhf"]["methods"] and DPO_METHODS == ["ppo", "dpo"]
+
+
 @pytest.mark.slow
 def test_demo_writes_the_paper_tables(demo_run):
     for bench in BENCHMARKS:
@@ -31,7 +39,7 @@ def test_demo_writes_the_paper_tables(demo_run):
         languages = set(table["language"])
         assert set(DEMO["languages"]) <= languages
         for model in DEMO["models"]:
-            for variant in ("base", "sft", "ppo", "dpo"):
+            for variant in ("base", "sft", *DPO_METHODS):
                 column = f"{model} {variant}"
                 assert column in table.columns
                 scored = table.loc[table["language"].isin(DEMO["languages"]), column]
@@ -44,7 +52,7 @@ def test_demo_writes_the_paper_tables(demo_run):
 def test_demo_models_and_data_are_where_the_readme_says(demo_run):
     for model in DEMO["models"]:
         for lang in DEMO["languages"]:
-            for stage in ("sft", "rm", "ppo", "dpo"):
+            for stage in ("sft", "rm", *DPO_METHODS):
                 folder = demo_run / f"results/models/{model}/{lang}/{stage}"
                 assert (folder / "config.json").exists()
                 summary = json.loads((folder / "training_summary.json").read_text())
@@ -122,6 +130,28 @@ def test_paper_dag_plans_every_stage_offline(tmp_path):
     assert "train_dpo" not in counts  # the paper trains PPO only (rlhf.methods)
     assert counts["fetch_base_model"] == models
     assert counts["benchmark_data"] == languages * len(BENCHMARKS)
+
+
+def header_command(name: str) -> list[str]:
+    """The arguments of the `snakemake ...` command that a .test config's header comment gives."""
+    for line in (REPO / ".test" / name).read_text().splitlines():
+        if not line.startswith("#"):
+            break
+        words = shlex.split(line.lstrip("# "))
+        if words[:1] == ["snakemake"]:
+            return words[1:]
+    raise AssertionError(f".test/{name}: no `snakemake ...` command in the header comment")
+
+
+@pytest.mark.parametrize("name", [path.name for path in sorted((REPO / ".test").glob("*.yaml"))])
+def test_every_test_config_plans_with_the_command_its_header_gives(tmp_path, name):
+    """Each .test config, as the snakemake-workflows catalog runs them: the command of its
+    header, planned (the slow tests run them)."""
+    workdir = copy_workflow(tmp_path)
+    args = header_command(name)
+    assert args[args.index("--configfile") + 1] == f".test/{name}"
+    result = snakemake(workdir, "-n", *args)
+    assert job_counts(result.stdout + result.stderr)
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Running the workflow from tests: a private copy of the repository and dry-run parsing."""
+"""Running the workflow from tests: a private copy of the repository, configs as merged, dry-run parsing."""
 
 import os
 import re
@@ -6,6 +6,8 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 # What a run needs; results, caches and the venv stay behind.
@@ -35,6 +37,24 @@ def copy_workflow(target: Path) -> Path:
         elif source.exists():
             shutil.copy2(source, target / name)
     return target
+
+
+def merged(base: dict, override: dict) -> dict:
+    """`override` merged over `base` as Snakemake merges a config file: nested mappings key
+    by key, anything else replaced."""
+    result = dict(base)
+    for key, value in override.items():
+        result[key] = merged(base[key], value) if isinstance(value, dict) and isinstance(base.get(key), dict) else value
+    return result
+
+
+def merged_config(*configfiles: str) -> dict:
+    """config.yaml with each of `configfiles` (paths from the repository root, e.g.
+    `.test/config_dpo.yaml`) merged over it, as `--configfile` does; no schema defaults."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    for path in configfiles:
+        config = merged(config, yaml.safe_load((REPO / path).read_text()))
+    return config
 
 
 def snakemake(
