@@ -125,6 +125,8 @@ def validate_config(config: dict, schema: dict) -> dict:
         best = jsonschema.exceptions.best_match(errors)
         raise ConfigError(_one_line(best))
     _set_defaults(config, schema)
+    if isinstance(config["training"]["scope"], str):
+        config["training"]["scope"] = [config["training"]["scope"]]
     # LLM defaults go into the top-level block only: a stage's block overrides it.
     _set_defaults(config["llm"], schema["$defs"]["llm_settings"])
     _check_cross_keys(config)

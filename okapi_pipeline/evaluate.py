@@ -1,144 +1,26 @@
 """Scoring with lm-evaluation-harness under the paper's protocol (mlmm-evaluation).
 
-The upstream harness's `okapi` tasks are not the paper's protocol (no shots, letter
-targets for MMLU, hub data), so each (benchmark, language) gets a task YAML written
-here from the normalised benchmark file:
-
-- ARC-Challenge: "Question: {question}\\nAnswer:", the option texts as choices,
-  25 shots from train, test scored.
-- HellaSwag: activity_label + ": " + ctx_a + " " + ctx_b.capitalize(), cleaned like
-  the harness's hellaswag task, the endings as choices, 0-shot, validation scored.
-- MMLU: "Question: ..\\nChoices:\\nA. ..\\nB. ..\\nC. ..\\nD. ..\\nAnswer:", the FULL
-  option texts as choices (not letters), 25 shots, test scored.
-
-The docs are written already formatted (query, choices, gold) so the YAML needs no
-Python hooks and a reader sees the exact prompt text in the data files. Split names,
-shots, limit and seed come from the `evaluation` config block.
+One lm-eval call (hf or vllm backend, the model loaded once) scores a model on the
+tasks okapi_pipeline.lm_eval_tasks writes for each benchmark of a language; each
+benchmark gets a score file with lm-eval's metrics, shots, sample counts, the run's
+settings and its first prompts, and every logged prompt goes beside the task's YAML.
+Backend, batch size, limit and seed come from the `evaluation` config block.
 """
 
 import importlib.util
 import json
 import logging
 import os
-import re
-import shutil
 from importlib.metadata import version
 from pathlib import Path
 
-import yaml
-
-from okapi_pipeline.benchmarks import LETTERS, option_texts
 from okapi_pipeline.jsonl import write_json, write_jsonl
+from okapi_pipeline.lm_eval_tasks import write_task
 
 log = logging.getLogger(__name__)
 
 METRICS = ("acc", "acc_stderr", "acc_norm", "acc_norm_stderr")
 EXAMPLE_PROMPTS = 3
-
-
-# ---- the paper's prompts ---------------------------------------------------------
-
-
-def arc_doc(record: dict) -> dict:
-    return {
-        "id": record["id"],
-        "query": "Question: " + record["instruction"] + "\nAnswer:",
-        "choices": option_texts(record),
-        "gold": LETTERS.index(record["answer"]),
-    }
-
-
-def mmlu_doc(record: dict) -> dict:
-    choices = option_texts(record)
-    listing = "".join(f"{letter}. {choice}\n" for letter, choice in zip(LETTERS, choices))
-    return {
-        "id": record["id"],
-        "query": "Question: " + record["instruction"] + "\nChoices:\n" + listing + "Answer:",
-        "choices": choices,
-        "gold": LETTERS.index(record["answer"]),
-    }
-
-
-def hellaswag_clean(text: str) -> str:
-    """The harness's hellaswag cleanup: WikiHow bracket tags out, double spaces single."""
-    text = text.strip()
-    text = text.replace(" [title]", ". ")
-    text = re.sub("\\[.*?\\]", "", text)
-    return text.replace("  ", " ")
-
-
-def hellaswag_doc(record: dict) -> dict:
-    context = record["ctx_a"] + " " + record["ctx_b"].capitalize()
-    return {
-        "id": str(record["ind"]),
-        "query": hellaswag_clean(record["activity_label"] + ": " + context),
-        "choices": [hellaswag_clean(ending) for ending in record["endings"]],
-        "gold": int(str(record["label"]).strip()),
-    }
-
-
-TASK_DOCS = {"arc": arc_doc, "hellaswag": hellaswag_doc, "mmlu": mmlu_doc}
-
-
-# ---- task YAMLs -------------------------------------------------------------------
-
-
-def task_name(bench: str, lang: str) -> str:
-    return f"okapi_paper_{bench}_{lang}"
-
-
-def write_task(bench: str, benchmark_file, protocol: dict, workdir) -> tuple[str, dict]:
-    """Write one task's data files (JSONL, absolute paths) and YAML; return (name, config).
-
-    `protocol` is the benchmark's entry of the `evaluation` config block.
-    """
-    data = json.loads(Path(benchmark_file).read_text(encoding="utf-8"))
-    name = task_name(bench, data["language"])
-    shots = protocol["num_fewshot"]
-    splits = list(dict.fromkeys([protocol["split"]] + ([protocol["fewshot_split"]] if shots else [])))
-    for split in splits:
-        if split not in data["splits"]:
-            raise ValueError(f"{benchmark_file}: no split {split!r} (has {', '.join(data['splits'])})")
-    if not data["splits"][protocol["split"]]:
-        raise ValueError(f"{benchmark_file}: split {protocol['split']!r} is empty")
-    if shots and len(data["splits"][protocol["fewshot_split"]]) < shots:
-        raise ValueError(
-            f"{benchmark_file}: {shots} shots asked but split {protocol['fewshot_split']!r} "
-            f"has only {len(data['splits'][protocol['fewshot_split']])} records"
-        )
-    folder = Path(workdir).resolve() / name
-    shutil.rmtree(folder, ignore_errors=True)
-    data_files = {}
-    for split in splits:
-        data_files[split] = str(folder / f"{split}.jsonl")
-        write_jsonl(data_files[split], [TASK_DOCS[bench](record) for record in data["splits"][split]])
-    config = {
-        "task": name,
-        "dataset_path": "json",
-        "dataset_name": None,
-        "dataset_kwargs": {"data_files": data_files, "cache_dir": str(folder / "hf_datasets")},
-        "output_type": "multiple_choice",
-        "test_split": protocol["split"],
-        "fewshot_split": protocol["fewshot_split"] if shots else None,
-        "num_fewshot": shots,
-        "doc_to_text": "query",
-        "doc_to_choice": "choices",
-        "doc_to_target": "gold",
-        "target_delimiter": " ",
-        "fewshot_delimiter": "\n\n",
-        "metric_list": [
-            {"metric": "acc", "aggregation": "mean", "higher_is_better": True},
-            {"metric": "acc_norm", "aggregation": "mean", "higher_is_better": True},
-        ],
-        "metadata": {"version": 1.0, "benchmark": bench, "language": data["language"]},
-    }
-    (folder / f"{name}.yaml").write_text(yaml.safe_dump(config, allow_unicode=True, sort_keys=False), encoding="utf-8")
-    return name, config
-
-
-# ---- running lm-eval -----------------------------------------------------------------
-
-
 BACKENDS = ("hf", "vllm")
 
 
@@ -290,7 +172,8 @@ def evaluate_model(
 
     check_backend(protocol["backend"])
     # The one device/dtype rule (bf16 on a CUDA GPU that supports it, else float32).
-    # lm-eval loads the model from model_args; its pad-token rule is ours (unk, else eos).
+    # lm-eval loads the model from model_args: a trained model's tokenizer carries the pad load_tokenizer
+    # chose; a base model gets lm-eval's own rule (unk, else eos), which only pads loglikelihood batches.
     precision = run_precision(threads)
     tasks, scores = {}, {}
     for bench, path in benchmark_files.items():

@@ -56,30 +56,96 @@ def run_precision(threads: int | None = None) -> Precision:
 
 
 def load_tokenizer(name_or_dir, padding_side: str = "right"):
-    """The model's tokenizer, with a pad token.
+    """The model's tokenizer, with a pad token that is not its eos.
 
-    A pad the tokenizer sets is kept (BLOOM's <pad>; Qwen2.5's, which is its eos). Without
-    one the rule is unk (LLaMA), else eos (Llama-3 has neither), lm-eval's rule too. An eos
-    pad is taken for padding where it ends a text: SFT and DPO still learn the final eos
-    (trl masks their labels by length, not by pad id), but the reward model and trl's PPO
-    read the reward at the token before it (both alike), and PPO leaves the eos token's
-    probability out of its loss. Generation pads on the left (`padding_side="left"`).
+    A pad of its own is kept (BLOOM's <pad>, the demo's). Without one, or when it is the
+    eos (Qwen2.5 ships pad = eos = <|endoftext|>; Llama-3.1 has no pad and no unk), the
+    pad is the unk token (LLaMA), else a spare special token (`spare_special_token`:
+    Llama-3.1's <|finetune_right_pad_id|>, Qwen2.5's <|vision_pad|>), else, logged, the
+    eos. An eos pad hides the final eos wherever padding is found by the pad id: the
+    reward model and trl's PPO would read the reward at the token before it, and PPO
+    would leave the eos token's probability (the decision to stop) out of its loss and
+    KL. The models' `config.pad_token_id` follows (`load_causal_lm`, `load_scorer`), and
+    the trained models are saved with this tokenizer, so every later stage pads alike.
+    Generation pads on the left (`padding_side="left"`).
     """
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(name_or_dir, padding_side=padding_side)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
-    if tokenizer.pad_token_id == tokenizer.eos_token_id:
-        log.info("%s pads with its eos token %r", name_or_dir, tokenizer.eos_token)
+    eos = tokenizer.eos_token_id
+    if tokenizer.pad_token is None or tokenizer.pad_token_id == eos:
+        unk = tokenizer.unk_token if tokenizer.unk_token_id not in (None, eos) else None
+        pad = unk or spare_special_token(tokenizer, model_vocab_size(name_or_dir))
+        if pad is None:
+            tokenizer.pad_token = tokenizer.eos_token
+            log.warning(
+                "%s pads with its eos token %r (no unk and no spare special token): the reward "
+                "is read before the final eos and PPO does not train the eos token",
+                name_or_dir,
+                tokenizer.eos_token,
+            )
+        else:
+            tokenizer.pad_token = pad
+            log.info("%s pads with %r (id %d)", name_or_dir, pad, tokenizer.pad_token_id)
     return tokenizer
+
+
+def spare_special_token(tokenizer, vocab_size: int | None = None) -> str | None:
+    """A special token that no text of the pipeline contains, to pad with; None if there is none.
+
+    A special added token (never split, skipped when decoding) that is not bos, eos or unk,
+    is not added by the tokenizer's post-processor, does not occur in its chat template
+    (Llama-3.1's <|start_header_id|>, <|eot_id|>; Qwen2.5's <|im_start|>, <|im_end|>) and
+    has a row in the model's embedding matrix (`vocab_size`, when known). One named for
+    padding comes first (Llama-3.1's <|finetune_right_pad_id|>, Meta's pad for
+    fine-tuning; Qwen2.5's <|vision_pad|>, unused by a text model), then the lowest id
+    (a <|reserved_special_token_N|>).
+    """
+    template = tokenizer.chat_template or ""
+    if isinstance(template, dict):
+        template = "\n".join(template.values())
+    named = {tokenizer.bos_token, tokenizer.eos_token, tokenizer.unk_token} - {None}
+    added_by_post_processor = set(tokenizer("")["input_ids"])
+    spare = [
+        token.content
+        for index, token in sorted(tokenizer.added_tokens_decoder.items())
+        if token.special
+        and token.content not in named
+        and index not in added_by_post_processor
+        and token.content not in template
+        and (vocab_size is None or index < vocab_size)
+    ]
+    return next((token for token in spare if "pad" in token.lower()), spare[0] if spare else None)
+
+
+def model_vocab_size(name_or_dir) -> int | None:
+    """The embedding rows of a local model directory (its config.json), else None."""
+    import json
+    from pathlib import Path
+
+    config = Path(name_or_dir) / "config.json"
+    if not config.is_file():
+        return None
+    data = json.loads(config.read_text(encoding="utf-8"))
+    return data.get("vocab_size") or (data.get("text_config") or {}).get("vocab_size")
+
+
+def check_pad_token(model, tokenizer) -> None:
+    """Set the model's pad id to the tokenizer's; it must have a row in the embedding matrix."""
+    rows = model.get_input_embeddings().num_embeddings
+    if tokenizer.pad_token_id is None or not 0 <= tokenizer.pad_token_id < rows:
+        raise ValueError(
+            f"the pad token {tokenizer.pad_token!r} (id {tokenizer.pad_token_id}) is outside the "
+            f"model's {rows} embedding rows"
+        )
+    model.config.pad_token_id = tokenizer.pad_token_id
 
 
 def load_causal_lm(name_or_dir, tokenizer, dtype):
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(name_or_dir, dtype=dtype)
-    model.config.pad_token_id = tokenizer.pad_token_id
+    check_pad_token(model, tokenizer)
     return model
 
 
@@ -93,7 +159,7 @@ def load_scorer(name_or_dir, tokenizer, seed: int, dtype):
     set_seed(seed)
     model = AutoModelForSequenceClassification.from_pretrained(name_or_dir, num_labels=1, dtype=dtype)
     # The score is read at the last non-pad token, so the model must know the pad id.
-    model.config.pad_token_id = tokenizer.pad_token_id
+    check_pad_token(model, tokenizer)
     return model
 
 

@@ -5,6 +5,7 @@ import os
 import re
 import sys
 
+from okapi_pipeline.joint import joint_gpus, joint_settings
 from okapi_pipeline.config import (
     BENCHMARKS,
     LLM_STAGES,
@@ -38,8 +39,20 @@ BUILT_MODELS = [
 HUB_MODELS = [
     name for name, entry in config["base_models"].items() if "hub_id" in entry
 ]
-# Scored variants: base, SFT, then one per RLHF method (ppo: the paper's; dpo).
-VARIANTS = ["base", "sft", *config["rlhf"]["methods"]]
+# What each base model trains: one model per language (the paper) and/or one joint
+# model on every language's data, "joint" in the language's place in its paths.
+PER_LANGUAGE = "per_language" in config["training"]["scope"]
+JOINT = "joint" in config["training"]["scope"]
+TRAINING_UNITS = (LANGUAGES if PER_LANGUAGE else []) + (["joint"] if JOINT else [])
+METHODS = config["rlhf"]["methods"]
+# Scored variants: base, SFT, then one per RLHF method (ppo: the paper's; dpo); those
+# of the joint models are joint-sft, joint-ppo, joint-dpo.
+TRAINED_VARIANTS = ["sft", *METHODS]
+VARIANTS = [
+    "base",
+    *(TRAINED_VARIANTS if PER_LANGUAGE else []),
+    *(f"joint-{variant}" for variant in TRAINED_VARIANTS if JOINT),
+]
 # Released models, evaluated only: scored under the same protocol as variant "released".
 RELEASED_MODELS = config["evaluation"]["released_models"]
 
@@ -47,6 +60,10 @@ RELEASED_MODELS = config["evaluation"]["released_models"]
 def alternation(values):
     """A wildcard regex matching exactly these values (never matching when empty)."""
     return "|".join(re.escape(v) for v in values) if values else "(?!)"
+
+
+# The {lang} of a training rule: a language, or "joint".
+TRAINING_UNIT = alternation([*LANGUAGES, "joint"])
 
 
 wildcard_constraints:
@@ -92,6 +109,8 @@ def model_dir(wildcards):
         return base_model_dir(wildcards.model)
     if wildcards.variant == "released":
         return released_model_dir(wildcards.model, wildcards.lang)
+    if wildcards.variant.startswith("joint-"):
+        return f"results/models/{wildcards.model}/joint/{wildcards.variant.removeprefix('joint-')}"
     return f"results/models/{wildcards.model}/{wildcards.lang}/{wildcards.variant}"
 
 
@@ -137,18 +156,28 @@ BASE_MEMORY_MB = 4000
 MIN_RUNTIME_MINUTES = 30
 
 
-def gpu_job(stage, parameters):
+def gpu_job(stage, parameters, work=1, gpus=1):
     """What one GPU job of `stage` on a model of `parameters` asks for on its first
-    attempt: one GPU, host memory in MB and runtime in minutes (the CPUs per GPU are
-    the site's: slurm/config.yaml)."""
+    attempt: its GPUs, host memory in MB and runtime in minutes (the CPUs per GPU are
+    the site's: slurm/config.yaml). `work`: in per-language jobs (a joint job's is the
+    number of languages), spread over `gpus`."""
     bytes_per_parameter, hours, reference_parameters = GPU_STAGES[stage]
     memory_mb = BASE_MEMORY_MB + bytes_per_parameter * parameters / 1e6
-    minutes = hours * 60 * parameters / reference_parameters
+    minutes = hours * 60 * parameters / reference_parameters * work / gpus
     return {
-        "gpu": 1,
+        "gpu": gpus,
         "mem_mb": 1000 * math.ceil(memory_mb / 1000),
         "runtime": max(MIN_RUNTIME_MINUTES, math.ceil(minutes)),
     }
+
+
+def joint_job(stage, wildcards):
+    """A training job's work (in per-language jobs) and GPUs: a joint one has the work
+    of all the languages, on several GPUs where its batch sizes allow."""
+    if getattr(wildcards, "lang", None) != "joint":
+        return {"work": 1, "gpus": 1}
+    gpus = joint_gpus(stage, config[stage], config["training"]["joint_gpus"])
+    return {"work": len(LANGUAGES), "gpus": gpus}
 
 
 def built_model_parameters(build):
@@ -189,19 +218,27 @@ def gpu_resources(stage, model_of=job_model):
     """A GPU rule's resources, sized for the model `model_of(wildcards)` names (the
     job's {model} by default); the runtime grows with each attempt."""
 
-    def mem_mb(wildcards):
-        return gpu_job(stage, model_parameters(model_of(wildcards)))["mem_mb"]
-
-    def runtime(wildcards, attempt):
-        return (
-            gpu_job(stage, model_parameters(model_of(wildcards)))["runtime"] * attempt
+    def job(wildcards):
+        return gpu_job(
+            stage, model_parameters(model_of(wildcards)), **joint_job(stage, wildcards)
         )
 
     return {
-        "gpu": 1,
-        "mem_mb": mem_mb,
-        "runtime": runtime,
+        "gpu": lambda wildcards: job(wildcards)["gpu"],
+        "mem_mb": lambda wildcards: job(wildcards)["mem_mb"],
+        "runtime": lambda wildcards, attempt: job(wildcards)["runtime"] * attempt,
     }
+
+
+def training_settings(stage):
+    """A training rule's settings: a joint run's as okapi_pipeline.joint scales them."""
+
+    def settings(wildcards):
+        if wildcards.lang == "joint":
+            return joint_settings(stage, config[stage], len(LANGUAGES))
+        return config[stage]
+
+    return settings
 
 
 def llm_gpu_resources(job, stage):
@@ -389,10 +426,30 @@ def back_translation_inputs(wildcards):
 
 def preference_pairs_for(wildcards):
     """The pairs a model's reward model (or DPO) learns from: its own, or those of the
-    one model whose responses are ranked for every model (`ranking.responses_from`)."""
+    one model whose responses are ranked for every model (`ranking.responses_from`);
+    a joint model learns from every language's."""
     source = config["ranking"]["responses_from"]
     responder = wildcards.model if source == "own" else source
     return f"results/rankings/{responder}/{wildcards.lang}/pairs.jsonl"
+
+
+def responding_sft_model(wildcards):
+    """The SFT model whose responses to a language's prompts are ranked: that
+    language's, or the joint one when only joint models are trained."""
+    unit = wildcards.lang if PER_LANGUAGE else "joint"
+    return f"results/models/{wildcards.model}/{unit}/sft"
+
+
+def joint_inputs(pattern):
+    """Every language's file of `pattern` (with {lang}), by language: a joint file's inputs."""
+
+    def inputs(wildcards):
+        return {
+            lang: pattern.format(lang=lang, **dict(wildcards.items()))
+            for lang in LANGUAGES
+        }
+
+    return inputs
 
 
 def shard_index(wildcards):
@@ -546,16 +603,19 @@ def evaluation_split(wildcards):
     return config["evaluation"][wildcards.bench]["split"]
 
 
-# The preference-tuned variants the figures set against SFT.
-TUNED_VARIANTS = [variant for variant in VARIANTS if variant not in ("base", "sft")]
+# The figures set the preference-tuned variants against SFT: the per-language models'
+# when they are trained, else the joint ones'.
+SCOPE_PREFIX = "" if PER_LANGUAGE else "joint-"
+BASELINE = f"{SCOPE_PREFIX}sft"
+TUNED_VARIANTS = [f"{SCOPE_PREFIX}{method}" for method in METHODS]
 
 
 def trained_scores(benchmarks=BENCHMARKS):
-    """The SFT and RLHF scores the figures compare."""
+    """The SFT and RLHF scores the figures compare (of both scopes when both are on)."""
     return expand(
         "results/scores/{model}/{variant}/{lang}/{bench}.json",
         model=MODELS,
-        variant=["sft", *TUNED_VARIANTS],
+        variant=[variant for variant in VARIANTS if variant != "base"],
         lang=LANGUAGES,
         bench=benchmarks,
     )
@@ -568,7 +628,7 @@ def trained_benchmark_scores(wildcards):
 
 def trained_models(wildcards):
     """Every trained model of one (model, language), by stage: their summaries make the curves."""
-    stages = ["sft"] + (["rm"] if "ppo" in VARIANTS else []) + TUNED_VARIANTS
+    stages = ["sft"] + (["rm"] if "ppo" in METHODS else []) + METHODS
     return {
         stage: f"results/models/{wildcards.model}/{wildcards.lang}/{stage}"
         for stage in stages

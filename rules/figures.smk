@@ -27,6 +27,7 @@ rule paper_figures:
         "../envs/report.yaml"
     params:
         models=MODELS,
+        baseline=BASELINE,
         variants=TUNED_VARIANTS,
         languages=LANGUAGES,
         metric=evaluation_metric,
@@ -49,11 +50,41 @@ rule training_curves:
         ),
     log:
         "logs/figures/training/{model}/{lang}.log",
+    wildcard_constraints:
+        lang=TRAINING_UNIT,
     localrule: True
     conda:
         "../envs/report.yaml"
     script:
         "../scripts/training_curves.py"
+
+
+rule joint_figure:
+    """One benchmark: each joint model's score minus its per-language counterpart's,
+    per language and by resource group (training.scope with both scopes)."""
+    input:
+        scores=trained_benchmark_scores,
+    output:
+        report(
+            "results/figures/{bench}/joint_minus_per_language.png",
+            caption="../report/joint_minus_per_language.rst",
+            category="Figures",
+            subcategory="Joint minus per-language",
+            labels={"benchmark": "{bench}"},
+        ),
+    log:
+        "logs/figures/{bench}/joint.log",
+    localrule: True
+    conda:
+        "../envs/report.yaml"
+    params:
+        models=MODELS,
+        variants=TRAINED_VARIANTS,
+        languages=LANGUAGES,
+        metric=evaluation_metric,
+        language_groups=config["language_groups"],
+    script:
+        "../scripts/joint_figure.py"
 
 
 rule figures:
@@ -62,8 +93,11 @@ rule figures:
         expand(
             "results/figures/{bench}/{figure}.png",
             bench=BENCHMARKS if MODELS else [],
-            figure=["sft_vs_rlhf", "gain_by_group"],
+            figure=["sft_vs_rlhf", "gain_by_group"]
+            + (["joint_minus_per_language"] if PER_LANGUAGE and JOINT else []),
         ),
         expand(
-            "results/figures/training/{model}/{lang}.png", model=MODELS, lang=LANGUAGES
+            "results/figures/training/{model}/{lang}.png",
+            model=MODELS,
+            lang=TRAINING_UNITS,
         ),

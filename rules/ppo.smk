@@ -13,13 +13,15 @@ rule train_ppo:
         "logs/ppo/{model}/{lang}.log",
     benchmark:
         "logs/timing/ppo/{model}/{lang}.tsv"
+    wildcard_constraints:
+        lang=TRAINING_UNIT,
     conda:
         "../envs/train.yaml"
     threads: 1
     resources:
         **gpu_resources("ppo"),
     params:
-        settings=config["ppo"],
+        settings=training_settings("ppo"),
         checkpoints="results/checkpoints/{model}/{lang}/ppo",
     script:
         "../scripts/train_ppo.py"
@@ -31,7 +33,7 @@ rule rlhf:
         expand(
             "results/models/{model}/{lang}/{method}",
             model=MODELS,
-            lang=LANGUAGES,
+            lang=TRAINING_UNITS,
             method=config["rlhf"]["methods"],
         ),
 
@@ -47,13 +49,15 @@ rule train_dpo:
         "logs/dpo/{model}/{lang}.log",
     benchmark:
         "logs/timing/dpo/{model}/{lang}.tsv"
+    wildcard_constraints:
+        lang=TRAINING_UNIT,
     conda:
         "../envs/train.yaml"
     threads: 1
     resources:
         **gpu_resources("dpo"),
     params:
-        settings=config["dpo"],
+        settings=training_settings("dpo"),
         checkpoints="results/checkpoints/{model}/{lang}/dpo",
     script:
         "../scripts/train_dpo.py"
@@ -62,4 +66,4 @@ rule train_dpo:
 rule dpo:
     """Target: every DPO model."""
     input:
-        expand("results/models/{model}/{lang}/dpo", model=MODELS, lang=LANGUAGES),
+        expand("results/models/{model}/{lang}/dpo", model=MODELS, lang=TRAINING_UNITS),

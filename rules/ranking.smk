@@ -4,7 +4,7 @@
 rule generate_responses:
     """K sampled responses from the SFT model for every reward-modelling prompt."""
     input:
-        model="results/models/{model}/{lang}/sft",
+        model=responding_sft_model,
         prompts="results/data/{lang}/rm.jsonl",
     output:
         "results/rankings/{model}/{lang}/responses.jsonl",

@@ -2,7 +2,7 @@
 
 
 rule train_reward_model:
-    """One reward model per (base model, language); only the top blocks train."""
+    """One reward model per (base model, language) or joint; only the top blocks train."""
     input:
         sft="results/models/{model}/{lang}/sft",
         pairs=preference_pairs_for,
@@ -12,13 +12,15 @@ rule train_reward_model:
         "logs/reward_model/{model}/{lang}.log",
     benchmark:
         "logs/timing/reward_model/{model}/{lang}.tsv"
+    wildcard_constraints:
+        lang=TRAINING_UNIT,
     conda:
         "../envs/train.yaml"
     threads: 1
     resources:
         **gpu_resources("reward_model"),
     params:
-        settings=config["reward_model"],
+        settings=training_settings("reward_model"),
         checkpoints="results/checkpoints/{model}/{lang}/rm",
     script:
         "../scripts/train_reward_model.py"
@@ -27,4 +29,4 @@ rule train_reward_model:
 rule reward_models:
     """Target: every reward model."""
     input:
-        expand("results/models/{model}/{lang}/rm", model=MODELS, lang=LANGUAGES),
+        expand("results/models/{model}/{lang}/rm", model=MODELS, lang=TRAINING_UNITS),

@@ -2,7 +2,7 @@
 
 
 rule train_sft:
-    """One SFT model per (base model, language)."""
+    """One SFT model per (base model, language), or per base model on every language (joint)."""
     input:
         base=base_model_of,
         data="results/data/{lang}/sft.jsonl",
@@ -12,13 +12,15 @@ rule train_sft:
         "logs/sft/{model}/{lang}.log",
     benchmark:
         "logs/timing/sft/{model}/{lang}.tsv"
+    wildcard_constraints:
+        lang=TRAINING_UNIT,
     conda:
         "../envs/train.yaml"
     threads: 1
     resources:
         **gpu_resources("sft"),
     params:
-        settings=config["sft"],
+        settings=training_settings("sft"),
         checkpoints="results/checkpoints/{model}/{lang}/sft",
     script:
         "../scripts/train_sft.py"
@@ -27,4 +29,4 @@ rule train_sft:
 rule sft:
     """Target: every SFT model."""
     input:
-        expand("results/models/{model}/{lang}/sft", model=MODELS, lang=LANGUAGES),
+        expand("results/models/{model}/{lang}/sft", model=MODELS, lang=TRAINING_UNITS),

@@ -9,6 +9,7 @@ paper_figures(
     bench=snakemake.wildcards.bench,
     score_files=list(snakemake.input.scores),
     models=list(snakemake.params.models),
+    baseline=snakemake.params.baseline,
     variants=list(snakemake.params.variants),
     languages=list(snakemake.params.languages),
     metric=snakemake.params.metric,

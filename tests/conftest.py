@@ -58,7 +58,7 @@ def tiny_corpus_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer_dir(tmp_path_factory, tiny_corpus_dir):
-    from okapi_pipeline.tiny_models import train_tokenizer
+    from okapi_pipeline.tiny_tokenizers import train_tokenizer
 
     out = tmp_path_factory.mktemp("tokenizer")
     train_tokenizer(tiny_corpus_dir, out, vocab_size=600)

@@ -224,19 +224,35 @@ def no_chat_template(*args, **kwargs):
     raise AssertionError("a chat template was applied to an Alpaca prompt")
 
 
-def test_with_pad_equal_to_eos_sft_labels_keep_the_final_eos_and_no_chat_template_applies(
-    pad_is_eos_dir, tmp_path, monkeypatch
+@pytest.fixture(scope="module")
+def nothing_spare_dir(tmp_path_factory, pad_is_eos_dir):
+    """pad_is_eos_dir with <pad> and <unk> made plain tokens: no spare special token, so the pad stays the eos."""
+    out = tmp_path_factory.mktemp("nothing-spare")
+    for path in pad_is_eos_dir.iterdir():
+        shutil.copy(path, out)
+    backend = json.loads((out / "tokenizer.json").read_text())
+    for token in backend["added_tokens"]:
+        token["special"] = token["content"] in ("<s>", "</s>")
+    (out / "tokenizer.json").write_text(json.dumps(backend))
+    return out
+
+
+@pytest.mark.parametrize(("tokenizer_of", "pad"), [("pad_is_eos_dir", "<pad>"), ("nothing_spare_dir", "</s>")])
+def test_sft_labels_keep_the_final_eos_whatever_the_pad_and_no_chat_template_applies(
+    tokenizer_of, pad, request, tmp_path, monkeypatch
 ):
-    tokenizer = load_tokenizer(pad_is_eos_dir)
+    model_dir = request.getfixturevalue(tokenizer_of)
+    tokenizer = load_tokenizer(model_dir)
     assert tokenizer.chat_template and tokenizer.unk_token is None and tokenizer.bos_token is None
     eos = tokenizer.eos_token_id
-    assert tokenizer.pad_token_id == eos  # kept as the tokenizer sets it
+    # The shipped pad = eos gives way to a spare special token (<pad>); with none, it stays the eos.
+    assert tokenizer.pad_token == pad
     monkeypatch.setattr(type(tokenizer), "apply_chat_template", no_chat_template)
     monkeypatch.setattr(sft, "run_trainer", lambda stage, build, **kwargs: build(run_precision(1)))
     records = instruction_records(8)
     write_jsonl(tmp_path / "sft.jsonl", records)
     settings = {**SFT_SETTINGS, "held_out_fraction": 0.0, "epochs": 1}
-    trainer = train_sft(pad_is_eos_dir, tmp_path / "sft.jsonl", tmp_path / "out", settings, tmp_path / "ck").trainer
+    trainer = train_sft(model_dir, tmp_path / "sft.jsonl", tmp_path / "out", settings, tmp_path / "ck").trainer
     texts = {
         tuple(tokenizer(p["prompt"] + p["completion"])["input_ids"] + [eos]) for p in map(prompt_completion, records)
     }
@@ -245,7 +261,7 @@ def test_with_pad_equal_to_eos_sft_labels_keep_the_final_eos_and_no_chat_templat
     assert all(example["labels"][-1] == eos for example in examples)
     batch = trainer.data_collator(examples)
     lengths = torch.tensor([len(example["input_ids"]) for example in examples])
-    assert len(set(lengths.tolist())) > 1  # the batch is padded, with eos
+    assert len(set(lengths.tolist())) > 1  # the batch is padded (with <pad>, or with eos)
     assert torch.equal(batch["attention_mask"].sum(1), lengths)
     assert torch.equal((batch["labels"] == eos).sum(1), torch.ones(len(examples), dtype=torch.long))
     assert torch.equal(batch["labels"][torch.arange(len(examples)), lengths - 1], torch.full((len(examples),), eos))
@@ -253,11 +269,13 @@ def test_with_pad_equal_to_eos_sft_labels_keep_the_final_eos_and_no_chat_templat
     assert all(math.isfinite(entry["loss"]) for entry in trainer.state.log_history if "loss" in entry)
 
 
-@pytest.mark.parametrize("tokenizer_of", ["tiny_qwen2_dir", "pad_is_eos_dir"])
+@pytest.mark.parametrize("tokenizer_of", ["tiny_qwen2_dir", "pad_is_eos_dir", "nothing_spare_dir"])
 def test_reward_model_and_ppo_read_the_reward_at_the_same_token(tokenizer_of, request, tiny_qwen2_dir):
     """RewardTrainer scores prompt + response + eos at its last non-pad token; trl's PPO reads
-    the reward model at the last token before the first pad. With pad == eos both skip the
-    final eos (the reward sits on the response's last token), but they still agree."""
+    the reward model at the last token before the first pad: the final eos, as load_tokenizer
+    pads with a spare special token where the tokenizer ships pad = eos. Only with no spare
+    token (nothing_spare_dir) is the pad the eos: both then skip the final eos (the reward
+    sits on the response's last token), but they still agree."""
     from trl.experimental.utils import get_reward
 
     tokenizer = load_tokenizer(request.getfixturevalue(tokenizer_of))

@@ -555,7 +555,7 @@ def test_every_stage_job_refuses_over_budget_before_any_request(fake_openai, ope
 def test_user_fixable_errors_end_a_script_in_one_line_and_others_keep_their_traceback():
     from okapi_pipeline.cost import BudgetExceeded
     from okapi_pipeline.llm import TooManyRejects, exit_on_user_error
-    from okapi_pipeline.mt import UnsupportedLanguage
+    from okapi_pipeline.mt_languages import UnsupportedLanguage
 
     for error in (TooManyRejects("too many"), BudgetExceeded("over budget"), UnsupportedLanguage("no code")):
         with pytest.raises(SystemExit) as exit_:

@@ -6,16 +6,9 @@ import pytest
 import yaml
 
 from okapi_pipeline.benchmarks import prepare_benchmark
-from okapi_pipeline.evaluate import (
-    arc_doc,
-    evaluate_model,
-    hellaswag_clean,
-    hellaswag_doc,
-    mmlu_doc,
-    task_name,
-    write_task,
-)
+from okapi_pipeline.evaluate import evaluate_model
 from okapi_pipeline.jsonl import read_jsonl
+from okapi_pipeline.lm_eval_tasks import arc_doc, hellaswag_clean, hellaswag_doc, mmlu_doc, task_name, write_task
 from tests.test_benchmarks import RELEASED, SHOTS, local_source, write_released_layout
 
 PROTOCOL = {

@@ -4,7 +4,14 @@ import json
 
 import pytest
 
-from okapi_pipeline.figures import gains_by_group, paper_figures, plot_training_curves, training_panels
+from okapi_pipeline.figures import (
+    gains_by_group,
+    joint_figure,
+    paper_figures,
+    plot_training_curves,
+    training_panels,
+    variant_label,
+)
 from tests.test_tables import write_score
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -21,7 +28,7 @@ def test_gain_is_ppo_minus_sft_averaged_per_group_and_overall():
         ("m", "sft", "bn"): 25.0,
         ("m", "ppo", "bn"): 24.0,
     }  # low: -1
-    gains = gains_by_group(scores, ["m"], ["vi", "id", "hu", "bn"], ["ppo"])
+    gains = gains_by_group(scores, ["m"], ["vi", "id", "hu", "bn"], [("ppo", "sft")])
     assert list(gains) == [("m", "ppo", "high"), ("m", "ppo", "medium"), ("m", "ppo", "low"), ("m", "ppo", "all")]
     assert gains[("m", "ppo", "high")] == pytest.approx(4.0)
     assert gains[("m", "ppo", "medium")] == pytest.approx(2.0)
@@ -37,7 +44,7 @@ def test_a_group_with_a_missing_score_has_no_gain():
         ("m", "dpo", "vi"): 29.0,
         ("m", "dpo", "bn"): 26.0,
     }
-    gains = gains_by_group(scores, ["m"], ["vi", "bn"], ["ppo", "dpo"])
+    gains = gains_by_group(scores, ["m"], ["vi", "bn"], [("ppo", "sft"), ("dpo", "sft")])
     assert gains[("m", "ppo", "high")] == pytest.approx(4.0)
     assert gains[("m", "ppo", "low")] is None and gains[("m", "ppo", "all")] is None
     assert gains[("m", "dpo", "all")] == pytest.approx(0.0)  # -1 and +1
@@ -74,6 +81,23 @@ def test_paper_figures_are_written_per_benchmark(tmp_path):
     assert all(is_png(path) for path in [*comparison.values(), *gain.values()])
     assert gains["arc"][("tiny-bloom", "ppo", "all")] == pytest.approx(2.0)  # acc_norm 0.42 - 0.40
     assert gains["mmlu"][("tiny-llama", "ppo", "low")] == pytest.approx(1.0)  # acc 0.31 - 0.30
+
+
+def test_the_joint_figure_is_joint_minus_per_language_per_language_and_group(tmp_path):
+    accuracies = {("sft", "vi"): 0.30, ("joint-sft", "vi"): 0.34, ("sft", "bn"): 0.20, ("joint-sft", "bn"): 0.18}
+    accuracies |= {("ppo", lang): 0.25 for lang in ("vi", "bn")} | {("joint-ppo", lang): 0.27 for lang in ("vi", "bn")}
+    paths = [
+        write_score(tmp_path / "scores", "m", variant, lang, "arc", value, value)
+        for (variant, lang), value in accuracies.items()
+    ]
+    out = tmp_path / "figures" / "arc" / "joint_minus_per_language.png"
+    gains = joint_figure("arc", paths, ["m"], ["sft", "ppo"], ["vi", "bn"], "acc", {}, out)
+    assert is_png(out)
+    assert gains[("m", "joint-sft", "high")] == pytest.approx(4.0)  # vi: 34 - 30
+    assert gains[("m", "joint-sft", "low")] == pytest.approx(-2.0)  # bn: 18 - 20
+    assert gains[("m", "joint-sft", "all")] == pytest.approx(1.0)
+    assert gains[("m", "joint-ppo", "all")] == pytest.approx(2.0)
+    assert variant_label("joint-ppo") == "RLHF (PPO), joint"
 
 
 def summary(stage: str, steps: int, extra: dict | None = None) -> dict:

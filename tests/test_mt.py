@@ -15,7 +15,7 @@ from okapi_pipeline.config import llm_defaults
 from okapi_pipeline.jsonl import read_jsonl, write_jsonl
 from okapi_pipeline.languages import OKAPI_GROUPS
 from okapi_pipeline.llm import JsonRequest, LLMClient, Rejected
-from okapi_pipeline.mt import UnsupportedLanguage, detect_family, language_code
+from okapi_pipeline.mt_languages import UnsupportedLanguage, detect_family, language_code
 from okapi_pipeline.segments import Piece, cut, join, pieces, segments
 from okapi_pipeline.translate import translate_shard
 from okapi_pipeline.translators import COLUMNS, comparison_table

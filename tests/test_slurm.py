@@ -233,3 +233,19 @@ def test_the_paper_plan_counts_jobs_and_gpu_hours_without_a_cluster(tmp_path, mo
     # Nothing was submitted or asked about jobs (the SLURM plugin only reads the config).
     called = calls.read_text().split("\n") if calls.exists() else []
     assert not [line for line in called if line and not line.startswith("scontrol show config")]
+
+
+@pytest.mark.slow
+def test_joint_training_jobs_ask_for_several_gpus_and_the_work_of_every_language():
+    plans = {p.rule: p for p in load_plan_cluster().plan("slurm", ["configs/paper.yaml", "configs/joint.yaml"])}
+    # Per model: 26 per-language jobs on one GPU, and one joint job on 8 GPUs (PPO: 7,
+    # which its batches of 896 and 14 divide by) with the work of all 26.
+    for rule, gpus in (("train_sft", 8), ("train_reward_model", 8), ("train_ppo", 7)):
+        assert plans[rule].slurm_jobs == 2 * 27
+        assert plans[rule].gpus == {1, gpus}
+        per_language = [math.ceil(PAPER_HOURS[rule] * 60 * p / 7e9) / 60 for p in PAPER_PARAMETERS.values()]
+        joint = [math.ceil(PAPER_HOURS[rule] * 60 * p / 7e9 * 26 / gpus) / 60 for p in PAPER_PARAMETERS.values()]
+        assert plans[rule].runtimes_h == set(per_language) | set(joint)
+        assert plans[rule].gpu_hours == pytest.approx(26 * sum(per_language) + gpus * sum(joint))
+    # Both scopes scored in every language: base, sft, ppo, joint-sft, joint-ppo.
+    assert plans["evaluate"].jobs == 2 * 5 * 26

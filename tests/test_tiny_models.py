@@ -82,19 +82,41 @@ def test_on_cpu_the_run_is_fp32():
     assert (precision.dtype, precision.dtype_name, precision.train_dtype) == (torch.float32, "float32", torch.float32)
 
 
-@pytest.mark.parametrize(("drop", "pad"), [({"pad_token"}, "<unk>"), ({"pad_token", "unk_token"}, "</s>")])
-def test_a_tokenizer_without_pad_token_pads_with_unk_else_eos(tmp_path, tiny_tokenizer_dir, drop, pad):
+@pytest.mark.parametrize(
+    ("changes", "spare", "pad"),
+    [
+        ({"pad_token": None}, True, "<unk>"),  # LLaMA-1: no pad, the unk
+        ({"pad_token": "</s>"}, True, "<unk>"),  # pad == eos: replaced, by the unk first
+        ({"pad_token": None, "unk_token": None}, True, "<pad>"),  # Llama-3.1: a spare special token
+        ({"pad_token": "</s>", "unk_token": None}, True, "<pad>"),  # Qwen2.5: pad == eos, no unk
+        ({"pad_token": None, "unk_token": None}, False, "</s>"),  # nothing spare: the eos, with a warning
+    ],
+)
+def test_a_tokenizer_without_a_pad_of_its_own_pads_with_unk_else_a_spare_special_token_else_eos(
+    tmp_path, tiny_tokenizer_dir, changes, spare, pad, caplog
+):
+    """`changes`: tokenizer settings replaced (None: removed); `spare`: whether <pad> and
+    <unk> stay special added tokens of tokenizer.json (a token left unnamed is still spare)."""
     from okapi_pipeline.modeling import load_tokenizer
 
+    def changed(settings: dict) -> dict:
+        kept = {k: v for k, v in settings.items() if k not in changes}
+        return {**kept, **{k: v for k, v in changes.items() if v is not None}}
+
     config = json.loads((tiny_tokenizer_dir / "tokenizer_config.json").read_text())
-    for name in ("tokenizer.json", "special_tokens_map.json"):
-        if (tiny_tokenizer_dir / name).exists():
-            (tmp_path / name).write_bytes((tiny_tokenizer_dir / name).read_bytes())
-    special = tmp_path / "special_tokens_map.json"
+    (tmp_path / "tokenizer_config.json").write_text(json.dumps(changed(config)))
+    special = tiny_tokenizer_dir / "special_tokens_map.json"
     if special.exists():
-        special.write_text(json.dumps({k: v for k, v in json.loads(special.read_text()).items() if k not in drop}))
-    (tmp_path / "tokenizer_config.json").write_text(json.dumps({k: v for k, v in config.items() if k not in drop}))
-    assert load_tokenizer(tmp_path).pad_token == pad
+        (tmp_path / special.name).write_text(json.dumps(changed(json.loads(special.read_text()))))
+    backend = json.loads((tiny_tokenizer_dir / "tokenizer.json").read_text())
+    for token in backend["added_tokens"]:
+        token["special"] = spare or token["content"] in ("<s>", "</s>")
+    (tmp_path / "tokenizer.json").write_text(json.dumps(backend))
+    with caplog.at_level("INFO", logger="okapi_pipeline.modeling"):
+        tokenizer = load_tokenizer(tmp_path)
+    assert tokenizer.pad_token == pad
+    pads_with_eos = [r for r in caplog.records if r.levelname == "WARNING" and "eos" in r.getMessage()]
+    assert bool(pads_with_eos) == (pad == "</s>")
 
 
 def test_generation_loads_left_padding_in_eval_mode_on_the_run_device(tiny_llama_dir):

@@ -69,6 +69,44 @@ def test_demo_models_and_data_are_where_the_readme_says(demo_run):
         assert qa
 
 
+JOINT = merged_config(".test/config_joint.yaml")
+
+
+@pytest.mark.slow
+def test_joint_and_per_language_models_of_a_tiny_qwen2_are_trained_scored_and_compared(tmp_path):
+    """.test/config_joint.yaml to the end: a tiny Qwen2 model trained per language and
+    on both languages at once, every model scored in both, the tables and figure."""
+    workdir = copy_workflow(tmp_path)
+    result = snakemake(workdir, "--cores", "2", "--configfile", ".test/config_joint.yaml")
+    counts = job_counts(result.stdout + result.stderr)
+    # Per model: one per language and one joint, for SFT, the reward model and PPO.
+    assert counts["train_sft"] == counts["train_reward_model"] == counts["train_ppo"] == len(JOINT["languages"]) + 1
+    [model] = JOINT["models"]
+    assert json.loads((workdir / f"resources/models/{model}/config.json").read_text())["model_type"] == "qwen2"
+    # The joint data: as many records from each language (joint_mix: equal), ids unique.
+    for split in ("sft", "ppo"):
+        records = [
+            json.loads(line) for line in (workdir / f"results/data/joint/{split}.jsonl").read_text().splitlines()
+        ]
+        per_language = {lang: sum(r["language"] == lang for r in records) for lang in JOINT["languages"]}
+        assert len(set(per_language.values())) == 1 and len({r["id"] for r in records}) == len(records)
+    for stage in ("sft", "rm", "ppo"):
+        summary = json.loads((workdir / f"results/models/{model}/joint/{stage}/training_summary.json").read_text())
+        assert summary["steps"] > 0
+    for bench in BENCHMARKS:
+        table = pd.read_csv(workdir / f"results/tables/{bench}.csv")
+        rows = table["language"].isin(JOINT["languages"])
+        for variant in ("base", "sft", "ppo", "joint-sft", "joint-ppo"):
+            assert table.loc[rows, f"{model} {variant}"].between(0, 100).all()
+        for lang in JOINT["languages"]:
+            score = json.loads((workdir / f"results/scores/{model}/joint-ppo/{lang}/{bench}.json").read_text())
+            assert (score["model"], score["variant"], score["language"]) == (model, "joint-ppo", lang)
+        assert (workdir / f"results/figures/{bench}/joint_minus_per_language.png").stat().st_size > 5000
+    assert (workdir / f"results/figures/training/{model}/joint.png").exists()
+    again = snakemake(workdir, "-n", "--cores", "2", "--configfile", ".test/config_joint.yaml")
+    assert "Nothing to be done" in again.stdout + again.stderr
+
+
 @pytest.mark.slow
 def test_after_the_demo_nothing_is_left_to_do(demo_run):
     result = snakemake(demo_run, "-n", "--cores", "2", *WITH_DPO)

@@ -1,7 +1,7 @@
 """Check and time every GPU path of the pipeline in one command.
 
     python tools/gpu_check.py --size 1b     # LLaMA- and BLOOM-shaped ~1B models: the quick GPU pass
-    python tools/gpu_check.py --size 7b     # LLaMA-7B and BLOOM-7B1 shapes: the paper's models
+    python tools/gpu_check.py --size 7b     # LLaMA-7B, BLOOM-7B1, Qwen2.5-7B, Llama-3.1-8B shapes
     python tools/gpu_check.py --tiny        # the demo's model sizes, on CPU (part of the tests)
 
 Random-weight models of the real architecture and size are built locally (no hub)
@@ -97,6 +97,30 @@ SHAPES = {
             "num_layers": 30,
             "num_heads": 32,
             "vocab_size": 250880,
+        },
+        # Today's base models (configs/modern.yaml), from their config.json: grouped-query
+        # attention and output layers not tied to the embeddings. `--models
+        # qwen2.5-7b,llama-3.1-8b` for these alone. Built with the demo tokenizer and the
+        # tiny models' position table; rope settings do not change the cost.
+        # Qwen/Qwen2.5-7B: 7.62B parameters.
+        "qwen2.5-7b": {
+            "architecture": "qwen2",
+            "hidden_size": 3584,
+            "intermediate_size": 18944,
+            "num_layers": 28,
+            "num_heads": 28,
+            "num_key_value_heads": 4,
+            "vocab_size": 152064,
+        },
+        # meta-llama/Llama-3.1-8B: 8.03B parameters.
+        "llama-3.1-8b": {
+            "architecture": "llama",
+            "hidden_size": 4096,
+            "intermediate_size": 14336,
+            "num_layers": 32,
+            "num_heads": 32,
+            "num_key_value_heads": 8,
+            "vocab_size": 128256,
         },
     },
 }
@@ -332,7 +356,7 @@ def parse_args(argv):
     parser.add_argument("--tiny", action="store_true", help="the demo's model sizes (same as --size tiny)")
     parser.add_argument("--out", type=Path, help="the JSON report (default results/gpu_check/SIZE.json)")
     parser.add_argument("--work", type=Path, help="models, data, logs (default results/gpu_check/SIZE/)")
-    parser.add_argument("--models", help="comma-separated model names (default: both architectures)")
+    parser.add_argument("--models", help="comma-separated model names (default: every model of the size)")
     parser.add_argument("--stages", help=f"comma-separated stages (default: {','.join(MODEL_STAGES)})")
     parser.add_argument("--steps", type=int, help="optimizer steps of SFT, reward model and DPO")
     parser.add_argument("--ppo-rounds", type=int, help="PPO rounds (rollouts, then the PPO epochs over them)")
@@ -564,7 +588,7 @@ def setup_stage(spec: dict) -> dict:
 
     import torch
 
-    from okapi_pipeline.tiny_models import train_tokenizer
+    from okapi_pipeline.tiny_tokenizers import train_tokenizer
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     names = [torch.cuda.get_device_name(index) for index in range(gpus)]

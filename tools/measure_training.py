@@ -31,7 +31,8 @@ from okapi_pipeline.jsonl import read_jsonl, write_jsonl  # noqa: E402
 
 BUILD = (
     "import json, sys\n"
-    "from okapi_pipeline.tiny_models import build_tiny_model, train_tokenizer\n"
+    "from okapi_pipeline.tiny_models import build_tiny_model\n"
+    "from okapi_pipeline.tiny_tokenizers import train_tokenizer\n"
     "arguments = json.load(open(sys.argv[1]))\n"
     "if 'vocab_size' in arguments: train_tokenizer(**arguments)\n"
     "else: build_tiny_model(**arguments)\n"

@@ -17,7 +17,6 @@ import os
 import re
 import subprocess
 import sys
-from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -130,32 +129,34 @@ def plan(profile: str, configfiles: list[str], forceall: bool = True) -> list[Ru
     return sorted(plans.values(), key=lambda p: (p.local, p.stage, p.rule))
 
 
-def _values(values: set, fmt: str) -> str:
-    return "/".join(fmt.format(v) for v in sorted(values)) if values else "-"
+def _span(values: set, fmt: str) -> str:
+    """One value, or the least and the most (a joint job asks for more than the others)."""
+    if not values:
+        return "-"
+    low, high = min(values), max(values)
+    return fmt.format(low) if low == high else f"{fmt.format(low)}-{fmt.format(high)}"
 
 
 def report(plans: list[RulePlan]) -> str:
-    lines = [
-        f"{'rule':<22}{'stage':<14}{'jobs':>7}  {'runs on':<11}{'SLURM jobs':>11}"
-        f"{'GPUs/job':>10}{'hours/job':>14}{'GPU hours':>11}"
-    ]
-    for p in plans:
-        lines.append(
-            f"{p.rule:<22}{p.stage:<14}{p.jobs:>7}  {'login node' if p.local else 'SLURM':<11}"
-            f"{p.slurm_jobs:>11}{_values(p.gpus, '{}'):>10}{_values(p.runtimes_h, '{:.3g}'):>14}"
-            f"{p.gpu_hours:>11.0f}"
-        )
-    stages: dict[str, list[float]] = defaultdict(lambda: [0, 0, 0.0])
-    for p in plans:
-        stages[p.stage][0] += p.jobs
-        stages[p.stage][1] += p.slurm_jobs
-        stages[p.stage][2] += p.gpu_hours
-    lines += ["", f"{'stage':<14}{'jobs':>7}{'SLURM jobs':>12}{'GPU hours':>11}"]
-    for stage, (jobs, slurm_jobs, gpu_hours) in sorted(stages.items(), key=lambda s: -s[1][2]):
-        lines.append(f"{stage:<14}{jobs:>7}{slurm_jobs:>12}{gpu_hours:>11.0f}")
-    total = [sum(s[i] for s in stages.values()) for i in range(3)]
-    lines.append(f"{'total':<14}{total[0]:>7}{total[1]:>12}{total[2]:>11.0f}")
-    return "\n".join(lines)
+    import pandas as pd
+
+    rules = pd.DataFrame(
+        {
+            "rule": p.rule,
+            "stage": p.stage,
+            "jobs": p.jobs,
+            "runs on": "login node" if p.local else "SLURM",
+            "SLURM jobs": p.slurm_jobs,
+            "GPUs/job": _span(p.gpus, "{}"),
+            "hours/job": _span(p.runtimes_h, "{:.3g}"),
+            "GPU hours": round(p.gpu_hours),
+        }
+        for p in plans
+    )
+    stages = rules.groupby("stage")[["jobs", "SLURM jobs", "GPU hours"]].sum()
+    stages = stages.sort_values("GPU hours", ascending=False)
+    stages.loc["total"] = stages.sum()
+    return rules.to_string(index=False) + "\n\n" + stages.to_string()
 
 
 def main(argv=None) -> None:

@@ -15,7 +15,7 @@ class TooManyRejects(UserError, RuntimeError):
 def user_errors() -> tuple[type[BaseException], ...]:
     """Every user-fixable error: the package's own, a stage over budget, a language the MT model lacks."""
     from okapi_pipeline.cost import BudgetExceeded
-    from okapi_pipeline.mt import UnsupportedLanguage
+    from okapi_pipeline.mt_languages import UnsupportedLanguage
 
     return UserError, BudgetExceeded, UnsupportedLanguage
 
