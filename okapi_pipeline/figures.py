@@ -137,6 +137,13 @@ def plot_gains_by_group(gains: dict, title: str, out_path, axis=None, ylabel: st
         _save(figure, out_path)
 
 
+def benchmark_scores(score_files: list, bench: str, metric: str) -> dict:
+    """(model, variant, lang) -> percent of one benchmark; a benchmark not available in a
+    language is left out, like a missing score."""
+    scores = read_scores(score_files, {bench: metric})
+    return {key[1:]: value for key, value in scores.items() if key[0] == bench and is_number(value)}
+
+
 def paper_figures(
     bench: str,
     score_files: list,
@@ -155,9 +162,7 @@ def paper_figures(
     variants: the preference-tuned variants set against `baseline` (ppo, dpo against
     sft; joint-ppo, joint-dpo against joint-sft).
     """
-    scores = read_scores(score_files, {bench: metric})
-    # A benchmark not available in a language is left out, like a missing score.
-    ours = {key[1:]: value for key, value in scores.items() if key[0] == bench and is_number(value)}
+    ours = benchmark_scores(score_files, bench, metric)
     name = f"{TITLES.get(bench, bench)} ({metric})"
     plot_sft_vs_rlhf(
         ours, models, languages, variants, f"{name}: SFT vs RLHF", comparison_path, language_groups, baseline
@@ -183,8 +188,7 @@ def joint_figure(
 
     variants: the trained variants of both scopes (sft, ppo, dpo). Returns the group means.
     """
-    scores = read_scores(score_files, {bench: metric})
-    ours = {key[1:]: value for key, value in scores.items() if key[0] == bench and is_number(value)}
+    ours = benchmark_scores(score_files, bench, metric)
     pairs = [(f"joint-{variant}", variant) for variant in variants]
     per_language = differences(ours, models, languages, pairs)
     gains = gains_by_group(ours, models, languages, pairs, language_groups)
