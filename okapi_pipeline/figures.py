@@ -73,6 +73,20 @@ def gains_by_group(
     }
 
 
+def _grouped_bars(axis, categories: list[str], series: list[tuple[str, list, str | None]]) -> None:
+    """One bar per series side by side at each category (a None value draws no bar).
+
+    series: (legend label, one value per category, colour or None).
+    """
+    width = 0.8 / max(len(series), 1)
+    for number, (label, values, colour) in enumerate(series):
+        offset = (number - (len(series) - 1) / 2) * width
+        positions = [index + offset for index, value in enumerate(values) if value is not None]
+        axis.bar(positions, [value for value in values if value is not None], width, label=label, color=colour)
+    axis.set_xticks(range(len(categories)), categories)
+    axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+
+
 def plot_sft_vs_rlhf(
     scores: dict,
     models: list[str],
@@ -89,52 +103,40 @@ def plot_sft_vs_rlhf(
     figure, axes = plt.subplots(
         len(models), 1, figsize=(max(6, 0.6 * len(ordered) + 2), 2.8 * len(models)), squeeze=False, sharey=True
     )
-    shown = [baseline, *variants]
-    width = 0.8 / len(shown)
     for axis, model in zip(axes[:, 0], models):
-        for number, variant in enumerate(shown):
-            offset = (number - (len(shown) - 1) / 2) * width
-            values = [scores.get((model, variant, lang)) for lang in ordered]
-            positions = [index + offset for index, value in enumerate(values) if value is not None]
-            axis.bar(
-                positions,
-                [value for value in values if value is not None],
-                width,
-                label=variant_label(variant),
-                color=VARIANT_COLOURS.get(variant.removeprefix("joint-")),
+        series = [
+            (
+                variant_label(variant),
+                [scores.get((model, variant, lang)) for lang in ordered],
+                VARIANT_COLOURS.get(variant.removeprefix("joint-")),
             )
-        axis.set_xticks(range(len(ordered)), ordered)
+            for variant in [baseline, *variants]
+        ]
+        _grouped_bars(axis, ordered, series)
         axis.set_title(model, fontsize=10)
         axis.set_ylabel("accuracy (%)")
-        axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     figure.suptitle(title)
     _save(figure, out_path)
 
 
-def plot_gains_by_group(gains: dict, title: str, out_path, axis=None, ylabel: str = "gain over SFT (points)") -> None:
-    """Bars of the mean gain per resource group, one bar per (model, variant); drawn on
-    `axis` when given (and saved by the caller)."""
-    plt = _pyplot()
-    groups = list(dict.fromkeys(group for _, _, group in gains))
-    series = list(dict.fromkeys((model, variant) for model, variant, _ in gains))
-    figure, axis = plt.subplots(figsize=(8, 3.5)) if axis is None else (None, axis)
-    width = 0.8 / max(len(series), 1)
-    for index, (model, variant) in enumerate(series):
-        values = [gains.get((model, variant, group)) for group in groups]
-        positions = [g + (index - (len(series) - 1) / 2) * width for g, value in enumerate(values) if value is not None]
-        axis.bar(
-            positions,
-            [value for value in values if value is not None],
-            width,
-            label=f"{model} {variant_label(variant)}",
-        )
+def _differences_panel(axis, differences: dict, title: str, ylabel: str) -> None:
+    """Bars of (model, variant, category) -> points, one series per (model, variant)."""
+    categories = list(dict.fromkeys(category for _, _, category in differences))
+    series = [
+        (f"{model} {variant_label(variant)}", [differences.get((model, variant, c)) for c in categories], None)
+        for model, variant in dict.fromkeys((model, variant) for model, variant, _ in differences)
+    ]
+    _grouped_bars(axis, categories, series)
     axis.axhline(0, color="black", linewidth=0.8)
-    axis.set_xticks(range(len(groups)), groups)
     axis.set_ylabel(ylabel)
-    axis.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
     axis.set_title(title)
-    if figure is not None:
-        _save(figure, out_path)
+
+
+def plot_gains_by_group(gains: dict, title: str, out_path) -> None:
+    """Bars of the mean gain over SFT per resource group, one bar per (model, variant)."""
+    figure, axis = _pyplot().subplots(figsize=(8, 3.5))
+    _differences_panel(axis, gains, title, "gain over SFT (points)")
+    _save(figure, out_path)
 
 
 def benchmark_scores(score_files: list, bench: str, metric: str) -> dict:
@@ -193,21 +195,17 @@ def joint_figure(
     per_language = differences(ours, models, languages, pairs)
     gains = gains_by_group(ours, models, languages, pairs, language_groups)
     ordered = [lang for _, members in grouped_languages(languages, language_groups) for lang in members]
-    series = [(model, variant) for model in models for variant, _ in pairs]
-    plt = _pyplot()
-    figure, (top, bottom) = plt.subplots(2, 1, figsize=(max(8, 0.5 * len(ordered) * len(series) / 2 + 3), 7))
-    width = 0.8 / max(len(series), 1)
-    for index, (model, variant) in enumerate(series):
-        values = [per_language[(model, variant, lang)] for lang in ordered]
-        positions = [i + (index - (len(series) - 1) / 2) * width for i, value in enumerate(values) if value is not None]
-        top.bar(positions, [v for v in values if v is not None], width, label=f"{model} {variant_label(variant)}")
-    top.axhline(0, color="black", linewidth=0.8)
-    top.set_xticks(range(len(ordered)), ordered)
-    top.set_ylabel("joint minus per-language (points)")
-    top.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)
+    by_language = {
+        (model, variant, lang): per_language[(model, variant, lang)]
+        for model in models
+        for variant, _ in pairs
+        for lang in ordered
+    }
+    bars = len(models) * len(pairs)
+    figure, (top, bottom) = _pyplot().subplots(2, 1, figsize=(max(8, 0.25 * len(ordered) * bars + 3), 7))
     name = f"{TITLES.get(bench, bench)} ({metric})"
-    top.set_title(f"{name}: joint minus per-language, by language")
-    plot_gains_by_group(gains, "by resource group", out_path, axis=bottom, ylabel="mean difference (points)")
+    _differences_panel(top, by_language, f"{name}: joint minus per-language, by language", "points")
+    _differences_panel(bottom, gains, "by resource group", "mean difference (points)")
     _save(figure, out_path)
     log.info("%s: joint minus per-language %s", bench, {" ".join(key): value for key, value in gains.items()})
     return gains

@@ -63,7 +63,7 @@ def alternation(values):
 
 
 # The {lang} of a training rule: a language, or "joint".
-TRAINING_UNIT = alternation([*LANGUAGES, "joint"])
+LANGUAGE_OR_JOINT = alternation([*LANGUAGES, "joint"])
 
 
 wildcard_constraints:

@@ -51,7 +51,7 @@ rule training_curves:
     log:
         "logs/figures/training/{model}/{lang}.log",
     wildcard_constraints:
-        lang=TRAINING_UNIT,
+        lang=LANGUAGE_OR_JOINT,
     localrule: True
     conda:
         "../envs/report.yaml"

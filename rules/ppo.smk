@@ -14,7 +14,7 @@ rule train_ppo:
     benchmark:
         "logs/timing/ppo/{model}/{lang}.tsv"
     wildcard_constraints:
-        lang=TRAINING_UNIT,
+        lang=LANGUAGE_OR_JOINT,
     conda:
         "../envs/train.yaml"
     threads: 1
@@ -50,7 +50,7 @@ rule train_dpo:
     benchmark:
         "logs/timing/dpo/{model}/{lang}.tsv"
     wildcard_constraints:
-        lang=TRAINING_UNIT,
+        lang=LANGUAGE_OR_JOINT,
     conda:
         "../envs/train.yaml"
     threads: 1

@@ -13,7 +13,7 @@ rule train_reward_model:
     benchmark:
         "logs/timing/reward_model/{model}/{lang}.tsv"
     wildcard_constraints:
-        lang=TRAINING_UNIT,
+        lang=LANGUAGE_OR_JOINT,
     conda:
         "../envs/train.yaml"
     threads: 1

@@ -13,7 +13,7 @@ rule train_sft:
     benchmark:
         "logs/timing/sft/{model}/{lang}.tsv"
     wildcard_constraints:
-        lang=TRAINING_UNIT,
+        lang=LANGUAGE_OR_JOINT,
     conda:
         "../envs/train.yaml"
     threads: 1
