@@ -1,15 +1,18 @@
-"""Resumable checkpoints for trl's PPO trainer.
+"""trl's PPO trainer made resumable and mixed-precision.
 
 trl 1.12's PPO checkpoints hold the policy only and its train() always starts at
 update 1, so a killed PPO run would start over. `ResumablePPOTrainer` writes and
 resumes whole checkpoints as `checkpoint-N` folders holding a trainer_state.json, the
-layout in which `trainer.prepare_checkpoints` finds every stage's checkpoints.
+layout in which `trainer.prepare_checkpoints` finds every stage's checkpoints. It also
+runs the loop under bf16 autocast where the run is bf16: trl builds its Accelerator
+without mixed precision, so rollouts and training would otherwise compute in fp32.
 """
 
 import json
 import shutil
 from pathlib import Path
 
+import torch
 from transformers import TrainerCallback
 from trl.experimental.ppo import PPOTrainer
 from trl.experimental.ppo.ppo_trainer import OnlineTrainerState
@@ -91,4 +94,8 @@ class ResumablePPOTrainer(PPOTrainer):
             self.args.num_total_batches = total - saved.global_step
             self.dataloader = _SkipFirstBatches(self.dataloader, saved.global_step % len(self.dataloader))
             self.add_callback(_RestoreProgress(saved, total))
-        super().train()
+        # Rollouts, the reference, reward and value forwards and the policy's training forward
+        # all run inside train(): one autocast computes them in bf16. The trained weights and
+        # the optimizer stay fp32, as the original's DeepSpeed bf16 kept fp32 master weights.
+        with torch.autocast(self.accelerator.device.type, dtype=torch.bfloat16, enabled=self.args.bf16):
+            super().train()

@@ -14,7 +14,7 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 from okapi_pipeline.dpo import train_dpo
 from okapi_pipeline.jsonl import write_jsonl
-from okapi_pipeline.modeling import freeze_lower_blocks, load_scorer, load_tokenizer, transformer_blocks
+from okapi_pipeline.modeling import Precision, freeze_lower_blocks, load_scorer, load_tokenizer, transformer_blocks
 from okapi_pipeline.ppo import ClippedScore, adaptive_kl_coef, ppo_schedule, train_ppo
 from okapi_pipeline.reward_model import train_reward_model
 from okapi_pipeline.sft import train_sft
@@ -573,3 +573,30 @@ def test_ppo_gradients_are_clipped_before_every_step():
     (1000 * layer(torch.ones(1, 4))).sum().backward()
     optimizer.step()
     assert torch.linalg.norm(layer.weight.detach() - before).item() == pytest.approx(1.0, rel=1e-4)
+
+
+def test_ppo_computes_in_bf16_where_the_run_is_bf16_and_keeps_fp32_weights(
+    reward_model, sft_data, tmp_path, monkeypatch
+):
+    # The precision a bf16 GPU gets, on the CPU (whose autocast computes bf16 too).
+    import okapi_pipeline.trainer
+
+    monkeypatch.setattr(okapi_pipeline.trainer, "run_precision", lambda threads=None: Precision("cpu", True))
+    seen = {True: set(), False: set()}
+
+    def record(module, inputs, output):
+        if isinstance(module, torch.nn.Linear):
+            seen[torch.is_grad_enabled()].add(output.dtype)
+
+    hook = torch.nn.modules.module.register_module_forward_hook(record)
+    try:
+        _, sft, rm = reward_model
+        settings = {**PPO_SETTINGS, "rounds": 1}
+        result = train_ppo(sft, rm, sft_data, tmp_path / "ppo", settings, tmp_path / "checkpoints", threads=1)
+    finally:
+        hook.remove()
+    # Rollouts, reference, reward and value forwards (no grad), and the training forward.
+    assert seen[False] == {torch.bfloat16} and seen[True] == {torch.bfloat16}
+    assert result["bf16"] and result["steps"] == 1
+    saved = AutoModelForCausalLM.from_pretrained(tmp_path / "ppo")
+    assert {p.dtype for p in saved.parameters()} == {torch.float32}

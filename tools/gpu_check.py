@@ -691,6 +691,8 @@ def training_stage(spec: dict) -> dict:
     else:
         result.update(single_device_measures(trainer_stage, settings, timer, generation, tokens))
         result["problems"] = dtype_problems("the training forward", result["compute_dtype"], spec["device"])
+        if trainer_stage == "ppo":
+            result["problems"] += dtype_problems("the rollouts", result["rollout_dtype"], spec["device"])
         if trainer_stage in ("reward_model", "ppo", "dpo"):
             result.update(
                 frozen_blocks_check(
