@@ -210,9 +210,10 @@ def _check_cross_keys(config: dict) -> None:
     responder = config["ranking"]["responses_from"]
     if responder != "own" and responder not in config["base_models"]:
         raise ConfigError(f"config: 'ranking.responses_from': '{responder}' is neither own nor a base_models entry")
-    for name in ("sft", "reward_model"):
+    for name in ("sft", "reward_model", "dpo"):
         section = config[name]
-        if section["effective_batch_size"] % section["per_device_batch_size"]:
+        micro = section["per_device_batch_size"]
+        if micro != "auto" and section["effective_batch_size"] % micro:
             raise ConfigError(f"config: '{name}.effective_batch_size' must be a multiple of per_device_batch_size")
 
 

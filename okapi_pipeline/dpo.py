@@ -11,7 +11,7 @@ import logging
 from okapi_pipeline.modeling import freeze_lower_blocks, load_causal_lm, load_tokenizer
 from okapi_pipeline.reward_model import read_pairs
 from okapi_pipeline.template import alpaca_prompt
-from okapi_pipeline.trainer import Stage, run_trainer, trainer_arguments
+from okapi_pipeline.trainer import Stage, run_trainer, trainer_arguments, training_layout
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,10 @@ def train_dpo(sft_dir, pairs_path, out_dir, settings: dict, checkpoint_dir, thre
         top = settings["trainable_top_blocks"]
         trainable = freeze_lower_blocks(model, top, settings["freeze_embeddings"])
         log.info("%d trainable parameters (blocks below the top %d frozen)", trainable, top)
+        layout = training_layout("dpo", model, settings, precision)
         args = DPOConfig(
-            **trainer_arguments(settings, checkpoint_dir, precision, evaluate=bool(held_out)),
+            **trainer_arguments(settings, checkpoint_dir, precision, evaluate=bool(held_out), layout=layout),
             beta=settings["beta"],
-            gradient_checkpointing=False,
         )
         trainer = DPOTrainer(
             model=model,

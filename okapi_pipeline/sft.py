@@ -11,7 +11,7 @@ import random
 from okapi_pipeline.jsonl import read_jsonl
 from okapi_pipeline.modeling import load_causal_lm, load_tokenizer
 from okapi_pipeline.template import alpaca_prompt
-from okapi_pipeline.trainer import Stage, run_trainer, trainer_arguments
+from okapi_pipeline.trainer import Stage, run_trainer, trainer_arguments, training_layout
 
 log = logging.getLogger(__name__)
 
@@ -56,15 +56,16 @@ def train_sft(base_dir, data_path, out_dir, settings: dict, checkpoint_dir, thre
 
             peft_config = LoraConfig(task_type="CAUSAL_LM", **LORA)
         beta1, beta2 = settings["adam_betas"]
+        model = load_causal_lm(base_dir, tokenizer, precision.train_dtype)
+        layout = training_layout("sft", model, settings, precision)
         args = SFTConfig(
-            **trainer_arguments(settings, checkpoint_dir, precision, evaluate=bool(held_out)),
+            **trainer_arguments(settings, checkpoint_dir, precision, evaluate=bool(held_out), layout=layout),
             adam_beta1=beta1,
             adam_beta2=beta2,
             completion_only_loss=settings["completion_only_loss"],
-            gradient_checkpointing=precision.device != "cpu",
         )
         trainer = SFTTrainer(
-            model=load_causal_lm(base_dir, tokenizer, precision.train_dtype),
+            model=model,
             args=args,
             train_dataset=Dataset.from_list([prompt_completion(r) for r in train]),
             eval_dataset=Dataset.from_list([prompt_completion(r) for r in held_out]) if held_out else None,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from okapi_pipeline.gpu_layout import Layout, Shape, batch_layout
 from okapi_pipeline.jsonl import write_json
 from okapi_pipeline.modeling import Precision, run_precision, trainable_parameters
 
@@ -83,7 +84,7 @@ def run_trainer(
         trainable=trainable,
         settings=settings,
         precision=precision,
-        extra={**extra, "resumed_from_step": checkpoint_step(resume)},
+        extra={**extra, "resumed_from_step": checkpoint_step(resume), "batch_layout": batch_layout_of(trainer.args)},
         loss_key=built.loss_key,
     )
     clear_checkpoints(checkpoint_dir)
@@ -93,11 +94,38 @@ def run_trainer(
 # ---- trainer arguments -------------------------------------------------------------------
 
 
-def trainer_arguments(settings: dict, checkpoint_dir, precision: Precision, evaluate: bool) -> dict:
+def batch_layout_of(args) -> dict:
+    """How the run laid out its batches (for the summary): per process, and processes.
+    trl's PPO computes each minibatch at once (its per-device batch is the rollouts)."""
+    return {
+        "micro_batch": getattr(args, "local_mini_batch_size", args.per_device_train_batch_size),
+        "accumulation": args.gradient_accumulation_steps,
+        "checkpointing": bool(args.gradient_checkpointing),
+        "processes": world_size(),
+    }
+
+
+def training_layout(stage: str, model, settings: dict, precision: Precision) -> Layout:
+    """This process's micro-batch, gradient accumulation and checkpointing, for the GPU it
+    runs on (okapi_pipeline.gpu_layout): the effective batch is the recipe's whatever the
+    device; on the CPU memory is not the limit."""
+    import torch
+
+    memory = None
+    if precision.device == "cuda":
+        memory = torch.cuda.get_device_properties(torch.cuda.current_device()).total_memory
+    shape = Shape.from_config(model.config, parameters=sum(p.numel() for p in model.parameters()))
+    layout = batch_layout(stage, shape, settings, world_size(), memory)
+    log.info("%s on %d process(es): %s", stage, world_size(), layout.describe())
+    return layout
+
+
+def trainer_arguments(settings: dict, checkpoint_dir, precision: Precision, evaluate: bool, layout: Layout) -> dict:
     """The TrainingArguments fields SFT, the reward model and DPO share, from a stage's settings.
 
     Gradient accumulation makes up `effective_batch_size` over however many processes
-    run, so the schedule is the same on one CPU or eight GPUs.
+    run and the micro-batch `layout` chose, so the schedule is the same on one CPU or
+    eight GPUs.
     """
     return dict(
         output_dir=str(checkpoint_dir),
@@ -107,11 +135,12 @@ def trainer_arguments(settings: dict, checkpoint_dir, precision: Precision, eval
         warmup_steps=settings["warmup_steps"],
         weight_decay=settings["weight_decay"],
         max_length=settings["max_length"],
-        per_device_train_batch_size=settings["per_device_batch_size"],
-        per_device_eval_batch_size=settings["per_device_batch_size"],
-        gradient_accumulation_steps=gradient_accumulation(
-            settings["effective_batch_size"], settings["per_device_batch_size"], world_size()
-        ),
+        per_device_train_batch_size=layout.micro_batch,
+        per_device_eval_batch_size=layout.micro_batch,
+        gradient_accumulation_steps=layout.accumulation,
+        gradient_checkpointing=layout.checkpointing,
+        # Reentrant checkpointing drops the gradients of blocks whose inputs need none (frozen embeddings).
+        gradient_checkpointing_kwargs={"use_reentrant": False},
         seed=settings["seed"],
         eval_strategy="epoch" if evaluate else "no",
         save_strategy="steps",
@@ -122,17 +151,6 @@ def trainer_arguments(settings: dict, checkpoint_dir, precision: Precision, eval
         disable_tqdm=True,
         **precision.trainer_arguments(),
     )
-
-
-def gradient_accumulation(effective_batch_size: int, per_device_batch_size: int, world_size: int = 1) -> int:
-    """Accumulation steps that keep the effective batch whatever the number of devices."""
-    per_step = per_device_batch_size * world_size
-    if effective_batch_size % per_step:
-        raise ValueError(
-            f"effective batch {effective_batch_size} is not a multiple of "
-            f"{per_device_batch_size} per device x {world_size} devices"
-        )
-    return effective_batch_size // per_step
 
 
 def world_size() -> int:

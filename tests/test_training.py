@@ -19,7 +19,7 @@ from okapi_pipeline.ppo import ClippedScore, adaptive_kl_coef, ppo_schedule, tra
 from okapi_pipeline.reward_model import train_reward_model
 from okapi_pipeline.sft import train_sft
 from okapi_pipeline.train import CONFIG_DIR, launch_command
-from okapi_pipeline.trainer import fingerprint, gradient_accumulation, prepare_checkpoints
+from okapi_pipeline.trainer import fingerprint, prepare_checkpoints
 
 SFT_SETTINGS = {
     "finetuning": "full",
@@ -444,13 +444,6 @@ def test_unknown_architectures_get_a_clear_error():
 
     with pytest.raises(ValueError, match="cannot find the transformer blocks of Model"):
         transformer_blocks(Model())
-
-
-def test_gradient_accumulation_keeps_the_effective_batch():
-    assert gradient_accumulation(16, 2, world_size=8) == 1  # the paper: 2 per GPU x 8 GPUs
-    assert gradient_accumulation(16, 2, world_size=1) == 8  # the same schedule on one device
-    with pytest.raises(ValueError, match="not a multiple"):
-        gradient_accumulation(16, 3)
 
 
 def test_checkpoints_resume_the_same_run_and_are_dropped_for_another(tmp_path):
