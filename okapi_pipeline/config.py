@@ -15,7 +15,9 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+from okapi_pipeline.gpu_jobs import BF16_PEAK_TFLOPS, gpu_class
 from okapi_pipeline.languages import ISO_639_1
+from okapi_pipeline.okapi_release import DATASETS, missing_languages, read_checksums
 from okapi_pipeline.split import source_groups
 
 log = logging.getLogger(__name__)
@@ -210,6 +212,11 @@ def _check_cross_keys(config: dict) -> None:
     responder = config["ranking"]["responses_from"]
     if responder != "own" and responder not in config["base_models"]:
         raise ConfigError(f"config: 'ranking.responses_from': '{responder}' is neither own nor a base_models entry")
+    if gpu_class(config["site"]["gpu"]) is None:
+        raise ConfigError(
+            f"config: 'site.gpu': {config['site']['gpu']!r} is not a GPU class the runtimes know "
+            f"({', '.join(name.upper() for name, _ in BF16_PEAK_TFLOPS)})"
+        )
     for name in ("sft", "reward_model", "dpo"):
         section = config[name]
         micro = section["per_device_batch_size"]
@@ -293,16 +300,32 @@ def seed_tasks_path(config: dict) -> str:
     return "resources/self_instruct/seed_tasks.jsonl" if source.startswith(("http://", "https://")) else source
 
 
+def translated_splits(config: dict) -> list[str]:
+    """The splits this pipeline makes (split, translate; rm also ranked), in split order."""
+    return [split for split in SPLITS if config["split"][split]["source"] == "pipeline"]
+
+
+def released_splits(config: dict) -> list[str]:
+    """The splits taken from the released Okapi data, in split order."""
+    return [split for split in SPLITS if config["split"][split]["source"] == "okapi_release"]
+
+
 def split_sizes(config: dict) -> dict[str, int]:
-    return {split: config["split"][split]["size"] for split in SPLITS}
+    """The size of each split the pipeline makes (a released split has its file's)."""
+    return {split: config["split"][split]["size"] for split in translated_splits(config)}
 
 
 def split_plan(config: dict) -> dict[str, dict]:
-    """Each split's sources and size, in split order."""
+    """Sources and size of each split the pipeline makes, in split order."""
     return {
         split: {"sources": config["split"][split]["sources"], "size": config["split"][split]["size"]}
-        for split in SPLITS
+        for split in translated_splits(config)
     }
+
+
+def self_instruct_needed(config: dict) -> bool:
+    """Whether a split the pipeline makes draws on the Self-Instruct generations."""
+    return any("self_instruct" in entry["sources"] for entry in split_plan(config).values())
 
 
 def ranking_responders(config: dict) -> list[str]:
@@ -310,9 +333,36 @@ def ranking_responders(config: dict) -> list[str]:
 
     `own`: every trained model ranks its own samples; a model name: that model's
     samples are ranked once per language and every model's reward model learns from them.
+    None when the preference pairs are the released ones.
     """
+    if config["split"]["rm"]["source"] == "okapi_release":
+        return []
     source = config["ranking"]["responses_from"]
     return list(config["models"]) if source == "own" else [source]
+
+
+def check_files(config: dict) -> None:
+    """The config checks that read the file system, relative to the working directory
+    (Snakemake's): a benchmark folder that does not exist, and a language that a released
+    set lacks, are config errors before anything is planned."""
+    for bench in BENCHMARKS:
+        source = config["benchmarks"][bench]
+        if source["source"] in ("local", "translate") and "path" in source and not os.path.isdir(source["path"]):
+            raise ConfigError(f"config: 'benchmarks.{bench}.path': no folder {source['path']}")
+    released = released_splits(config)
+    if not released:
+        return
+    table = config["okapi_release"]["checksums"]
+    if not os.path.isfile(table):
+        raise ConfigError(f"config: 'okapi_release.checksums': no file {table}")
+    checksums = read_checksums(table)
+    for split in released:
+        missing = missing_languages(checksums, split, config["languages"])
+        if missing:
+            raise ConfigError(
+                f"config: 'split.{split}.source': the Okapi release has no {DATASETS[split]} file for "
+                f"{', '.join(missing)} (see {table})"
+            )
 
 
 def shard_count(config: dict, split: str) -> int:

@@ -8,6 +8,7 @@ all, and the job spreads over several GPUs where its batch sizes allow.
 import logging
 import random
 
+from okapi_pipeline.gpu_layout import allowed_processes
 from okapi_pipeline.jsonl import read_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -48,11 +49,6 @@ def joint_settings(stage: str, settings: dict, languages: int) -> dict:
 
 
 def joint_gpus(stage: str, settings: dict, most: int) -> int:
-    """The GPUs a joint job of `stage` asks for: the most, up to `most`, that its batch
-    sizes divide by (PPO's rollout and minibatch sizes; the others' effective batch in
-    per-device batches)."""
-    if stage == "ppo":
-        sizes = (settings["rollout_batch_size"], settings["mini_batch_size"])
-    else:
-        sizes = (settings["effective_batch_size"] // settings["per_device_batch_size"],)
-    return max(gpus for gpus in range(1, most + 1) if all(size % gpus == 0 for size in sizes))
+    """The GPUs a joint job of `stage` asks for: the most, up to `most`, that its batches
+    divide by (PPO's rollout and minibatch sizes; the others' effective batch)."""
+    return allowed_processes(stage, settings, most)[-1]

@@ -1,10 +1,12 @@
 """Config checks, wildcard constraints, input functions and target lists."""
 
+import functools
 import math
 import os
 import re
 import sys
 
+from okapi_pipeline.gpu_jobs import gpu_job, read_measurements
 from okapi_pipeline.joint import joint_gpus, joint_settings
 from okapi_pipeline.config import (
     BENCHMARKS,
@@ -12,27 +14,37 @@ from okapi_pipeline.config import (
     SPLITS,
     ConfigError,
     answer_settings,
+    check_files,
     llm_settings,
     load_schema,
     ranking_responders,
+    released_splits,
     seed_tasks_path,
+    self_instruct_needed,
     shard_ids,
     split_plan,
     split_sizes,
+    translated_splits,
     translator_names,
     translator_settings,
     validate_config,
 )
+from okapi_pipeline.okapi_release import DATASETS, expected_file, read_checksums
 
 try:
     # Defaults filled in place, so `config` everywhere (scripts included) sees them.
     config.update(validate_config(config, load_schema()))
+    check_files(config)
 except ConfigError as error:
     # One line, before any job runs.
     sys.exit(str(error))
 
 LANGUAGES = config["languages"]
 MODELS = config["models"]
+# Splits this pipeline makes (translated; rm also ranked) and splits taken from the
+# released Okapi data (rules/okapi_release.smk).
+TRANSLATED_SPLITS = translated_splits(config)
+RELEASED_SPLITS = released_splits(config)
 BUILT_MODELS = [
     name for name, entry in config["base_models"].items() if "build" in entry
 ]
@@ -119,65 +131,29 @@ def base_model_of(wildcards):
 
 
 # ---- what a GPU job asks for -------------------------------------------------------
-# Generally valid needs, sized from the model a job loads, so they are on the rules;
-# where jobs run (partitions, account, site limits) is slurm/config.yaml's.
-
-# Per stage: host memory in bytes per parameter (what the job holds if all of it sat in
-# host memory, as on a node without a GPU), and the hours one GPU takes for a model of
-# the reference size the runtime was set for: the paper's 7B models, or for the
-# translation stages NLLB-200 3.3B (configs/local-translation.yaml). Other sizes scale
-# in proportion.
-PAPER_7B = 7e9
-NLLB_3B = 3.3e9
-GPU_STAGES = {
-    # fp32 weights, gradients and two Adam moments (16 B), plus activations.
-    "sft": (18, 12, PAPER_7B),
-    # fp32 weights; gradients and Adam moments for the top blocks only, activations.
-    "reward_model": (10, 24, PAPER_7B),
-    # Policy, frozen reference and reward model (4 B each), value head and the policy's
-    # trainable top blocks. The released schedule: 5 rounds of 896 rollouts, 1,280
-    # optimizer steps, about 2 h; twice that for headroom (not yet measured on GPU).
-    "ppo": (16, 4, PAPER_7B),
-    # Policy and frozen reference (4 B each), the policy's top blocks trained.
-    "dpo": (12, 24, PAPER_7B),
-    # Inference: fp32 weights, and as much again for loading, KV cache and batches.
-    "generate_responses": (8, 8, PAPER_7B),
-    "evaluate": (8, 4, PAPER_7B),
-    "self_instruct": (8, 24, PAPER_7B),
-    "rank_shard": (8, 1, PAPER_7B),
-    "translate_shard": (8, 1, NLLB_3B),
-    # Up to 2,000 items x 4 responses: about 140K sentences, an hour at 40 a second.
-    "back_translate_shard": (8, 2, NLLB_3B),
-    "translate_benchmark": (8, 2, NLLB_3B),
-    "translator_sample": (8, 1, NLLB_3B),
-}
-# Python, torch, transformers (and lm-eval) themselves, and the data.
-BASE_MEMORY_MB = 4000
-MIN_RUNTIME_MINUTES = 30
+# Generally valid needs, sized from the model a job loads, the site's GPUs (config `site`)
+# and the measured rates (okapi_pipeline.gpu_jobs), so they are on the rules; where jobs
+# run (partitions, account) is slurm/config.yaml's.
+GPU_MEASUREMENTS = read_measurements(
+    os.path.join(workflow.basedir, "reference", "gpu_measurements.csv")
+)
 
 
-def gpu_job(stage, parameters, work=1, gpus=1):
-    """What one GPU job of `stage` on a model of `parameters` asks for on its first
-    attempt: its GPUs, host memory in MB and runtime in minutes (the CPUs per GPU are
-    the site's: slurm/config.yaml). `work`: in per-language jobs (a joint job's is the
-    number of languages), spread over `gpus`."""
-    bytes_per_parameter, hours, reference_parameters = GPU_STAGES[stage]
-    memory_mb = BASE_MEMORY_MB + bytes_per_parameter * parameters / 1e6
-    minutes = hours * 60 * parameters / reference_parameters * work / gpus
-    return {
-        "gpu": gpus,
-        "mem_mb": 1000 * math.ceil(memory_mb / 1000),
-        "runtime": max(MIN_RUNTIME_MINUTES, math.ceil(minutes)),
-    }
-
-
-def joint_job(stage, wildcards):
-    """A training job's work (in per-language jobs) and GPUs: a joint one has the work
-    of all the languages, on several GPUs where its batch sizes allow."""
-    if getattr(wildcards, "lang", None) != "joint":
-        return {"work": 1, "gpus": 1}
-    gpus = joint_gpus(stage, config[stage], config["training"]["joint_gpus"])
-    return {"work": len(LANGUAGES), "gpus": gpus}
+@functools.cache
+def gpu_job_for(stage, model, joint):
+    """What one job of `stage` on `model` asks for; a joint job has the work of every
+    language, on the most GPUs, up to training.joint_gpus, that its batches divide by."""
+    least = 1
+    if joint:
+        least = joint_gpus(stage, config[stage], config["training"]["joint_gpus"])
+    return gpu_job(
+        stage,
+        model_parameters(model),
+        config,
+        GPU_MEASUREMENTS,
+        languages=len(LANGUAGES) if joint else 1,
+        least_gpus=least,
+    )
 
 
 def built_model_parameters(build):
@@ -194,7 +170,7 @@ def built_model_parameters(build):
 
 def model_parameters(name):
     """The parameter count of a base model, a released model or any other
-    model a stage names (a hub id or path of unknown size: sized as 7B)."""
+    model a stage names (a hub id or path of unknown size: sized as the paper's 7B)."""
     if name in config["base_models"]:
         entry = config["base_models"][name]
         if entry["parameters"]:
@@ -207,7 +183,7 @@ def model_parameters(name):
             return entry["parameters"]
         if "compare_with" in entry:
             return model_parameters(entry["compare_with"]["model"])
-    return PAPER_7B
+    return 7e9
 
 
 def job_model(wildcards):
@@ -219,9 +195,8 @@ def gpu_resources(stage, model_of=job_model):
     job's {model} by default); the runtime grows with each attempt."""
 
     def job(wildcards):
-        return gpu_job(
-            stage, model_parameters(model_of(wildcards)), **joint_job(stage, wildcards)
-        )
+        joint = getattr(wildcards, "lang", None) == "joint"
+        return gpu_job_for(stage, model_of(wildcards), joint)
 
     return {
         "gpu": lambda wildcards: job(wildcards)["gpu"],
@@ -354,7 +329,7 @@ def translated_shards(wildcards):
 def translation_reports(wildcards):
     return [
         f"results/data/{wildcards.lang}/{split}/shards/{shard}.report.json"
-        for split in SPLITS
+        for split in TRANSLATED_SPLITS
         for shard in shard_ids(config, split)
     ]
 
@@ -379,7 +354,7 @@ def self_instruct_inputs(wildcards):
 def all_english_shards():
     return [
         f"results/data/en/{split}/shards/{shard}.jsonl"
-        for split in SPLITS
+        for split in TRANSLATED_SPLITS
         for shard in shard_ids(config, split)
     ]
 
@@ -425,9 +400,11 @@ def back_translation_inputs(wildcards):
 
 
 def preference_pairs_for(wildcards):
-    """The pairs a model's reward model (or DPO) learns from: its own, or those of the
-    one model whose responses are ranked for every model (`ranking.responses_from`);
-    a joint model learns from every language's."""
+    """The pairs a model's reward model (or DPO) learns from: the released ones, its
+    own, or those of the one model whose responses are ranked for every model
+    (`ranking.responses_from`); a joint model learns from every language's."""
+    if "rm" in RELEASED_SPLITS:
+        return f"results/rankings/{RELEASE_PAIRS}/{wildcards.lang}/pairs.jsonl"
     source = config["ranking"]["responses_from"]
     responder = wildcards.model if source == "own" else source
     return f"results/rankings/{responder}/{wildcards.lang}/pairs.jsonl"
@@ -454,6 +431,59 @@ def joint_inputs(pattern):
 
 def shard_index(wildcards):
     return int(wildcards.shard)
+
+
+def split_sources(wildcards):
+    """The English sources the splits made here draw on (no Self-Instruct run when none does)."""
+    needed = {source for entry in split_plan(config).values() for source in entry["sources"]}
+    sources = {
+        "alpaca": "results/data/en/instructions.jsonl",
+        "self_instruct": "results/data/en/self_instruct.jsonl",
+    }
+    return {name: path for name, path in sources.items() if name in needed}
+
+
+# ---- the released Okapi data ------------------------------------------------------
+
+# The released pairs stand where a responding model's rankings would.
+RELEASE_PAIRS = "okapi_release"
+RELEASE_CHECKSUMS = (
+    read_checksums(config["okapi_release"]["checksums"]) if RELEASED_SPLITS else {}
+)
+SPLIT_OF_DATASET = {dataset: split for split, dataset in DATASETS.items()}
+
+
+def okapi_release_source(wildcards):
+    """Where one released file is read from (the URL or the local folder) and what it must be."""
+    expected = expected_file(
+        RELEASE_CHECKSUMS, SPLIT_OF_DATASET[wildcards.dataset], wildcards.lang
+    )
+    settings = config["okapi_release"]
+    where = {"dataset": expected["dataset"], "file": expected["file"]}
+    source = (
+        os.path.join(settings["path"], where["dataset"], where["file"])
+        if settings["path"]
+        else settings["url"].format(**where)
+    )
+    return {"source": source, "sha256": expected["sha256"], "size": expected["size"]}
+
+
+def okapi_release_file(wildcards):
+    """The fetched released file a split of one language is converted from."""
+    return f"resources/okapi_release/{DATASETS[wildcards.split]}/{wildcards.lang}.json"
+
+
+def released_data():
+    """Every converted released file: SFT records, PPO prompts, pairs."""
+    return [
+        (
+            f"results/rankings/{RELEASE_PAIRS}/{lang}/pairs.jsonl"
+            if split == "rm"
+            else f"results/data/{lang}/{split}.jsonl"
+        )
+        for split in RELEASED_SPLITS
+        for lang in LANGUAGES
+    ]
 
 
 # Where each benchmark's split files live in the released layout.

@@ -54,9 +54,9 @@ def test_a_joint_ppo_run_makes_as_many_updates_as_the_per_language_runs_together
 
 def test_a_joint_job_takes_the_most_gpus_its_batches_divide_by():
     config = paper_config()
-    # The paper's PPO batches (896 rollouts, minibatches of 14) divide by 7, as the original ran.
+    # The paper's PPO batches (896 rollouts, minibatches of 7) divide by 7, as the original ran.
     assert joint_gpus("ppo", config["ppo"], 8) == 7
-    assert joint_gpus("sft", config["sft"], 8) == 8  # 16 = 2 per device x 8
+    assert joint_gpus("sft", config["sft"], 8) == 8  # an effective batch of 16 over 8 processes
     assert joint_gpus("sft", {**config["sft"], "effective_batch_size": 12}, 8) == 6
     assert joint_gpus("reward_model", config["reward_model"], 4) == 4
 
