@@ -30,6 +30,7 @@ report: "report/workflow.rst"
 
 include: "rules/common.smk"
 include: "rules/models.smk"
+include: "rules/okapi_release.smk"
 include: "rules/instructions.smk"
 include: "rules/translate.smk"
 include: "rules/translators.smk"

@@ -64,7 +64,9 @@ def estimate_costs(
 
     `instructions` gives the average English record; `prompts` maps translation,
     self_instruct, rank and back_translation to their prompt files; `responders` are
-    the models whose responses are ranked; `sizes` the split sizes; `llm` maps each
+    the models whose responses are ranked (none: the released pairs); `sizes` the sizes
+    of the splits translated here (a released split costs nothing); `self_instruct` the
+    stage's settings (None: no split draws on it, no request); `llm` maps each
     stage to its LLM settings. With a `back_translation` stage in `llm`, back-translation
     has rows of its own (else it counts in the ranking rows). An `mt` stage is priced in
     GPU hours: its sentences (segments, counted on the English records) at the stage's
@@ -86,12 +88,12 @@ def estimate_costs(
     text = {name: Path(path).read_text(encoding="utf-8") for name, path in prompts.items()}
     rows = []
 
-    seeds = seed_records(seed_tasks)
+    seeds = seed_records(seed_tasks) if self_instruct else []
     examples = tokens(format_examples(seeds[:EXAMPLES_PER_PROMPT]))
     task_tokens = mean(tokens(json.dumps(s, ensure_ascii=False)) for s in seeds) if seeds else 0
     # Every request shows 3 seed tasks and asks for tasks_per_request new ones.
-    per_request = self_instruct["tasks_per_request"]
-    requests = math.ceil(self_instruct["max_attempts"] / per_request) if self_instruct["count"] else 0
+    per_request = self_instruct["tasks_per_request"] if self_instruct else 1
+    requests = math.ceil(self_instruct["max_attempts"] / per_request) if self_instruct and self_instruct["count"] else 0
     rows.append(
         _row(
             "self_instruct",
@@ -239,7 +241,14 @@ def config_estimate(config: dict, instructions=None) -> list[dict]:
 
     Without `instructions` (self-instruct runs before them) records count as empty.
     """
-    from okapi_pipeline.config import LLM_STAGES, llm_settings, ranking_responders, seed_tasks_path, split_sizes
+    from okapi_pipeline.config import (
+        LLM_STAGES,
+        llm_settings,
+        ranking_responders,
+        seed_tasks_path,
+        self_instruct_needed,
+        split_sizes,
+    )
 
     prompts = {
         "translation": config["translation"]["prompt"],
@@ -254,7 +263,7 @@ def config_estimate(config: dict, instructions=None) -> list[dict]:
         config["languages"],
         ranking_responders(config),
         split_sizes(config),
-        config["self_instruct"],
+        config["self_instruct"] if self_instruct_needed(config) else None,
         config["ranking"],
         {stage: llm_settings(config, stage) for stage in LLM_STAGES},
     )

@@ -11,6 +11,7 @@ import logging
 from okapi_pipeline.modeling import freeze_lower_blocks, load_causal_lm, load_tokenizer
 from okapi_pipeline.reward_model import read_pairs
 from okapi_pipeline.template import alpaca_prompt
+from okapi_pipeline.throughput import speed_arguments
 from okapi_pipeline.trainer import Stage, run_trainer, trainer_arguments, training_layout
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ def train_dpo(sft_dir, pairs_path, out_dir, settings: dict, checkpoint_dir, thre
         layout = training_layout("dpo", model, settings, precision)
         args = DPOConfig(
             **trainer_arguments(settings, checkpoint_dir, precision, evaluate=bool(held_out), layout=layout),
+            **speed_arguments("dpo", precision, settings, model),
             beta=settings["beta"],
         )
         trainer = DPOTrainer(

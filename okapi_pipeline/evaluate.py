@@ -28,15 +28,17 @@ def model_arguments(backend: str, model_dir, dtype: str, protocol: dict) -> str:
     """lm-eval's model_args for the `evaluation.backend`.
 
     vllm scores the same loglikelihoods from prompt logprobs, faster on a GPU; it
-    needs CUDA, so on CPU (or with float32) hf is the backend to use.
+    needs CUDA, so on CPU (or with float32) hf is the backend to use. Both take
+    `add_bos_token` (unset: the tokenizer's own habit).
     """
+    bos = "" if protocol["add_bos_token"] is None else f",add_bos_token={protocol['add_bos_token']}"
     if backend == "hf":
-        return f"pretrained={model_dir},dtype={dtype}"
+        return f"pretrained={model_dir},dtype={dtype}{bos}"
     if backend == "vllm":
         return (
             f"pretrained={model_dir},dtype={dtype},tensor_parallel_size=1,"
             f"gpu_memory_utilization={protocol['gpu_memory_utilization']},"
-            f"seed={protocol['seed']}"
+            f"seed={protocol['seed']}{bos}"
         )
     raise ValueError(f"evaluation.backend: unknown backend {backend!r} ({' or '.join(BACKENDS)})")
 

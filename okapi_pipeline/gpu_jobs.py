@@ -145,20 +145,26 @@ class Rate:
 
 
 def stage_rate(stage: str, parameters: float, gpu: str, measurements) -> Rate | None:
-    """The rate of `stage` for a model of `parameters` on one `gpu`, from the nearest
-    measured size (the largest rows first on a tie), or None without a measurement."""
+    """The rate of `stage` for a model of `parameters` on one `gpu`, from the rows of the
+    nearest size (sizes within 10% alike), of the same GPU class first, the newest first;
+    rows that tie on all three (llama-1b and bloom-1b1, say) are averaged. None without a row."""
     name, unit = MEASURED_AS[stage]
     rows = measurements[(measurements["stage"] == name) & measurements[unit].notna()]
     if rows.empty:
         return None
-    distance = (rows["parameters"] / parameters).map(lambda ratio: abs(math.log(ratio)))
-    row = rows.loc[distance.sort_values(kind="stable").index[0]]
-    per_gpu = row[unit] / row["gpus"] * row["parameters"] / parameters
-    target, measured = peak_tflops(gpu), peak_tflops(row["gpu"])
+    rows = rows.assign(
+        distance=(rows["parameters"] / parameters).map(lambda ratio: round(abs(math.log(ratio)), 1)),
+        other_class=rows["gpu"].map(lambda device: gpu_class(device) != gpu_class(gpu)),
+    ).sort_values(["distance", "other_class", "date"], ascending=[True, True, False], kind="stable")
+    key = ["distance", "other_class", "date"]
+    best = rows[(rows[key] == rows.iloc[0][key]).all(axis=1)]
+    per_gpu = (best[unit] / best["gpus"] * best["parameters"] / parameters).mean()
+    first = best.iloc[0]
+    target, measured = peak_tflops(gpu), peak_tflops(first["gpu"])
     if target and measured:
         per_gpu *= target / measured
-    same = abs(math.log(row["parameters"] / parameters)) < 0.1 and gpu_class(gpu) == gpu_class(row["gpu"])
-    where = f"{row['model']} {row['stage']} on {row['gpu']} ({row['date']})"
+    same = first["distance"] == 0 and gpu_class(gpu) == gpu_class(first["gpu"])
+    where = f"{', '.join(best['model'])} {first['stage']} on {first['gpu']} ({first['date']})"
     return Rate(per_gpu, f"measured: {where}" if same else f"extrapolated from {where}")
 
 
@@ -230,3 +236,52 @@ def gpu_job(
     minutes, basis = runtime(stage, parameters, work, gpus, site, measurements)
     memory_mb = BASE_MEMORY_MB + HOST_BYTES_PER_PARAMETER[stage] * parameters / 1e6
     return {"gpu": gpus, "mem_mb": 1000 * math.ceil(memory_mb / 1000), "runtime": minutes, "basis": basis}
+
+
+# ---- rows from a gpu_check report ----------------------------------------------------------
+
+# gpu_check's stages whose rates the table keeps.
+RECORDED_STAGES = ("sft", "reward_model", "dpo", "ppo", "generate", "evaluate_hf", "evaluate_vllm", "sft_multi_gpu")
+
+
+def measurement_rows(report: dict) -> list[dict]:
+    """The table's rows for a tools/gpu_check.py report: one per stage that ran on a GPU and
+    measured a rate (a CPU run measures nothing the runtimes could use)."""
+    device = report["device"]
+    if not device.get("gpus"):
+        return []
+    parameters = {s["model"]: s.get("parameters") for s in report["stages"] if s["stage"] == "build"}
+    rows = []
+    for stage in report["stages"]:
+        rate = stage.get("items_per_s") if stage["stage"].startswith("evaluate") else stage.get("tokens_per_s")
+        if stage["stage"] not in RECORDED_STAGES or stage["status"] != "ok" or not rate:
+            continue
+        dtype = stage.get("compute_dtype") or ""
+        rows.append(
+            {
+                "date": report["started"][:10],
+                "gpu": device["names"][0],
+                "gpu_memory_gb": device["memory_gb"][0],
+                "gpus": stage.get("processes", 1),
+                "model": stage["model"],
+                "parameters": parameters.get(stage["model"]) or stage.get("parameters"),
+                "stage": stage["stage"],
+                "tokens_per_s": None if stage["stage"].startswith("evaluate") else round(rate, 1),
+                "items_per_s": round(rate, 2) if stage["stage"].startswith("evaluate") else None,
+                "step_time_s": round(stage["step_time_s"], 3) if stage.get("step_time_s") else None,
+                "peak_gb": round(stage["peak_memory_gb"], 1) if stage.get("peak_memory_gb") else None,
+                "mfu": round(stage["mfu"], 3) if stage.get("mfu") else None,
+                "precision": "bf16" if "bfloat16" in dtype else ("fp32" if "float32" in dtype else dtype),
+                "note": stage.get("note", ""),
+            }
+        )
+    return rows
+
+
+def append_measurements(path, rows: list[dict]) -> int:
+    """Append rows to the table (its comment header kept); return how many."""
+    import pandas as pd
+
+    if rows:
+        pd.DataFrame(rows, columns=COLUMNS).to_csv(path, mode="a", header=False, index=False)
+    return len(rows)

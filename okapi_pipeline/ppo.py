@@ -11,6 +11,7 @@ resumable checkpoint nor resume; `ppo_checkpoints.ResumablePPOTrainer` adds both
 
 import logging
 import math
+from contextlib import contextmanager
 
 import torch
 from transformers import TrainerCallback
@@ -24,6 +25,7 @@ from okapi_pipeline.modeling import (
 )
 from okapi_pipeline.ppo_checkpoints import ResumablePPOTrainer
 from okapi_pipeline.template import alpaca_prompt
+from okapi_pipeline.throughput import speed_arguments
 from okapi_pipeline.trainer import Stage, run_trainer, world_size
 
 log = logging.getLogger(__name__)
@@ -60,9 +62,10 @@ def ppo_schedule(settings: dict, prompts: int, devices: int = 1) -> dict:
 
     A round generates `rollout_batch_size` responses (over all processes) with the
     current policy, then makes `num_ppo_epochs` passes over them in minibatches of
-    `mini_batch_size`, one optimizer step each. The original (trlx, 7 processes): 128
-    rollouts and batches of 2 per process, 4 PPO epochs, 5 rounds, so 896 rollouts
-    per round, minibatches of 14 and 5 x 4 x 64 = 1,280 steps on 4,480 prompts.
+    `mini_batch_size`, one optimizer step each. The original (trlx under DeepSpeed, 7
+    processes): 128 rollouts per process, 4 PPO epochs, 5 rounds, and an optimizer step
+    after every micro-step of one rollout per process, so 896 rollouts per round,
+    minibatches of 7 and 5 x 4 x 128 = 2,560 steps on 4,480 prompts.
     `rounds: null` makes one pass over all prompts.
     """
     rollouts, mini = settings["rollout_batch_size"], settings["mini_batch_size"]
@@ -71,7 +74,7 @@ def ppo_schedule(settings: dict, prompts: int, devices: int = 1) -> dict:
     if rollouts % devices or mini % devices:
         raise ValueError(
             f"ppo.rollout_batch_size {rollouts} and ppo.mini_batch_size {mini} must divide by the "
-            f"{devices} processes (the paper's 896 and 14: 1, 2, 7 or 14 GPUs)"
+            f"{devices} processes (the paper's 896 and 7: 1 or 7 GPUs)"
         )
     rounds = settings["rounds"] or math.ceil(prompts / rollouts)
     return {
@@ -148,6 +151,89 @@ class ClippedScore(torch.nn.Module):
         return self.head(hidden).clamp(-self.bound, self.bound)
 
 
+# ---- the scope of the advantage whitening --------------------------------------------------
+
+
+def whiten_in_groups(values: torch.Tensor, mask: torch.Tensor, group_size: int, all_reduce=None) -> torch.Tensor:
+    """Advantages (rollouts x tokens) whitened in groups of `group_size` consecutive rollouts:
+    each group's tokens that `mask` marks get mean 0 and variance 1 (trlx's `whiten`:
+    (x - mean) / sqrt(var + 1e-8), the variance over all the group's tokens).
+
+    `all_reduce` sums a tensor over the processes in place (None: one process), so that
+    group g is made of the g-th group of every process, as a trlx minibatch was.
+    """
+    rollouts = values.shape[0]
+    if rollouts % group_size:
+        raise ValueError(f"{rollouts} rollouts do not divide into groups of {group_size}")
+    shape = (rollouts // group_size, group_size * values.shape[1])
+    grouped, weights = values.reshape(shape), mask.reshape(shape).to(values.dtype)
+    totals = torch.stack([(grouped * weights).sum(1), weights.sum(1)])
+    if all_reduce is not None:
+        all_reduce(totals)
+    mean = (totals[0] / totals[1]).unsqueeze(1)
+    squares = (((grouped - mean) ** 2) * weights).sum(1)
+    if all_reduce is not None:
+        all_reduce(squares)
+    variance = (squares / totals[1]).unsqueeze(1)
+    return ((grouped - mean) * torch.rsqrt(variance + 1e-8)).reshape(values.shape)
+
+
+def _sum_over_processes():
+    """In-place sum over the processes of `accelerate launch` (None when there is one)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        return dist.all_reduce
+    return None
+
+
+@contextmanager
+def advantages_whitened_in_groups(group_size: int):
+    """Within the block, trl's PPO whitens each round's advantages in groups of
+    `group_size` rollouts per process (see `whiten_in_groups`), not over the whole round.
+
+    trl computes a round's advantages, whitens them with `masked_whiten(advantages, mask)`
+    and then cuts minibatches; that one call is redirected here (its reward whitening,
+    `shift_mean=False`, is left as it is). Yields a counter of the redirected calls.
+    """
+    from trl.experimental.ppo import ppo_trainer
+
+    original = ppo_trainer.masked_whiten
+    calls = {"advantages": 0}
+
+    def whiten(values, mask, shift_mean=True):
+        if not shift_mean:
+            return original(values, mask, shift_mean)
+        calls["advantages"] += 1
+        return whiten_in_groups(values, mask, group_size, _sum_over_processes())
+
+    ppo_trainer.masked_whiten = whiten
+    try:
+        yield calls
+    finally:
+        ppo_trainer.masked_whiten = original
+
+
+class ScopedWhiteningPPOTrainer(ResumablePPOTrainer):
+    """The resumable PPO trainer with the scope of its advantage whitening from config:
+    `round` (trl: every rollout of the round on a process) or `minibatch` (trlx: each
+    minibatch's rollouts across processes, here groups of that size)."""
+
+    def __init__(self, *args, advantage_whitening: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.advantage_whitening = advantage_whitening
+
+    def train(self, resume_from_checkpoint: str | None = None):
+        if self.advantage_whitening == "round":
+            return super().train(resume_from_checkpoint)
+        with advantages_whitened_in_groups(self.args.local_mini_batch_size) as calls:
+            result = super().train(resume_from_checkpoint)
+        if self.state.global_step and not calls["advantages"]:
+            # A trl that whitens some other way would silently whiten over the round.
+            raise RuntimeError("trl's PPO did not whiten its advantages through masked_whiten: minibatch scope not applied")
+        return result
+
+
 # ---- training ----------------------------------------------------------------------------
 
 
@@ -174,7 +260,8 @@ def train_ppo(
             trainable,
             settings["trainable_top_blocks"],
         )
-        trainer = ResumablePPOTrainer(
+        trainer = ScopedWhiteningPPOTrainer(
+            advantage_whitening=settings["advantage_whitening"],
             args=ppo_config(settings, schedule, checkpoint_dir, precision),
             processing_class=tokenizer,
             model=policy,
@@ -283,6 +370,7 @@ def ppo_config(settings: dict, schedule: dict, checkpoint_dir, precision):
         disable_tqdm=True,
         gradient_checkpointing=False,
         **precision.trainer_arguments(),
+        **speed_arguments("ppo", precision, settings),
     )
 
 

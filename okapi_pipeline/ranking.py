@@ -1,4 +1,4 @@
-"""Ranked responses: K samples from the SFT model, back-translated, ranked in English, paired.
+"""Ranked responses: the SFT model's K samples (generation.py) back-translated, ranked in English, paired.
 
 As in Okapi, ranking happens in English: the instruction and the responses are
 translated back and the judge ranks them. The `openai` judge is asked for a ranking;
@@ -8,7 +8,7 @@ the local `hf` judge ranks by the log-probability of each response.
 import logging
 from itertools import combinations
 
-from okapi_pipeline.jsonl import iter_jsonl, read_jsonl, write_jsonl
+from okapi_pipeline.jsonl import iter_jsonl, write_jsonl
 from okapi_pipeline.languages import language_name
 from okapi_pipeline.llm.checks import strict_checks, translation_check
 from okapi_pipeline.llm.client import LLMClient
@@ -18,49 +18,6 @@ from okapi_pipeline.llm.requests import JsonRequest, Rejected
 from okapi_pipeline.template import alpaca_prompt
 
 log = logging.getLogger(__name__)
-
-
-def generate_responses(model_dir, prompts_path, out_path, settings: dict, threads: int = 1, batch_size: int = 8) -> int:
-    """K sampled responses per prompt, with the Alpaca template around the translated fields."""
-    import torch
-
-    from okapi_pipeline.modeling import load_for_generation
-
-    torch.manual_seed(settings["seed"])
-    tokenizer, model, precision = load_for_generation(model_dir, threads)
-    device = precision.device
-    k = settings["responses_per_prompt"]
-    records = read_jsonl(prompts_path)
-    out = []
-    for start in range(0, len(records), batch_size):
-        batch = records[start : start + batch_size]
-        prompts = [alpaca_prompt(record["instruction"], record["input"]) for record in batch]
-        encoded = tokenizer(prompts, return_tensors="pt", padding=True).to(device)
-        with torch.no_grad():
-            output = model.generate(
-                **encoded,
-                do_sample=True,
-                num_return_sequences=k,
-                temperature=settings["temperature"],
-                top_p=settings["top_p"],
-                top_k=settings["top_k"],
-                max_new_tokens=settings["max_new_tokens"],
-                # An empty response gives no pair to learn from.
-                min_new_tokens=1,
-                pad_token_id=tokenizer.pad_token_id,
-            )
-        texts = tokenizer.batch_decode(output[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
-        for index, record in enumerate(batch):
-            out.append(
-                {
-                    "id": record["id"],
-                    "instruction": record["instruction"],
-                    "input": record["input"],
-                    "responses": [text.strip() for text in texts[index * k : (index + 1) * k]],
-                }
-            )
-    log.info("%d prompts x %d responses", len(out), k)
-    return write_jsonl(out_path, out)
 
 
 def valid_ranking(request: JsonRequest, answer: dict) -> str | None:

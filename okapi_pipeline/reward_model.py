@@ -13,6 +13,7 @@ from okapi_pipeline.jsonl import read_jsonl
 from okapi_pipeline.modeling import freeze_lower_blocks, load_scorer, load_tokenizer
 from okapi_pipeline.sft import held_out_split
 from okapi_pipeline.template import alpaca_prompt
+from okapi_pipeline.throughput import speed_arguments
 from okapi_pipeline.trainer import Stage, run_trainer, trainer_arguments, training_layout
 
 log = logging.getLogger(__name__)
@@ -93,7 +94,10 @@ def train_reward_model(sft_dir, pairs_path, out_dir, settings: dict, checkpoint_
         log.info("%d trainable parameters (blocks below the top %d frozen)", trainable, top)
         held_out_examples = [tokenize_pair(p, tokenizer, settings["max_length"]) for p in held_out]
         layout = training_layout("reward_model", model, settings, precision)
-        args = RewardConfig(**trainer_arguments(settings, checkpoint_dir, precision, evaluate=False, layout=layout))
+        args = RewardConfig(
+            **trainer_arguments(settings, checkpoint_dir, precision, evaluate=False, layout=layout),
+            **speed_arguments("reward_model", precision, settings, model),
+        )
         trainer = RewardTrainer(
             model=model,
             args=args,

@@ -11,6 +11,7 @@ import random
 from okapi_pipeline.jsonl import read_jsonl
 from okapi_pipeline.modeling import load_causal_lm, load_tokenizer
 from okapi_pipeline.template import alpaca_prompt
+from okapi_pipeline.throughput import padding_free_batches, speed_arguments
 from okapi_pipeline.trainer import Stage, run_trainer, trainer_arguments, training_layout
 
 log = logging.getLogger(__name__)
@@ -31,6 +32,37 @@ def held_out_split(records: list, fraction: float, seed: int) -> tuple[list, lis
 
 def prompt_completion(record: dict) -> dict:
     return {"prompt": alpaca_prompt(record["instruction"], record.get("input", "")), "completion": record["output"]}
+
+
+def sft_examples(records: list[dict], tokenizer, max_length: int, completion_only_loss: bool) -> list[dict]:
+    """The records tokenized as trl's SFTTrainer tokenizes a prompt-completion pair (the
+    completion ends with the eos; a mask marks the completion's tokens) and cut to
+    `max_length` from the end, as trl cuts; an example left with no token to learn from
+    is dropped, as trl drops it.
+
+    Tokenized here, not by trl, because trl cuts no example of a padding-free batch; one
+    tokenization serves padded and padding-free batches alike.
+    """
+    examples = []
+    for record in records:
+        pair = prompt_completion(record)
+        completion = pair["completion"]
+        if not completion.endswith(tokenizer.eos_token):
+            completion += tokenizer.eos_token
+        prompt_ids = tokenizer(pair["prompt"])["input_ids"]
+        ids = tokenizer(pair["prompt"] + completion)["input_ids"]
+        mask = [0] * len(prompt_ids) + [1] * (len(ids) - len(prompt_ids))
+        example = {"input_ids": ids[:max_length], "completion_mask": mask[:max_length]}
+        if any(example["completion_mask"]) or not completion_only_loss:
+            examples.append(example)
+    if len(examples) < len(records):
+        log.info(
+            "%d of %d records left with no completion token within %d tokens: dropped",
+            len(records) - len(examples),
+            len(records),
+            max_length,
+        )
+    return examples
 
 
 def tokens_per_second(log_history: list[dict]) -> float | None:
@@ -56,10 +88,19 @@ def train_sft(base_dir, data_path, out_dir, settings: dict, checkpoint_dir, thre
 
             peft_config = LoraConfig(task_type="CAUSAL_LM", **LORA)
         beta1, beta2 = settings["adam_betas"]
+
+        def examples(records):
+            return sft_examples(records, tokenizer, settings["max_length"], settings["completion_only_loss"])
+
         model = load_causal_lm(base_dir, tokenizer, precision.train_dtype)
         layout = training_layout("sft", model, settings, precision)
+        arguments = trainer_arguments(settings, checkpoint_dir, precision, evaluate=bool(held_out), layout=layout)
+        # The examples come cut to max_length (sft_examples): trl cuts none in a padding-free batch.
+        arguments["max_length"] = None
         args = SFTConfig(
-            **trainer_arguments(settings, checkpoint_dir, precision, evaluate=bool(held_out), layout=layout),
+            **arguments,
+            **speed_arguments("sft", precision, settings, model),
+            padding_free=padding_free_batches(model),
             adam_beta1=beta1,
             adam_beta2=beta2,
             completion_only_loss=settings["completion_only_loss"],
@@ -67,8 +108,8 @@ def train_sft(base_dir, data_path, out_dir, settings: dict, checkpoint_dir, thre
         trainer = SFTTrainer(
             model=model,
             args=args,
-            train_dataset=Dataset.from_list([prompt_completion(r) for r in train]),
-            eval_dataset=Dataset.from_list([prompt_completion(r) for r in held_out]) if held_out else None,
+            train_dataset=Dataset.from_list(examples(train)),
+            eval_dataset=Dataset.from_list(examples(held_out)) if held_out else None,
             processing_class=tokenizer,
             peft_config=peft_config,
         )

@@ -62,12 +62,11 @@ rule self_instruct:
 
 
 rule split_instructions:
-    """The sft / rm / ppo sets, each from its configured sources, cut into shards."""
+    """The sft / rm / ppo sets made here, each from its configured sources, cut into shards."""
     input:
-        alpaca="results/data/en/instructions.jsonl",
-        self_instruct="results/data/en/self_instruct.jsonl",
+        unpack(split_sources),
     output:
-        splits=expand("results/data/en/{split}.jsonl", split=SPLITS),
+        splits=expand("results/data/en/{split}.jsonl", split=TRANSLATED_SPLITS),
         shards=all_english_shards(),
     log:
         "logs/instructions/split.log",

@@ -27,6 +27,9 @@ rule joint_pairs:
         "results/rankings/{model}/joint/pairs.jsonl",
     log:
         "logs/joint/pairs/{model}.log",
+    wildcard_constraints:
+        # A responding model, or the released pairs.
+        model=alternation([*config["base_models"], RELEASE_PAIRS]),
     localrule: True
     conda:
         "../envs/data.yaml"

@@ -19,6 +19,9 @@ rule generate_responses:
         **gpu_resources("generate_responses"),
     params:
         settings=config["ranking"],
+        # Answers so far, outside the output (which Snakemake deletes before a rerun): a
+        # killed job resumes where it stopped.
+        progress="results/checkpoints/{model}/{lang}/responses.progress.jsonl",
     script:
         "../scripts/generate_responses.py"
 
@@ -93,10 +96,10 @@ rule preference_pairs:
 
 
 rule rankings:
-    """Target: preference pairs for every (responding model, language)."""
+    """Target: preference pairs for every (responding model, language), or the released ones."""
     input:
         expand(
             "results/rankings/{model}/{lang}/pairs.jsonl",
-            model=ranking_responders(config),
+            model=ranking_responders(config) or [RELEASE_PAIRS],
             lang=LANGUAGES,
         ),

@@ -13,6 +13,8 @@ rule translate_shard:
         "logs/translate/{lang}/{split}/{shard}.log",
     benchmark:
         "logs/timing/translate/{lang}/{split}/{shard}.tsv"
+    wildcard_constraints:
+        split=alternation(TRANSLATED_SPLITS),
     group:
         shard_group("translation", "translate")
     localrule: llm_is_remote("translation")
@@ -35,6 +37,8 @@ rule gather_translations:
         "results/data/{lang}/{split}.jsonl",
     log:
         "logs/translate/{lang}/{split}.gather.log",
+    wildcard_constraints:
+        split=alternation(TRANSLATED_SPLITS),
     localrule: True
     conda:
         "../envs/data.yaml"
@@ -45,8 +49,8 @@ rule gather_translations:
 rule translation_qa:
     """Per-language QA of the translated data: counts, rejects, untranslated outputs."""
     input:
-        english=expand("results/data/en/{split}.jsonl", split=SPLITS),
-        translated=expand("results/data/{{lang}}/{split}.jsonl", split=SPLITS),
+        english=expand("results/data/en/{split}.jsonl", split=TRANSLATED_SPLITS),
+        translated=expand("results/data/{{lang}}/{split}.jsonl", split=TRANSLATED_SPLITS),
         reports=translation_reports,
     output:
         report(
@@ -64,7 +68,10 @@ rule translation_qa:
 
 
 rule translations:
-    """Target: every split translated into every language, with its QA report."""
+    """Target: every split made here translated into every language, with its QA report
+    (none when every split is the released data)."""
     input:
-        expand("results/data/{lang}/{split}.jsonl", lang=LANGUAGES, split=SPLITS),
-        expand("results/qa/{lang}.json", lang=LANGUAGES),
+        expand(
+            "results/data/{lang}/{split}.jsonl", lang=LANGUAGES, split=TRANSLATED_SPLITS
+        ),
+        expand("results/qa/{lang}.json", lang=LANGUAGES if TRANSLATED_SPLITS else []),

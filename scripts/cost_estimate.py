@@ -6,8 +6,8 @@ from okapi_pipeline.cost import estimate_costs
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 estimate_costs(
-    instructions=snakemake.input.instructions,
-    seed_tasks=snakemake.input.seed_tasks,
+    instructions=snakemake.input.instructions or None,
+    seed_tasks=snakemake.input.seed_tasks or None,
     prompts={
         "translation": snakemake.input.translation_prompt,
         "self_instruct": snakemake.input.self_instruct_prompt,

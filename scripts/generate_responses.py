@@ -1,7 +1,7 @@
 import logging
 import sys
 
-from okapi_pipeline.ranking import generate_responses
+from okapi_pipeline.generation import generate_responses
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
@@ -10,5 +10,6 @@ generate_responses(
     prompts_path=snakemake.input.prompts,
     out_path=snakemake.output[0],
     settings=snakemake.params.settings,
+    progress_path=snakemake.params.progress,
     threads=snakemake.threads,
 )

@@ -10,10 +10,11 @@ from pathlib import Path
 import pytest
 
 from okapi_pipeline.config import llm_defaults
+from okapi_pipeline.generation import generate_responses
 from okapi_pipeline.instructions import load_instructions
 from okapi_pipeline.jsonl import read_jsonl, write_jsonl
 from okapi_pipeline.llm import JsonRequest
-from okapi_pipeline.ranking import generate_responses, preference_pairs, rank_shard, valid_ranking
+from okapi_pipeline.ranking import preference_pairs, rank_shard, valid_ranking
 from okapi_pipeline.self_instruct import RougeFilter, fetch_seed_tasks, seed_records, self_instruct, shape_reason
 from okapi_pipeline.split import scaled_sizes, source_groups, split_instructions
 from okapi_pipeline.translate import gather, translate_shard, translation_qa
@@ -470,6 +471,7 @@ def test_generate_and_rank_with_the_local_model(tiny_llama_dir, tmp_path):
         ],
     )
     settings = {
+        "engine": "hf",
         "responses_per_prompt": 3,
         "max_new_tokens": 6,
         "temperature": 1.0,
@@ -477,10 +479,11 @@ def test_generate_and_rank_with_the_local_model(tiny_llama_dir, tmp_path):
         "top_k": 40,
         "seed": 0,
     }
-    generate_responses(tiny_llama_dir, tmp_path / "rm.jsonl", tmp_path / "responses.jsonl", settings, threads=1)
+    progress = tmp_path / "progress.jsonl"
+    generate_responses(tiny_llama_dir, tmp_path / "rm.jsonl", tmp_path / "responses.jsonl", settings, progress)
     generated = read_jsonl(tmp_path / "responses.jsonl")
     assert [len(r["responses"]) for r in generated] == [3, 3]
-    generate_responses(tiny_llama_dir, tmp_path / "rm.jsonl", tmp_path / "again.jsonl", settings, threads=1)
+    generate_responses(tiny_llama_dir, tmp_path / "rm.jsonl", tmp_path / "again.jsonl", settings, progress)
     assert read_jsonl(tmp_path / "again.jsonl") == generated  # seeded
     llm = {
         **llm_defaults(),

@@ -16,6 +16,7 @@ PROTOCOL = {
     "batch_size": 8,
     "seed": 1234,
     "limit": None,
+    "add_bos_token": None,
     "arc": {"split": "test", "fewshot_split": "train", "num_fewshot": SHOTS, "metric": "acc_norm"},
     "hellaswag": {"split": "validation", "fewshot_split": None, "num_fewshot": 0, "metric": "acc_norm"},
     # mlmm-evaluation's shots come from the dev file (its loader's "validation" split).
@@ -174,6 +175,48 @@ def test_model_arguments_for_hf_and_vllm():
     }
     with pytest.raises(ValueError, match="unknown backend 'onnx'"):
         model_arguments("onnx", "/m/sft", "float32", PROTOCOL)
+    no_bos = {**PROTOCOL, "add_bos_token": False}
+    assert model_arguments("hf", "/m/sft", "float32", no_bos) == "pretrained=/m/sft,dtype=float32,add_bos_token=False"
+    vllm_no_bos = model_arguments("vllm", "/m/sft", "float32", {**no_bos, "gpu_memory_utilization": 0.8})
+    assert vllm_no_bos.endswith(",add_bos_token=False")
+
+
+def lm_eval_model(model_dir, add_bos_token):
+    """lm-eval's hf model as evaluate_model creates it, from the same model_args."""
+    from lm_eval.api.registry import get_model
+
+    from okapi_pipeline.evaluate import model_arguments
+
+    arguments = model_arguments("hf", model_dir, "float32", {**PROTOCOL, "add_bos_token": add_bos_token})
+    return get_model("hf").create_from_arg_string(arguments, {"device": "cpu", "batch_size": 1})
+
+
+PROMPT = "Question: What is the capital of France?\nAnswer:"
+
+
+def test_the_paper_protocol_puts_no_bos_before_a_llama_prompt(tiny_llama_dir):
+    """mlmm-evaluation encoded prompts without special tokens; lm-eval adds LLaMA's <s> unless told."""
+    default, paper = lm_eval_model(tiny_llama_dir, None), lm_eval_model(tiny_llama_dir, False)
+    bos = paper.tokenizer.bos_token_id
+    assert default.tok_encode(PROMPT)[0] == bos  # the tiny Llama's tokenizer adds <s>, as LLaMA's does
+    assert paper.tok_encode(PROMPT)[0] != bos
+    assert paper.tok_encode(PROMPT) == default.tok_encode(PROMPT)[1:]
+    # The batched encoding (generation) too.
+    assert paper.tok_batch_encode([PROMPT])[0][0, 0].item() != bos
+
+
+def test_without_bos_a_bloom_prompt_is_encoded_as_before(tiny_bloom_dir, tmp_path):
+    """BLOOM's tokenizer adds no BOS: the paper protocol changes nothing for it."""
+    import shutil
+
+    bloom = tmp_path / "bloom"
+    shutil.copytree(tiny_bloom_dir, bloom)
+    tokenizer = json.loads((bloom / "tokenizer.json").read_text())
+    tokenizer["post_processor"] = None  # as bigscience/bloom-7b1's: no BOS added
+    (bloom / "tokenizer.json").write_text(json.dumps(tokenizer))
+    default, paper = lm_eval_model(bloom, None), lm_eval_model(bloom, False)
+    assert paper.tok_encode(PROMPT) == default.tok_encode(PROMPT)
+    assert default.tok_encode(PROMPT)[0] != default.tokenizer.bos_token_id
 
 
 def test_vllm_chosen_but_not_installed_fails_in_one_line(tmp_path, monkeypatch):

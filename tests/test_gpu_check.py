@@ -114,8 +114,33 @@ def test_the_bf16_peak_is_found_by_device_name():
     assert tool.peak_tflops("NVIDIA GeForce RTX 4090") == 165
     assert tool.peak_tflops("Tesla V100-SXM2-16GB") is None and tool.peak_tflops(None) is None
     # 6 x 1e9 parameters x 10,000 tokens/s = 60 TFLOPS of 989.
-    assert tool.model_flops_utilisation(10**9, 10_000, "NVIDIA H100 80GB HBM3", 1) == pytest.approx(60 / 989)
-    assert tool.model_flops_utilisation(10**9, 10_000, "NVIDIA H100 80GB HBM3", 2) == pytest.approx(30 / 989)
+    assert tool.model_flops_utilisation(6 * 10**9, 10_000, "NVIDIA H100 80GB HBM3", 1) == pytest.approx(60 / 989)
+    assert tool.model_flops_utilisation(6 * 10**9, 10_000, "NVIDIA H100 80GB HBM3", 2) == pytest.approx(30 / 989)
+    assert tool.model_flops_utilisation(6 * 10**9, 10_000, "Tesla V100-SXM2-16GB", 1) is None
+
+
+def test_training_flops_count_what_trains_and_the_reference_forward():
+    tool = gpu_check()
+    billion = 10**9
+    assert tool.training_flops_per_token("sft", 7 * billion, 7 * billion) == 6 * 7 * billion
+    # Top blocks and embeddings train: the backward still runs through the whole model,
+    # weight gradients only for a third of it.
+    assert tool.training_flops_per_token("reward_model", 6 * billion, 2 * billion) == (24 + 4) * billion
+    # DPO: the policy's forward and backward, and the reference model's forward.
+    assert tool.training_flops_per_token("dpo", 6 * billion, 6 * billion) == 8 * 6 * billion
+
+
+def test_utilisation_is_reported_for_sft_the_reward_model_and_dpo():
+    tool = gpu_check()
+    result = {"status": "ok", "parameters": 10**9, "trainable_parameters": 10**9 // 2, "tokens_per_s": 10_000}
+    stages = [{"model": "m", "stage": name, **result} for name in ("sft", "reward_model", "dpo", "ppo")]
+    stages.append({"model": "m", "stage": "sft", "status": "failed"})
+    tool.add_utilisation(stages, {"names": ["NVIDIA H200"]})
+    mfu = {stage["stage"]: stage.get("mfu") for stage in stages[:4]}
+    assert mfu["sft"] == pytest.approx(5 * 10**9 * 10_000 / 989e12)  # 4 N + 2 T
+    assert mfu["reward_model"] == mfu["sft"]
+    assert mfu["dpo"] == pytest.approx(7 * 10**9 * 10_000 / 989e12)  # and the reference forward
+    assert mfu["ppo"] is None and "mfu" not in stages[4]
 
 
 def test_paper_sizes_keep_the_paper_shapes_and_cut_only_the_steps():

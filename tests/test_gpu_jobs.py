@@ -9,7 +9,9 @@ from okapi_pipeline.config import ConfigError, load_schema, validate_config
 from okapi_pipeline.gpu_jobs import (
     MARGIN,
     SCALING_EFFICIENCY,
+    append_measurements,
     gpu_job,
+    measurement_rows,
     read_measurements,
     runtime,
     stage_rate,
@@ -99,3 +101,33 @@ def test_an_unknown_gpu_class_is_a_one_line_config_error():
     with pytest.raises(ConfigError, match=r"^config: 'site.gpu': 'Voodoo5' is not a GPU class the runtimes know \("):
         validate_config(config, load_schema())
 
+
+
+def gpu_report(gpus: int) -> dict:
+    """A tools/gpu_check.py report of the shape it writes: setup facts, a build, stages."""
+    return {
+        "started": "2027-01-05T10:00:00",
+        "device": {"gpus": gpus, "names": ["NVIDIA H100 80GB HBM3"] * gpus, "memory_gb": [79.6] * gpus},
+        "stages": [
+            {"model": "-", "stage": "setup", "status": "ok"},
+            {"model": "llama-7b", "stage": "build", "status": "ok", "parameters": 6738415616},
+            {"model": "llama-7b", "stage": "sft", "status": "ok", "parameters": 6738415616, "tokens_per_s": 9000.0,
+             "step_time_s": 0.9, "peak_memory_gb": 70.2, "mfu": 0.41, "compute_dtype": "bfloat16", "note": ""},
+            {"model": "llama-7b", "stage": "ppo", "status": "failed", "tokens_per_s": 1.0},
+            {"model": "llama-7b", "stage": "evaluate_hf", "status": "ok", "items_per_s": 12.5,
+             "compute_dtype": "bfloat16"},
+        ],
+    }  # fmt: skip
+
+
+def test_a_gpu_checks_rates_join_the_table_and_become_the_runtimes_basis(tmp_path):
+    table = tmp_path / "gpu_measurements.csv"
+    table.write_text((REPO / "reference" / "gpu_measurements.csv").read_text())
+    assert append_measurements(table, measurement_rows(gpu_report(gpus=0))) == 0  # a CPU run measures nothing
+    assert append_measurements(table, measurement_rows(gpu_report(gpus=1))) == 2  # the failed PPO is left out
+    rows = read_measurements(table).tail(2)
+    assert list(rows["stage"]) == ["sft", "evaluate_hf"] and list(rows["gpu"]) == ["NVIDIA H100 80GB HBM3"] * 2
+    assert rows.iloc[0]["tokens_per_s"] == 9000 and rows.iloc[1]["items_per_s"] == 12.5
+    # An H100 site now finds its own measurement for a 7B model.
+    rate = stage_rate("sft", 6.74e9, "H100", read_measurements(table))
+    assert rate.basis == "measured: llama-7b sft on NVIDIA H100 80GB HBM3 (2027-01-05)"

@@ -111,6 +111,7 @@ def one_sft_step(base, data, out, micro_batch) -> tuple[float, dict]:
         "completion_only_loss": False,
         "seed": 0,
         "save_steps": 500,
+        "kernels": "auto",
     }
     recorder = _Gradients()
     DEFAULT_CALLBACKS.append(recorder)

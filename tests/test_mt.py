@@ -446,7 +446,7 @@ def test_local_translation_plans_nllb_on_gpu_nodes_and_the_judge_on_the_login_no
     spec = importlib.util.spec_from_file_location("plan_cluster", REPO / "tools/plan_cluster.py")
     plan_cluster = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(plan_cluster)
-    rules = plan_cluster.workflow_rules(["configs/paper.yaml", "configs/local-translation.yaml"])
+    rules, _ = plan_cluster.workflow_rules(["configs/paper.yaml", "configs/local-translation.yaml"])
     # NLLB on GPU nodes; the API judge on the login node.
     assert not rules["translate_shard"]["localrule"] and not rules["back_translate_shard"]["localrule"]
     assert rules["rank_shard"]["localrule"]

@@ -7,14 +7,15 @@ through `slurm/` to the end; every sbatch call is logged with what SLURM recorde
 
 import ast
 import importlib.util
-import math
 import os
 import shutil
 
 import pytest
 
+from okapi_pipeline.config import load_schema, validate_config
+from okapi_pipeline.gpu_jobs import GPU_RULES, gpu_job, read_measurements
 from tests.slurm import cluster as slurm
-from tests.workflow import REPO, copy_workflow
+from tests.workflow import REPO, copy_workflow, merged_config
 
 
 @pytest.fixture(scope="session")
@@ -196,10 +197,15 @@ def load_plan_cluster():
     return module
 
 
-# Hours on one GPU for a 7B model (rules/common.smk GPU_STAGES): the paper's runtimes.
-PAPER_HOURS = {"train_sft": 12, "train_reward_model": 24, "train_ppo": 4, "generate_responses": 8, "evaluate": 4}
 # configs/paper.yaml: bloom-7b1 and llama-7b.
 PAPER_PARAMETERS = {"bloom-7b1": 7.07e9, "llama-7b": 6.74e9}
+
+
+def planned_gpu_jobs(configfiles: list[str], stage: str, **job) -> dict:
+    """What okapi_pipeline.gpu_jobs says a job of `stage` asks for, per paper model."""
+    config = validate_config(merged_config(*configfiles), load_schema())
+    measurements = read_measurements(REPO / "reference" / "gpu_measurements.csv")
+    return {model: gpu_job(stage, p, config, measurements, **job) for model, p in PAPER_PARAMETERS.items()}
 
 
 @pytest.mark.slow
@@ -220,15 +226,21 @@ def test_the_paper_plan_counts_jobs_and_gpu_hours_without_a_cluster(tmp_path, mo
         assert plans[rule].local and plans[rule].gpu_hours == 0
     assert plans["translate_shard"].jobs == 26 * 79  # 158K instructions in shards of 2000
     # 2 models x 26 languages (responses: bloom-7b1's only, ranking.responses_from), each
-    # on one GPU for the paper's 7B runtime scaled to the model's size (to the minute).
+    # asking for what okapi_pipeline.gpu_jobs computes from the measured table for its size.
     responders = {"generate_responses": ["bloom-7b1"]}
-    for rule in ("train_sft", "train_reward_model", "train_ppo", "generate_responses"):
+    for rule, stage in GPU_RULES.items():
+        if rule == "train_dpo":
+            continue  # not a paper method
+        expected = planned_gpu_jobs(["configs/paper.yaml"], stage)
         models = responders.get(rule, list(PAPER_PARAMETERS))
-        assert not plans[rule].local and plans[rule].slurm_jobs == 26 * len(models)
-        assert plans[rule].gpus == {1}
-        hours = [math.ceil(PAPER_HOURS[rule] * 60 * PAPER_PARAMETERS[model] / 7e9) / 60 for model in models]
-        assert plans[rule].runtimes_h == set(hours)
-        assert plans[rule].gpu_hours == pytest.approx(26 * sum(hours))
+        assert not plans[rule].local
+        assert plans[rule].gpus == {expected[model]["gpu"] for model in models}, rule
+        assert plans[rule].runtimes_h == {expected[model]["runtime"] / 60 for model in models}, rule
+        per_language = sum(expected[model]["gpu"] * expected[model]["runtime"] / 60 for model in models)
+        jobs_per_model = 3 * 26 if rule == "evaluate" else 26
+        assert plans[rule].gpu_hours == pytest.approx(jobs_per_model * per_language), rule
+    # On the default site (80 GB cards) a 7B SFT shards over two.
+    assert plans["train_sft"].gpus == {2} and plans["train_sft"].slurm_jobs == 52
     assert plans["evaluate"].jobs == 2 * 3 * 26
     # Nothing was submitted or asked about jobs (the SLURM plugin only reads the config).
     called = calls.read_text().split("\n") if calls.exists() else []
@@ -238,14 +250,36 @@ def test_the_paper_plan_counts_jobs_and_gpu_hours_without_a_cluster(tmp_path, mo
 @pytest.mark.slow
 def test_joint_training_jobs_ask_for_several_gpus_and_the_work_of_every_language():
     plans = {p.rule: p for p in load_plan_cluster().plan("slurm", ["configs/paper.yaml", "configs/joint.yaml"])}
-    # Per model: 26 per-language jobs on one GPU, and one joint job on 8 GPUs (PPO: 7,
-    # which its batches of 896 and 14 divide by) with the work of all 26.
+    # Per model: 26 per-language jobs, and one joint job on 8 GPUs (PPO: 7, which its
+    # batches of 896 and 7 divide by) with the work of all 26.
+    configs = ["configs/paper.yaml", "configs/joint.yaml"]
     for rule, gpus in (("train_sft", 8), ("train_reward_model", 8), ("train_ppo", 7)):
+        stage = GPU_RULES[rule]
+        per_language = planned_gpu_jobs(configs, stage).values()
+        joint = planned_gpu_jobs(configs, stage, languages=26, least_gpus=gpus).values()
         assert plans[rule].slurm_jobs == 2 * 27
-        assert plans[rule].gpus == {1, gpus}
-        per_language = [math.ceil(PAPER_HOURS[rule] * 60 * p / 7e9) / 60 for p in PAPER_PARAMETERS.values()]
-        joint = [math.ceil(PAPER_HOURS[rule] * 60 * p / 7e9 * 26 / gpus) / 60 for p in PAPER_PARAMETERS.values()]
-        assert plans[rule].runtimes_h == set(per_language) | set(joint)
-        assert plans[rule].gpu_hours == pytest.approx(26 * sum(per_language) + gpus * sum(joint))
+        assert {job["gpu"] for job in joint} == {gpus}
+        assert plans[rule].gpus == {job["gpu"] for job in [*per_language, *joint]}
+        assert plans[rule].runtimes_h == {job["runtime"] / 60 for job in [*per_language, *joint]}
+        hours = 26 * sum(j["gpu"] * j["runtime"] for j in per_language) + sum(j["gpu"] * j["runtime"] for j in joint)
+        assert plans[rule].gpu_hours == pytest.approx(hours / 60)
     # Both scopes scored in every language: base, sft, ppo, joint-sft, joint-ppo.
     assert plans["evaluate"].jobs == 2 * 5 * 26
+
+
+@pytest.mark.slow
+def test_the_sites_resources_for_one_rule_are_one_setting_and_keep_the_partition(tmp_path, monkeypatch):
+    profile = tmp_path / "slurm"
+    shutil.copytree(REPO / "slurm", profile)
+    text = (profile / "config.yaml").read_text()
+    (profile / "config.yaml").write_text(
+        text.replace("  rule_resources: {}\n", "  rule_resources: {train_sft: {gpu: 8}, load_instructions: {mem_mb: 500}}\n")
+    )
+    monkeypatch.setenv("OKAPI_GPU_PARTITION", "gpu")
+    jobs = load_plan_cluster().dry_run_jobs(str(profile), ["configs/paper.yaml"], forceall=True)
+    sft = [resources for rule, resources in jobs if rule == "train_sft"]
+    assert len(sft) == 52 and all(r["gpu"] == "8" and r["slurm_partition"] == "gpu" for r in sft)
+    # The other GPU rules keep their own sizes and the partition; a login-node rule takes its setting.
+    ppo = [resources for rule, resources in jobs if rule == "train_ppo"]
+    assert all(r["gpu"] != "8" and r["slurm_partition"] == "gpu" for r in ppo)
+    assert [r["mem_mb"] for rule, r in jobs if rule == "load_instructions"] == ["500"]

@@ -36,6 +36,7 @@ SFT_SETTINGS = {
     "completion_only_loss": False,
     "seed": 0,
     "save_steps": 500,
+    "kernels": "auto",
 }
 RM_SETTINGS = {
     "epochs": 3,
@@ -51,12 +52,14 @@ RM_SETTINGS = {
     "held_out_fraction": 0.25,
     "seed": 0,
     "save_steps": 500,
+    "kernels": "auto",
 }
 PPO_SETTINGS = {
     "rounds": 2,
     "num_ppo_epochs": 2,
     "rollout_batch_size": 8,
     "mini_batch_size": 4,
+    "advantage_whitening": "round",
     "chunk_size": 4,
     "learning_rate": 1e-3,
     "weight_decay": 1e-6,
@@ -81,6 +84,7 @@ PPO_SETTINGS = {
     "kl_episodes_per_round": None,
     "reward_clip": 0.01,
     "save_steps": 1,
+    "kernels": "auto",
 }
 DPO_SETTINGS = {
     "beta": 0.1,
@@ -97,6 +101,7 @@ DPO_SETTINGS = {
     "held_out_fraction": 0.25,
     "seed": 0,
     "save_steps": 500,
+    "kernels": "auto",
 }
 # The input embeddings (and BLOOM's layer norm on them), relative to the backbone.
 EMBEDDINGS = ("embed_tokens.", "word_embeddings.", "word_embeddings_layernorm.")
@@ -263,6 +268,81 @@ def test_ppo_trains_the_top_blocks_and_saves_a_causal_lm(reward_model, sft_data,
     assert all(abs(point["value"]) <= 0.01 for point in result["reward"])  # clipped (unclipped: about 0.1)
     assert result["resumed_from_step"] == 0
     assert not (tmp_path / "checkpoints").exists()
+
+
+def test_minibatch_whitening_normalises_each_group_of_rollouts_as_trlx_did():
+    """trlx whitened a minibatch's advantages over all its tokens: (x - mean) / sqrt(var + 1e-8)."""
+    from okapi_pipeline.ppo import whiten_in_groups
+
+    values = torch.tensor([[1.0, 2.0, 9.0], [3.0, 4.0, 9.0], [10.0, 30.0, 50.0], [20.0, 40.0, 60.0]])
+    mask = torch.tensor([[True, True, False], [True, True, False], [True, True, True], [True, True, True]])
+    whitened = whiten_in_groups(values, mask, group_size=2)
+    for group, rows in enumerate(((0, 1), (2, 3))):
+        kept = values[list(rows)][mask[list(rows)]]
+        mean, variance = kept.mean(), kept.var(unbiased=False)
+        expected = (values[list(rows)] - mean) / torch.sqrt(variance + 1e-8)
+        got = whitened[list(rows)]
+        assert torch.allclose(got[mask[list(rows)]], expected[mask[list(rows)]]), group
+        assert abs(got[mask[list(rows)]].mean()) < 1e-6
+    # Masked tokens (padding) take no part in the statistics.
+    assert torch.equal(whiten_in_groups(values.masked_fill(~mask, -99.0), mask, 2)[mask], whitened[mask])
+    # One group of all rollouts is trl's whitening over the round, less Bessel's correction.
+    from trl.experimental.ppo.ppo_trainer import masked_whiten
+
+    round_scope = masked_whiten(values, mask)
+    assert torch.allclose(whiten_in_groups(values, mask, 4)[mask], round_scope[mask] * (10 / 9) ** 0.5, atol=1e-5)
+
+
+def _whiten_on_two_processes(rank, init_file, results):
+    import torch.distributed as dist
+
+    from okapi_pipeline.ppo import whiten_in_groups
+
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
+    torch.manual_seed(rank)
+    values, mask = torch.randn(2, 3), torch.ones(2, 3, dtype=torch.bool)
+    results[rank] = (values, whiten_in_groups(values, mask, group_size=1, all_reduce=dist.all_reduce))
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_minibatch_whitening_spans_the_processes(tmp_path):
+    """With 2 processes and minibatches of 1 per process, group g is rollout g of both, as in trlx."""
+    import torch.multiprocessing as mp
+
+    from okapi_pipeline.ppo import whiten_in_groups
+
+    with mp.Manager() as manager:
+        results = manager.dict()
+        mp.spawn(_whiten_on_two_processes, args=(str(tmp_path / "init"), results), nprocs=2)
+        (values0, out0), (values1, out1) = results[0], results[1]
+    # On one process: rollout 0 of both processes, then rollout 1 of both, in groups of 2.
+    together = torch.stack([values0[0], values1[0], values0[1], values1[1]])
+    expected = whiten_in_groups(together, torch.ones(4, 3, dtype=torch.bool), group_size=2)
+    assert torch.allclose(torch.stack([out0[0], out1[0], out0[1], out1[1]]), expected, atol=1e-6)
+
+
+@pytest.mark.slow
+def test_ppo_whitens_advantages_per_minibatch_when_asked(reward_model, sft_data, tmp_path, monkeypatch):
+    """A real trl PPO run: every round's advantages go through the minibatch-scope whitening."""
+    import okapi_pipeline.ppo as ppo
+
+    groups = []
+    real = ppo.whiten_in_groups
+
+    def spy(values, mask, group_size, all_reduce=None):
+        groups.append((tuple(values.shape), group_size))
+        return real(values, mask, group_size, all_reduce)
+
+    monkeypatch.setattr(ppo, "whiten_in_groups", spy)
+    _, sft, rm = reward_model
+    settings = {**PPO_SETTINGS, "advantage_whitening": "minibatch"}
+    train_ppo(sft, rm, sft_data, tmp_path / "ppo", settings, tmp_path / "ck", threads=1)
+    # 2 rounds of 8 rollouts, whitened in groups of the minibatch's 4.
+    assert [(shape[0], size) for shape, size in groups] == [(8, 4), (8, 4)]
+    from trl.experimental.ppo import ppo_trainer
+
+    assert ppo_trainer.masked_whiten.__module__ == "trl.experimental.ppo.ppo_trainer"  # restored
 
 
 def test_adaptive_kl_follows_the_original_controller():
@@ -524,17 +604,19 @@ def paper_config() -> dict:
 
 def test_the_paper_ppo_schedule_is_the_released_one():
     settings = paper_config()["ppo"]
-    # trlx with 7 processes: 128 rollouts and batches of 2 each, 4 PPO epochs, 5 rounds.
+    # trlx with 7 processes: 128 rollouts each, 4 PPO epochs, 5 rounds; under DeepSpeed
+    # every micro-step of one rollout per process was an optimizer step of 7 rollouts.
     schedule = ppo_schedule(settings, prompts=64000, devices=7)
     assert schedule == {
         "rounds": 5,
         "rollouts_per_round": 896,
         "prompts": 4480,
-        "mini_batch_size": 14,
-        "optimizer_steps": 1280,
+        "mini_batch_size": 7,
+        "optimizer_steps": 2560,
         "rollouts_per_device": 128,
     }
-    assert ppo_schedule(settings, prompts=64000, devices=1)["optimizer_steps"] == 1280
+    assert ppo_schedule(settings, prompts=64000, devices=1)["optimizer_steps"] == 2560
+    assert settings["advantage_whitening"] == "minibatch"
     assert (settings["adam_betas"], settings["max_grad_norm"], settings["kl_episodes_per_round"]) == (
         [0.9, 0.95],
         1.0,
@@ -542,7 +624,7 @@ def test_the_paper_ppo_schedule_is_the_released_one():
     )
     # The documented alternative: one pass over all the prompts.
     one_pass = ppo_schedule({**settings, "rounds": None}, prompts=64000, devices=7)
-    assert (one_pass["rounds"], one_pass["prompts"], one_pass["optimizer_steps"]) == (72, 64512, 72 * 4 * 64)
+    assert (one_pass["rounds"], one_pass["prompts"], one_pass["optimizer_steps"]) == (72, 64512, 72 * 4 * 128)
     with pytest.raises(ValueError, match="must divide by the 8 processes"):
         ppo_schedule(settings, prompts=64000, devices=8)
 

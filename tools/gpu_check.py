@@ -15,7 +15,7 @@ own time limit, so that a hang or an out-of-memory error costs one stage, not th
                                 count and the data size are changed
   evaluate_hf, evaluate_vllm    okapi_pipeline.evaluate on the demo benchmarks (one
                                 language), lm-eval batch size as configured (paper: auto)
-  generate                      okapi_pipeline.ranking.generate_responses, K per prompt
+  generate                      okapi_pipeline.generation.generate_responses, K per prompt
   sft_multi_gpu                 SFT through the accelerate relaunch (FSDP), with 2+ GPUs
 
 Every training stage starts from the random base model (the reward and value models
@@ -25,7 +25,8 @@ the configured max length: the memory peak is the worst case of the real run.
 
 Per stage it reports tokens/s, step time (median over the steps after the first),
 peak memory (torch's peak allocation on a GPU, the process's peak RSS on CPU), for
-SFT the model FLOPs utilisation, items/s for evaluation; and it checks that the
+SFT, the reward model and DPO the model FLOPs utilisation (`training_flops_per_token`),
+items/s for evaluation; and it checks that the
 training forward computes in bf16 where the GPU supports it (float32 elsewhere) and
 that every weight below the top trainable blocks is bit-identical after training.
 One JSON (--out) and a printed table; the exit status is 1 when a stage failed or
@@ -137,7 +138,7 @@ TIMEOUTS = {
 STEPS = {"tiny": 3, "1b": 3, "7b": 3}
 PPO_ROUNDS = {"tiny": 1, "1b": 1, "7b": 1}
 # The processes the configured PPO batches are shared by: the original ran PPO in 7
-# processes (configs/paper.yaml: 896 rollouts and minibatches of 14 = 7 x 128 and 7 x 2),
+# processes (configs/paper.yaml: 896 rollouts and minibatches of 7 = 7 x 128 and 7 x 1),
 # and a one-GPU stage runs one process's share, so each GPU sees the original's load.
 PPO_PROCESSES = {"tiny": 1, "1b": 7, "7b": 7}
 GENERATION_PROMPTS = {"tiny": 8, "1b": 16, "7b": 16}
@@ -181,12 +182,24 @@ def peak_tflops(device_name: str | None) -> float | None:
     return None
 
 
-def model_flops_utilisation(parameters: int, tokens_per_s: float, device_name: str, gpus: int) -> float | None:
-    """6 x parameters x tokens/s (forward and backward) over the devices' bf16 peak."""
+def training_flops_per_token(stage: str, parameters: int, trainable: int) -> int:
+    """Model FLOPs a training step spends on one token: the forward (2 x parameters), the
+    backward through the activations (2 x parameters: the gradient reaches the embeddings,
+    which train in the paper config) and the weight gradients of what trains (2 x trainable
+    parameters); 6 x parameters when everything trains (SFT). DPO adds its frozen reference
+    model's forward (2 x parameters, a third more for a fully trained model). A token of a
+    reward model or DPO is one of a pair's chosen or rejected sequence. Attention scores
+    are left out, as in the usual 6 x parameters."""
+    flops = 4 * parameters + 2 * trainable
+    return flops + 2 * parameters if stage == "dpo" else flops
+
+
+def model_flops_utilisation(flops_per_token: int, tokens_per_s: float, device_name: str, gpus: int) -> float | None:
+    """flops_per_token x tokens/s over the devices' bf16 peak."""
     peak = peak_tflops(device_name)
-    if not (peak and parameters and tokens_per_s):
+    if not (peak and flops_per_token and tokens_per_s):
         return None
-    return 6 * parameters * tokens_per_s / (peak * 1e12 * gpus)
+    return flops_per_token * tokens_per_s / (peak * 1e12 * gpus)
 
 
 # ---- settings -------------------------------------------------------------------------------
@@ -356,6 +369,12 @@ def parse_args(argv):
     parser.add_argument("--tiny", action="store_true", help="the demo's model sizes (same as --size tiny)")
     parser.add_argument("--out", type=Path, help="the JSON report (default results/gpu_check/SIZE.json)")
     parser.add_argument("--work", type=Path, help="models, data, logs (default results/gpu_check/SIZE/)")
+    parser.add_argument(
+        "--record",
+        type=Path,
+        metavar="TABLE",
+        help="append the GPU stages' rates to the measured table (reference/gpu_measurements.csv)",
+    )
     parser.add_argument("--models", help="comma-separated model names (default: every model of the size)")
     parser.add_argument("--stages", help=f"comma-separated stages (default: {','.join(MODEL_STAGES)})")
     parser.add_argument("--steps", type=int, help="optimizer steps of SFT, reward model and DPO")
@@ -505,6 +524,11 @@ def main(argv=None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1, default=str))
     print(table(stages))
+    if options.record:
+        from okapi_pipeline.gpu_jobs import append_measurements, measurement_rows
+
+        recorded = append_measurements(options.record, measurement_rows(report))
+        print(f"{recorded} row(s) appended to {options.record}" + ("" if recorded else " (no GPU stage measured)"))
     print(f"\n{size}: {device.get('summary', 'no device facts')}; {report['wall_s']} s in all; JSON: {out}")
     if failed:
         print(
@@ -521,11 +545,13 @@ def name_of(stage: dict) -> str:
 
 
 def add_utilisation(stages: list[dict], device: dict) -> None:
+    """MFU of the stages that train on tokens of their own data (PPO's rounds are mostly generation)."""
     for stage in stages:
-        if stage["stage"] in ("sft", "sft_multi_gpu") and stage["status"] == "ok":
-            gpus = stage.get("processes", 1)
+        if stage["stage"] in ("sft", "sft_multi_gpu", "reward_model", "dpo") and stage["status"] == "ok":
+            flops = training_flops_per_token(stage["stage"], stage["parameters"], stage["trainable_parameters"])
+            stage["flops_per_token"] = flops
             stage["mfu"] = model_flops_utilisation(
-                stage.get("parameters"), stage.get("tokens_per_s"), (device.get("names") or [None])[0], gpus
+                flops, stage.get("tokens_per_s"), (device.get("names") or [None])[0], stage.get("processes", 1)
             )
 
 
@@ -788,26 +814,33 @@ def evaluate_stage(spec: dict) -> dict:
 
 
 def generate_stage(spec: dict) -> dict:
-    """K sampled responses per prompt (the ranking stage's generation), timed in generate()."""
+    """K sampled responses per prompt (the ranking stage's generation, hf engine), timed in generate()."""
+    from okapi_pipeline.generation import generate_responses
     from okapi_pipeline.jsonl import read_jsonl, write_jsonl
-    from okapi_pipeline.ranking import generate_responses
 
     work = Path(spec["work"]) / "stages" / spec["model"]
     records = read_jsonl(REPO / "demo" / "instructions.jsonl")[: GENERATION_PROMPTS[spec["size"]]]
     write_jsonl(work / "prompts.jsonl", [{"id": f"rm-{i:05d}", **record} for i, record in enumerate(records)])
-    settings = {**spec["config"]["ranking"], "seed": 0}
+    settings = {**spec["config"]["ranking"], "engine": "hf", "seed": 0}
     counter = GenerationCounter.install()
-    generate_responses(
-        spec["model_dir"], work / "prompts.jsonl", work / "responses.jsonl", settings, threads=spec["threads"]
+    summary = generate_responses(
+        spec["model_dir"],
+        work / "prompts.jsonl",
+        work / "responses.jsonl",
+        settings,
+        progress_path=work / "responses.progress.jsonl",
+        threads=spec["threads"],
     )
     return {
         "prompts": len(records),
         "responses_per_prompt": settings["responses_per_prompt"],
         "max_new_tokens": settings["max_new_tokens"],
+        "batch_sizes": summary["batch_sizes"],
         "new_tokens": counter.new_tokens,
         "generation_s": round(counter.seconds, 2),
         "tokens_per_s": counter.new_tokens / counter.seconds,
         "compute_dtype": counter.dtype,
+        "note": f"prompts per batch: {', '.join(map(str, summary['batch_sizes']))}",
         "problems": dtype_problems("generation", counter.dtype, spec["device"]),
     }
 

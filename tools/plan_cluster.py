@@ -2,6 +2,8 @@
 
     python tools/plan_cluster.py                       # the paper, through slurm/
     python tools/plan_cluster.py --configfile configs/paper.yaml --remaining
+    python tools/plan_cluster.py --configfile configs/paper.yaml \
+        --configfile configs/paper.yaml configs/paper-release.yaml   # two runs side by side
 
 Reads the jobs and their resources from a Snakemake dry run with the profile (the
 resources SLURM will be asked for on a first attempt: the rules size them from each
@@ -40,6 +42,7 @@ class RulePlan:
     gpu_hours: float = 0.0
     runtimes_h: set = field(default_factory=set)
     group: str | None = None
+    basis: set = field(default_factory=set)  # what the runtimes rest on
 
 
 def dry_run_jobs(profile: str, configfiles: list[str], forceall: bool) -> list[tuple[str, dict]]:
@@ -69,8 +72,9 @@ def dry_run_jobs(profile: str, configfiles: list[str], forceall: bool) -> list[t
     return jobs
 
 
-def workflow_rules(configfiles: list[str]) -> dict[str, dict]:
-    """Per rule: its stage, whether it runs on the login node, and its group, for this config."""
+def workflow_rules(configfiles: list[str]) -> tuple[dict[str, dict], dict]:
+    """Per rule: its stage, whether it runs on the login node, and its group, for this
+    config; and the config as the workflow validated it."""
     from snakemake.api import SnakemakeApi
     from snakemake.settings.enums import Quietness
     from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings, StorageSettings
@@ -84,7 +88,7 @@ def workflow_rules(configfiles: list[str]) -> dict[str, dict]:
             resource_settings=ResourceSettings(),
             storage_settings=StorageSettings(),
         )._workflow
-        return {
+        rules = {
             rule.name: {
                 "stage": Path(rule.snakefile).stem if Path(rule.snakefile).name != "Snakefile" else "all",
                 # What Snakemake's own is_local says on a cluster (it says "local" to all in a dry run).
@@ -93,6 +97,20 @@ def workflow_rules(configfiles: list[str]) -> dict[str, dict]:
             }
             for rule in workflow.rules
         }
+        return rules, dict(workflow.config)
+
+
+def runtime_bases(config: dict) -> dict[str, set]:
+    """Per GPU rule: what its runtimes rest on (measured, extrapolated from which row,
+    assumed), over the models it runs for (hub models of a known size)."""
+    from okapi_pipeline.gpu_jobs import GPU_RULES, gpu_job, read_measurements
+
+    measurements = read_measurements(REPO / "reference" / "gpu_measurements.csv")
+    sizes = [entry["parameters"] for entry in config["base_models"].values() if entry.get("parameters")]
+    return {
+        rule: {gpu_job(stage, parameters, config, measurements)["basis"].split(" on ")[0] for parameters in sizes}
+        for rule, stage in GPU_RULES.items()
+    }
 
 
 def profile_groups(profile: str) -> tuple[dict[str, str], dict[str, int]]:
@@ -107,13 +125,15 @@ def profile_groups(profile: str) -> tuple[dict[str, str], dict[str, int]]:
 
 
 def plan(profile: str, configfiles: list[str], forceall: bool = True) -> list[RulePlan]:
-    rules = workflow_rules(configfiles)
+    rules, config = workflow_rules(configfiles)
+    bases = runtime_bases(config)
     groups, components = profile_groups(profile)
     plans: dict[str, RulePlan] = {}
     for rule, resources in dry_run_jobs(profile, configfiles, forceall):
         group = groups.get(rule) or resources.get("_group") or rules[rule]["group"]
         local = rules[rule]["localrule"] and group is None
-        entry = plans.setdefault(rule, RulePlan(rule, rules[rule]["stage"], local, group=group))
+        basis = bases.get(rule, {"assumed"})
+        entry = plans.setdefault(rule, RulePlan(rule, rules[rule]["stage"], local, group=group, basis=basis))
         entry.jobs += 1
         if local:
             continue
@@ -150,6 +170,7 @@ def report(plans: list[RulePlan]) -> str:
             "GPUs/job": _span(p.gpus, "{}"),
             "hours/job": _span(p.runtimes_h, "{:.3g}"),
             "GPU hours": round(p.gpu_hours),
+            "runtime from": "; ".join(sorted(p.basis)) if p.gpu_hours else "",
         }
         for p in plans
     )
@@ -159,25 +180,86 @@ def report(plans: list[RulePlan]) -> str:
     return rules.to_string(index=False) + "\n\n" + stages.to_string()
 
 
+# ---- API dollars, and runs side by side ---------------------------------------------------
+
+
+def api_dollars(configfiles: list[str]) -> dict[str, float]:
+    """USD per API stage by the cost estimate (okapi_pipeline.cost.config_estimate), with the
+    demo's English records standing in for the record length, and the demo's seed tasks
+    until fetch_seed_tasks has fetched the configured ones. A released split costs nothing."""
+    import contextlib
+
+    from okapi_pipeline.cost import config_estimate
+
+    _, config = workflow_rules(configfiles)
+    with contextlib.chdir(REPO):
+        if not Path(config["self_instruct"]["seed_tasks"]).exists():
+            config = {**config, "self_instruct": {**config["self_instruct"], "seed_tasks": "demo/seed_tasks.jsonl"}}
+        rows = config_estimate(config, "demo/instructions.jsonl")
+    dollars: dict[str, float] = {}
+    for row in rows:
+        dollars[row["stage"]] = dollars.get(row["stage"], 0.0) + row["usd"]
+    return dollars
+
+
+def run_summary(plans: list[RulePlan], dollars: dict[str, float]):
+    """One run as a column: SLURM jobs, GPU hours per stage and in all, API dollars per stage and in all."""
+    import pandas as pd
+
+    hours: dict[str, float] = {}
+    for p in plans:
+        hours[p.stage] = hours.get(p.stage, 0.0) + p.gpu_hours
+    rows = {"SLURM jobs": sum(p.slurm_jobs for p in plans)}
+    rows |= {f"GPU hours: {stage}": round(h) for stage, h in hours.items() if h}
+    rows["GPU hours: total"] = round(sum(hours.values()))
+    rows |= {f"API $: {stage}": round(usd) for stage, usd in dollars.items()}
+    rows["API $: total"] = round(sum(dollars.values()))
+    return pd.Series(rows)
+
+
+def side_by_side(runs: dict[str, tuple[list[RulePlan], dict[str, float]]]) -> str:
+    """Several runs (name -> plans and API dollars), a column each."""
+    import pandas as pd
+
+    table = pd.DataFrame({name: run_summary(*run) for name, run in runs.items()}).fillna(0).astype(int)
+    return table.to_string()
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--configfile",
         nargs="+",
-        default=["configs/paper.yaml"],
-        help="config file(s), relative to the repository (default: configs/paper.yaml)",
+        action="append",
+        help="config file(s), relative to the repository (default: configs/paper.yaml); "
+        "give --configfile again for another run, shown side by side",
     )
     parser.add_argument("--profile", default="slurm", help="the SLURM profile (default: slurm)")
     parser.add_argument(
         "--remaining", action="store_true", help="only the jobs that still have to run (default: the whole run)"
     )
     args = parser.parse_args(argv)
-    plans = plan(args.profile, args.configfile, forceall=not args.remaining)
+    runs = args.configfile or [["configs/paper.yaml"]]
+    if len(runs) > 1:
+        print(f"Side by side through {args.profile}/ (first attempts; API dollars by the cost estimate):\n")
+        summaries = {
+            " + ".join(files): (plan(args.profile, files, forceall=not args.remaining), api_dollars(files))
+            for files in runs
+        }
+        print(side_by_side(summaries))
+        return
+    [files] = runs
+    plans = plan(args.profile, files, forceall=not args.remaining)
     print(
-        f"{'What remains of' if args.remaining else 'The whole of'} {' + '.join(args.configfile)} "
+        f"{'What remains of' if args.remaining else 'The whole of'} {' + '.join(files)} "
         f"through {args.profile}/ (first attempts; a retry asks for more time):\n"
     )
     print(report(plans))
+    dollars = api_dollars(files)
+    print(
+        f"\nAPI dollars (cost estimate): {', '.join(f'{k} {v:,.0f}' for k, v in dollars.items())}; "
+        f"total {sum(dollars.values()):,.0f}"
+    )
 
 
 if __name__ == "__main__":
