@@ -172,8 +172,9 @@ def stage_rate(stage: str, parameters: float, gpu: str, measurements) -> Rate | 
 
 
 def stage_work(stage: str, config: dict) -> float:
-    """One per-language job's work in the unit its rate counts: tokens trained or generated
-    (at most max_length a sequence, the bound the data are cut to), items for evaluation."""
+    """One per-language job's work (a ranking shard's, for generation) in the unit its rate
+    counts: tokens trained or generated (at most max_length a sequence, the bound the data
+    are cut to), items for evaluation."""
     size = {split: config["split"][split]["size"] for split in ("sft", "rm", "ppo")}
     if stage == "sft":
         settings = config["sft"]
@@ -188,9 +189,9 @@ def stage_work(stage: str, config: dict) -> float:
         settings = config["ppo"]
         rounds = settings["rounds"] or math.ceil(size["ppo"] / settings["rollout_batch_size"])
         return rounds * settings["rollout_batch_size"] * (settings["max_prompt_length"] + settings["response_length"])
-    if stage == "generate_responses":
-        ranking = config["ranking"]
-        return size["rm"] * ranking["responses_per_prompt"] * ranking["max_new_tokens"]
+    if stage == "generate_responses":  # one job per ranking shard
+        ranking, prompts = config["ranking"], min(size["rm"], config["translation"]["items_per_shard"])
+        return prompts * ranking["responses_per_prompt"] * ranking["max_new_tokens"]
     if stage == "evaluate":
         return sum(BENCHMARK_ITEMS.values())  # one job scores a model on the three benchmarks
     raise ValueError(f"no work model for the stage {stage!r}")

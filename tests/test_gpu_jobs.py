@@ -69,7 +69,7 @@ def test_the_paper_work_is_the_data_the_recipe_trains_on(paper):
     assert stage_work("reward_model", paper) == pytest.approx(42000 * 6 * 0.9 * 3 * 2 * 768)
     # PPO: 5 rounds of 896 rollouts of a 256-token prompt and 256-token response.
     assert stage_work("ppo", paper) == 5 * 896 * 512
-    assert stage_work("generate_responses", paper) == 42000 * 4 * 256
+    assert stage_work("generate_responses", paper) == 2000 * 4 * 256  # a ranking shard's prompts
     released = {**paper, "split": {**paper["split"], "rm": {**paper["split"]["rm"], "source": "okapi_release"}}}
     assert stage_work("reward_model", released) == pytest.approx(42000 * 0.9 * 3 * 2 * 768)  # pairs as released
 

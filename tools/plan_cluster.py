@@ -221,8 +221,30 @@ def side_by_side(runs: dict[str, tuple[list[RulePlan], dict[str, float]]]) -> st
     """Several runs (name -> plans and API dollars), a column each."""
     import pandas as pd
 
-    table = pd.DataFrame({name: run_summary(*run) for name, run in runs.items()}).fillna(0).astype(int)
-    return table.to_string()
+    columns = [run_summary(*run).rename(name) for name, run in runs.items()]
+    return pd.concat(columns, axis=1, sort=False).fillna(0).astype(int).to_string()
+
+
+def gpu_layouts(configfiles: list[str], memories=(80, 141)) -> str:
+    """GPUs per training job of each base model of the config on cards of each size (the
+    fewest that hold it: okapi_pipeline.gpu_layout), and the modelled GB a card."""
+    import pandas as pd
+
+    from okapi_pipeline.gpu_layout import Shape, smallest_fit
+
+    _, config = workflow_rules(configfiles)
+    rows = []
+    for name in config["models"]:
+        parameters = config["base_models"][name].get("parameters")
+        for memory in memories if parameters else ():
+            row = {"model": name, "card": f"{memory} GB"}
+            for stage in ("sft", "reward_model", "ppo", "dpo"):
+                gpus, per_gpu = smallest_fit(
+                    stage, Shape.from_parameters(parameters), config[stage], memory, config["site"]["gpus_per_node"]
+                )
+                row[stage] = f"{gpus} ({per_gpu:.0f} GB)"
+            rows.append(row)
+    return pd.DataFrame(rows).to_string(index=False) if rows else "no base model of a known size"
 
 
 def main(argv=None) -> None:
@@ -238,8 +260,16 @@ def main(argv=None) -> None:
     parser.add_argument(
         "--remaining", action="store_true", help="only the jobs that still have to run (default: the whole run)"
     )
+    parser.add_argument(
+        "--layouts", action="store_true", help="GPUs per training job on 80 and 141 GB cards, instead of the plan"
+    )
     args = parser.parse_args(argv)
     runs = args.configfile or [["configs/paper.yaml"]]
+    if args.layouts:
+        for files in runs:
+            print(f"GPUs per training job (the modelled peak on each) of {' + '.join(files)}:\n")
+            print(gpu_layouts(files))
+        return
     if len(runs) > 1:
         print(f"Side by side through {args.profile}/ (first attempts; API dollars by the cost estimate):\n")
         summaries = {
