@@ -11,7 +11,7 @@ The model of memory (bytes, per GPU):
 - model states: fp32 trained weights with bf16 autocast, fp32 gradients, AdamW's two fp32
   moments and the optimizer step's temporaries (18 B a trained parameter), frozen copies in
   bf16 (2 B); FSDP full sharding
-  (SFT, reward model) divides all of it by the processes; DeepSpeed ZeRO-2 (PPO, DPO)
+  (SFT, reward model, DPO) divides all of it by the processes; DeepSpeed ZeRO-2 (PPO)
   keeps bf16 weights on every process and divides the fp32 master weights, moments and
   gradients of what trains.
 - activations, per sequence of s tokens (bf16): about 40 s h a block without checkpointing
@@ -46,7 +46,7 @@ SEQUENCES_PER_EXAMPLE = {"sft": 1, "reward_model": 2, "dpo": 2, "ppo": 1}
 # Stages whose loss is over the vocabulary (the reward model has a one-logit head).
 LANGUAGE_MODEL_LOSS = {"sft", "dpo", "ppo"}
 # How the stages shard over several GPUs (accelerate/*.yaml, okapi_pipeline.train).
-SHARDING = {"sft": "fsdp", "reward_model": "fsdp", "dpo": "zero2", "ppo": "zero2"}
+SHARDING = {"sft": "fsdp", "reward_model": "fsdp", "dpo": "fsdp", "ppo": "zero2"}
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ def model_state_bytes(stage: str, shape: Shape, settings: dict, processes: int) 
     copies = {"sft": 1, "reward_model": 1, "dpo": 2, "ppo": 4}[stage]
     if processes == 1 or SHARDING[stage] == "fsdp":
         # fp32 weights of what trains (PPO: policy and value model), bf16 frozen copies;
-        # FSDP (SFT and the reward model hold one model) shards all of it.
+        # FSDP shards all of it.
         fp32_models = 2 if stage == "ppo" else 1
         weights = 4 * fp32_models * parameters + 2 * (copies - fp32_models) * parameters
         return (weights + TRAINED_STATE_BYTES * trained) / processes

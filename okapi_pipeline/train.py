@@ -5,8 +5,9 @@
 With one GPU or none the stage runs in this process. With N > 1 visible GPUs the same
 command runs under `accelerate launch` with N processes and one of the repository's
 accelerate configs (accelerate/*.yaml): FSDP for SFT and the reward model (DDP for
-LoRA, whose point is a model that fits one GPU), DeepSpeed ZeRO-2 for PPO and DPO,
-which hold frozen copies (reference, reward model) beside the trained model.
+LoRA, whose point is a model that fits one GPU) and DPO (trl shards its frozen reference
+alike), DeepSpeed ZeRO-2 for PPO, whose trl trainer prepares its frozen reference and
+reward model only for DeepSpeed.
 Gradient accumulation follows the WORLD_SIZE that accelerate sets, so the effective
 batch is the same on any number of devices.
 """
@@ -41,7 +42,7 @@ def visible_gpus() -> int:
 
 
 def accelerate_config(stage: str, settings: dict) -> Path:
-    if stage in ("ppo", "dpo"):
+    if stage == "ppo":
         name = "deepspeed_zero2"
     elif stage == "sft" and settings["finetuning"] == "lora":
         name = "ddp"

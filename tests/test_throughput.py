@@ -11,7 +11,7 @@ from okapi_pipeline import sft, throughput
 from okapi_pipeline.jsonl import read_jsonl, write_jsonl
 from okapi_pipeline.modeling import Precision, load_causal_lm, load_tokenizer, run_precision
 from okapi_pipeline.sft import prompt_completion, sft_examples, train_sft
-from okapi_pipeline.throughput import kernel_arguments, padding_free, padding_free_batches, speed_arguments
+from okapi_pipeline.throughput import batch_flops, kernel_arguments, padding_free, padding_free_batches, speed_arguments
 
 DEMO_RECORDS = Path(__file__).resolve().parents[1] / "demo" / "instructions.jsonl"
 SETTINGS = {
@@ -39,13 +39,13 @@ def records(count: int = 8) -> list[dict]:
     return read_jsonl(DEMO_RECORDS)[:count]
 
 
-def sft_trainer(model_dir, tmp_path, monkeypatch, settings=SETTINGS, padded: bool = False):
-    """The SFTTrainer train_sft builds (not trained); `padded` forces padded batches."""
+def sft_trainer(model_dir, tmp_path, monkeypatch, flattened: bool | None = None):
+    """The SFTTrainer train_sft builds (not trained); `flattened` forces the batches' layout."""
     monkeypatch.setattr(sft, "run_trainer", lambda stage, build, **kwargs: build(run_precision(1)))
-    if padded:
-        monkeypatch.setattr(sft, "padding_free_batches", lambda model: False)
+    if flattened is not None:
+        monkeypatch.setattr(sft, "padding_free_batches", lambda model, lengths, micro_batch: flattened)
     write_jsonl(tmp_path / "sft.jsonl", records())
-    return train_sft(model_dir, tmp_path / "sft.jsonl", tmp_path / "out", settings, tmp_path / "ck").trainer
+    return train_sft(model_dir, tmp_path / "sft.jsonl", tmp_path / "out", SETTINGS, tmp_path / "ck").trainer
 
 
 def loss_and_gradients(trainer, examples: list[dict]) -> tuple[float, dict]:
@@ -68,13 +68,26 @@ def test_padding_free_needs_attention_that_keeps_examples_apart():
     assert not padding_free("paged|sdpa", takes_position_ids=True)  # not known to read packed position ids
 
 
-@pytest.mark.parametrize(
-    ("model_of", "chosen"), [("tiny_llama_dir", True), ("tiny_qwen2_dir", True), ("tiny_bloom_dir", False)]
-)
-def test_padding_free_is_chosen_from_the_model(model_of, chosen, request):
+def test_flattened_batches_cost_less_only_where_padding_outweighs_the_wider_attention():
+    # Examples of one length: nothing to save, and a flattened row attends over 4 examples.
+    padded, flattened = batch_flops([100] * 8, 4, token_flops=1000, pair_flops=10)
+    assert flattened > padded
+    # Short examples beside long ones: the padded batches compute mostly padding.
+    padded, flattened = batch_flops([10, 100, 10, 10] * 2, 4, token_flops=1000, pair_flops=10)
+    assert flattened < padded
+    assert padded == 2 * 4 * 100 * (1000 + 10 * 100) and flattened == 2 * 130 * (1000 + 10 * 130)
+    # One example a micro-batch: the same computation either way.
+    assert len(set(batch_flops([10, 100, 30], 1, 1000, 10))) == 1
+
+
+@pytest.mark.parametrize("model_of", ["tiny_llama_dir", "tiny_qwen2_dir", "tiny_bloom_dir"])
+def test_padding_free_is_chosen_from_the_model_and_the_lengths(model_of, request):
     model_dir = request.getfixturevalue(model_of)
     model = load_causal_lm(model_dir, load_tokenizer(model_dir), torch.float32)
-    assert padding_free_batches(model) is chosen
+    # sdpa (LLaMA, Qwen2): where flattening saves compute; BLOOM (eager, no position ids): never.
+    assert padding_free_batches(model, [4, 60, 4, 4] * 8, 4) is (model_of != "tiny_bloom_dir")
+    assert padding_free_batches(model, [60, 58, 60, 59] * 8, 4) is False
+    assert padding_free_batches(model, [4, 60, 4, 4] * 8, 1) is False
 
 
 @pytest.mark.parametrize("model_of", ["tiny_llama_dir", "tiny_qwen2_dir"])
@@ -82,8 +95,8 @@ def test_a_padding_free_batch_gives_the_loss_and_gradients_of_the_padded_batch(
     model_of, request, tmp_path, monkeypatch
 ):
     model_dir = request.getfixturevalue(model_of)
-    free = sft_trainer(model_dir, tmp_path / "free", monkeypatch)
-    padded = sft_trainer(model_dir, tmp_path / "padded", monkeypatch, padded=True)
+    free = sft_trainer(model_dir, tmp_path / "free", monkeypatch, flattened=True)
+    padded = sft_trainer(model_dir, tmp_path / "padded", monkeypatch, flattened=False)
     assert free.data_collator.padding_free and not padded.data_collator.padding_free
     examples = list(free.train_dataset)[:4]
     assert examples == list(padded.train_dataset)[:4]
@@ -120,14 +133,17 @@ def test_bloom_would_attend_across_examples_in_a_flattened_batch(tiny_bloom_dir,
 # ---- no padding to max_length ------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("model_of", ["tiny_llama_dir", "tiny_bloom_dir"])
-def test_sft_batches_hold_no_padding_beyond_the_longest_example(model_of, request, tmp_path, monkeypatch):
-    trainer = sft_trainer(request.getfixturevalue(model_of), tmp_path, monkeypatch)
+@pytest.mark.parametrize(
+    ("model_of", "flattened"), [("tiny_llama_dir", True), ("tiny_llama_dir", False), ("tiny_bloom_dir", None)]
+)
+def test_sft_batches_hold_no_padding_beyond_the_longest_example(model_of, flattened, request, tmp_path, monkeypatch):
+    trainer = sft_trainer(request.getfixturevalue(model_of), tmp_path, monkeypatch, flattened)
     examples = list(trainer.train_dataset)[:4]
     lengths = [len(e["input_ids"]) for e in examples]
     assert max(lengths) < SETTINGS["max_length"]
     batch = trainer.data_collator(examples)
-    if trainer.data_collator.padding_free:
+    assert trainer.data_collator.padding_free is bool(flattened)
+    if flattened:
         assert batch["input_ids"].shape == (1, sum(lengths)) and "attention_mask" not in batch
     else:
         assert batch["input_ids"].shape == (4, max(lengths))
@@ -143,10 +159,11 @@ def test_sft_examples_are_the_ones_trl_tokenizes_and_cuts(completion_only_loss, 
 
     tokenizer = load_tokenizer(tiny_llama_dir)
     rows = records(12)
-    # Long enough to keep some records whole, short enough to cut the others and, with the
-    # loss on completions only, to leave some with no completion token.
-    prompt_lengths = sorted(len(tokenizer(prompt_completion(r)["prompt"])["input_ids"]) for r in rows)
-    max_length = prompt_lengths[len(prompt_lengths) // 2]
+    # Long enough to keep the shortest record whole (with its eos), short enough to cut the
+    # others and, with the loss on completions only, to leave some with no completion token.
+    pairs = [prompt_completion(r) for r in rows]
+    max_length = min(len(tokenizer(p["prompt"] + p["completion"] + tokenizer.eos_token)["input_ids"]) for p in pairs)
+    assert max(len(tokenizer(p["prompt"])["input_ids"]) for p in pairs) >= max_length
 
     def prepared(dataset, max_length):
         args = SFTConfig(
@@ -165,6 +182,7 @@ def test_sft_examples_are_the_ones_trl_tokenizes_and_cuts(completion_only_loss, 
     trls = prepared(Dataset.from_list([prompt_completion(r) for r in rows]), max_length)
     assert ours == trls
     assert max(len(ids) for ids, _ in ours) == max_length
+    assert sum(ids[-1] == tokenizer.eos_token_id for ids, _ in ours) == 1  # the one kept whole
     assert (len(ours) < len(rows)) is completion_only_loss
 
 

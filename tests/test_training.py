@@ -31,6 +31,7 @@ SFT_SETTINGS = {
     "weight_decay": 0.05,
     "max_length": 96,
     "per_device_batch_size": 4,
+    "gradient_checkpointing": False,
     "effective_batch_size": 8,
     "held_out_fraction": 0.1,
     "completion_only_loss": False,
@@ -46,6 +47,7 @@ RM_SETTINGS = {
     "weight_decay": 1e-4,
     "max_length": 96,
     "per_device_batch_size": 8,
+    "gradient_checkpointing": False,
     "effective_batch_size": 8,
     "trainable_top_blocks": 2,
     "freeze_embeddings": False,
@@ -95,6 +97,7 @@ DPO_SETTINGS = {
     "weight_decay": 0.0,
     "max_length": 96,
     "per_device_batch_size": 8,
+    "gradient_checkpointing": False,
     "effective_batch_size": 8,
     "trainable_top_blocks": 2,
     "freeze_embeddings": True,
@@ -410,7 +413,8 @@ def test_one_device_runs_in_process_and_several_launch_through_accelerate(tmp_pa
     config = lambda stage, settings: Path(launch_command(stage, "a.json", settings, 8)[4]).name  # noqa: E731
     assert config("reward_model", RM_SETTINGS) == "fsdp.yaml"
     assert config("sft", {**SFT_SETTINGS, "finetuning": "lora"}) == "ddp.yaml"
-    assert config("ppo", PPO_SETTINGS) == config("dpo", DPO_SETTINGS) == "deepspeed_zero2.yaml"
+    assert config("dpo", DPO_SETTINGS) == "fsdp.yaml"  # trl shards DPO's frozen reference alike
+    assert config("ppo", PPO_SETTINGS) == "deepspeed_zero2.yaml"
 
 
 def test_the_accelerate_configs_load():
@@ -555,6 +559,7 @@ def test_every_stage_runs_one_sequence_resume_train_save_summary_clean_up(tmp_pa
         model=torch.nn.Linear(2, 1),
         state=SimpleNamespace(global_step=5, log_history=[{"step": 4, "loss/policy_avg": 0.5}, {"step": 5}]),
         train=lambda resume_from_checkpoint: calls.append(("train", Path(resume_from_checkpoint).name)),
+        args=SimpleNamespace(per_device_train_batch_size=4, gradient_accumulation_steps=2, gradient_checkpointing=True),
     )
 
     def save(trainer, out_dir, tokenizer):
@@ -584,6 +589,7 @@ def test_every_stage_runs_one_sequence_resume_train_save_summary_clean_up(tmp_pa
     assert calls == [("build", result["device"]), ("train", "checkpoint-3"), "summary", ("save", "tokenizer")]
     assert result == summary(tmp_path / "out")
     assert (result["stage"], result["steps"], result["resumed_from_step"], result["own"]) == ("ppo", 5, 3, 1)
+    assert result["batch_layout"] == {"micro_batch": 4, "accumulation": 2, "checkpointing": True, "processes": 1}
     assert (result["loss"], result["trainable_parameters"], result["total_parameters"]) == (
         [{"step": 4, "loss": 0.5}],
         2,

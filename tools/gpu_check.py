@@ -141,7 +141,9 @@ PPO_ROUNDS = {"tiny": 1, "1b": 1, "7b": 1}
 # processes (configs/paper.yaml: 896 rollouts and minibatches of 7 = 7 x 128 and 7 x 1),
 # and a one-GPU stage runs one process's share, so each GPU sees the original's load.
 PPO_PROCESSES = {"tiny": 1, "1b": 7, "7b": 7}
-GENERATION_PROMPTS = {"tiny": 8, "1b": 16, "7b": 16}
+# Prompts of the generation stage: enough for the memory-sized batches of a GPU to fill
+# (a 7B model on 80 GB takes about 48 prompts a batch), so the rate is the stage's own.
+GENERATION_PROMPTS = {"tiny": 8, "1b": 256, "7b": 128}
 # torch threads per stage: one on a small shared CPU (oversubscribed threads only wait),
 # all cores beside a GPU.
 THREADS = {"tiny": 1, "1b": os.cpu_count(), "7b": os.cpu_count()}
@@ -819,8 +821,9 @@ def generate_stage(spec: dict) -> dict:
     from okapi_pipeline.jsonl import read_jsonl, write_jsonl
 
     work = Path(spec["work"]) / "stages" / spec["model"]
-    records = read_jsonl(REPO / "demo" / "instructions.jsonl")[: GENERATION_PROMPTS[spec["size"]]]
-    write_jsonl(work / "prompts.jsonl", [{"id": f"rm-{i:05d}", **record} for i, record in enumerate(records)])
+    demo = read_jsonl(REPO / "demo" / "instructions.jsonl")
+    records = [demo[i % len(demo)] for i in range(GENERATION_PROMPTS[spec["size"]])]  # the demo's 60, repeated
+    write_jsonl(work / "prompts.jsonl", [{**record, "id": f"rm-{i:05d}"} for i, record in enumerate(records)])
     settings = {**spec["config"]["ranking"], "engine": "hf", "seed": 0}
     counter = GenerationCounter.install()
     summary = generate_responses(
