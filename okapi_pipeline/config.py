@@ -209,6 +209,13 @@ def _check_cross_keys(config: dict) -> None:
         source_groups(split_plan(config))
     except ValueError as error:
         raise ConfigError(f"config: {error}") from None
+    release = config["okapi_release"]
+    if (
+        released_splits(config)
+        and not release["path"]
+        and not all(f in release["url"] for f in ("{dataset}", "{file}"))
+    ):
+        raise ConfigError("config: 'okapi_release.url': it needs {dataset} and {file} (or set okapi_release.path)")
     responder = config["ranking"]["responses_from"]
     if responder != "own" and responder not in config["base_models"]:
         raise ConfigError(f"config: 'ranking.responses_from': '{responder}' is neither own nor a base_models entry")

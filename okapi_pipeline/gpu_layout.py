@@ -23,7 +23,7 @@ The model of memory (bytes, per GPU):
   for what the model misses (the allocator's fragmentation above all).
 Set against the measured peaks of SFT with micro-batches of 2 x 512 tokens and checkpointing
 (reference/gpu_measurements.csv; GB here are 2^30 bytes, as torch reports them): 7B LLaMA
-113 measured, MODEL_7B modelled; 1B LLaMA 17.8 measured, MODEL_1B modelled.
+113 measured, 114.8 modelled; 1B LLaMA 17.8 measured, 19.3 modelled.
 """
 
 import math

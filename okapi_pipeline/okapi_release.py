@@ -30,7 +30,11 @@ from okapi_pipeline.jsonl import write_jsonl
 log = logging.getLogger(__name__)
 
 # The released set each split can come from.
-DATASETS = {"sft": "multilingual-alpaca-52k", "rm": "multilingual-ranking-data-42k", "ppo": "multilingual-rl-tuning-64k"}
+DATASETS = {
+    "sft": "multilingual-alpaca-52k",
+    "rm": "multilingual-ranking-data-42k",
+    "ppo": "multilingual-rl-tuning-64k",
+}
 # The release names its Japanese file jp.json; every other file is {ISO 639-1 code}.json.
 FILE_STEMS = {"ja": "jp"}
 CHUNK_BYTES = 1 << 20

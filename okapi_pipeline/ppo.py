@@ -230,7 +230,9 @@ class ScopedWhiteningPPOTrainer(ResumablePPOTrainer):
             result = super().train(resume_from_checkpoint)
         if self.state.global_step and not calls["advantages"]:
             # A trl that whitens some other way would silently whiten over the round.
-            raise RuntimeError("trl's PPO did not whiten its advantages through masked_whiten: minibatch scope not applied")
+            raise RuntimeError(
+                "trl's PPO did not whiten its advantages through masked_whiten: minibatch scope not applied"
+            )
         return result
 
 

@@ -8,7 +8,7 @@ the local `hf` judge ranks by the log-probability of each response.
 import logging
 from itertools import combinations
 
-from okapi_pipeline.jsonl import iter_jsonl, write_jsonl
+from okapi_pipeline.jsonl import iter_jsonl, read_jsonl, write_jsonl
 from okapi_pipeline.languages import language_name
 from okapi_pipeline.llm.checks import strict_checks, translation_check
 from okapi_pipeline.llm.client import LLMClient
@@ -41,8 +41,6 @@ def back_translation_fields(record: dict) -> dict[str, str]:
 
 def rank_shard(
     responses_path,
-    shard_index: int,
-    items_per_shard: int,
     ranked_path,
     rejects_path,
     report_path,
@@ -55,7 +53,7 @@ def rank_shard(
     back_translated_path=None,
     budget: Budget | None = None,
 ) -> dict:
-    """Back-translate and rank the items of one shard of the responses file.
+    """Back-translate and rank the items of one shard's responses file (`generate_responses`'s).
 
     With `back_translated_path` (the output of `back_translate_shard`, when the
     `back_translation` stage has a translator of its own, e.g. an `mt` model on a GPU
@@ -63,7 +61,7 @@ def rank_shard(
     the outputs) when more items were rejected than `max_reject_share` accepts; with
     `budget`, refuses to start when over budget.
     """
-    items = _shard_items(responses_path, shard_index, items_per_shard)
+    items = read_jsonl(responses_path)
 
     def work(clients):
         ranked, rejects = [], []
@@ -89,10 +87,6 @@ def rank_shard(
         report_path=report_path,
         report=lambda total, rejects: job_report(total, rejects, "ranked", language=language),
     )
-
-
-def _shard_items(responses_path, shard_index: int, items_per_shard: int) -> list[dict]:
-    return list(iter_jsonl(responses_path))[shard_index * items_per_shard : (shard_index + 1) * items_per_shard]
 
 
 def back_translate(client: LLMClient, items, language, back_translation_prompt_file):
@@ -124,8 +118,6 @@ def back_translate(client: LLMClient, items, language, back_translation_prompt_f
 
 def back_translate_shard(
     responses_path,
-    shard_index: int,
-    items_per_shard: int,
     out_path,
     language: str,
     back_translation_prompt_file,
@@ -137,7 +129,7 @@ def back_translate_shard(
     """Back-translation alone, for a `back_translation` translator of its own: one line per
     item, {"item", "english"} or {"item", "reject"}; rank_shard ranks and reports them
     (so no report and no reject-share check here)."""
-    items = _shard_items(responses_path, shard_index, items_per_shard)
+    items = read_jsonl(responses_path)
     lines = []
 
     def work(clients):

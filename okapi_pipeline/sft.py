@@ -92,15 +92,17 @@ def train_sft(base_dir, data_path, out_dir, settings: dict, checkpoint_dir, thre
         def examples(records):
             return sft_examples(records, tokenizer, settings["max_length"], settings["completion_only_loss"])
 
+        train_examples = examples(train)
         model = load_causal_lm(base_dir, tokenizer, precision.train_dtype)
         layout = training_layout("sft", model, settings, precision)
+        lengths = [len(example["input_ids"]) for example in train_examples]
         arguments = trainer_arguments(settings, checkpoint_dir, precision, evaluate=bool(held_out), layout=layout)
         # The examples come cut to max_length (sft_examples): trl cuts none in a padding-free batch.
         arguments["max_length"] = None
         args = SFTConfig(
             **arguments,
             **speed_arguments("sft", precision, settings, model),
-            padding_free=padding_free_batches(model),
+            padding_free=padding_free_batches(model, lengths, layout.micro_batch),
             adam_beta1=beta1,
             adam_beta2=beta2,
             completion_only_loss=settings["completion_only_loss"],
@@ -108,7 +110,7 @@ def train_sft(base_dir, data_path, out_dir, settings: dict, checkpoint_dir, thre
         trainer = SFTTrainer(
             model=model,
             args=args,
-            train_dataset=Dataset.from_list(examples(train)),
+            train_dataset=Dataset.from_list(train_examples),
             eval_dataset=Dataset.from_list(examples(held_out)) if held_out else None,
             processing_class=tokenizer,
             peft_config=peft_config,
@@ -117,7 +119,7 @@ def train_sft(base_dir, data_path, out_dir, settings: dict, checkpoint_dir, thre
             trainer,
             tokenizer,
             summary=lambda trainer: {
-                "train_examples": len(train),
+                "train_examples": len(train_examples),
                 "held_out_examples": len(held_out),
                 "tokens_per_second": tokens_per_second(trainer.state.log_history),
             },

@@ -10,13 +10,18 @@ run time, from the device, the model and the stage's `kernels` setting, and logg
   attention reads the restarts from the position ids; transformers' sdpa and eager masks
   do too (`masking_utils.find_packed_sequence_indices`, when no attention mask is given).
   Both need a model that takes position ids: BLOOM (ALiBi, no position ids) would let
-  one example attend to another, so it keeps padded batches.
+  one example attend to another, so it keeps padded batches. Flash attention computes
+  each example's own attention only; sdpa and eager compute the whole row's and mask
+  it, so there a flattened batch is chosen only when it computes less than the padded
+  one on the training data (`batch_flops`): with short examples next to long ones, not
+  with examples all about max_length long.
 - The optimizer kernel and Liger kernels (`speed_arguments`): the TrainingArguments
   fields that SFT, the reward model, DPO and PPO all take from here.
 """
 
 import inspect
 import logging
+import random
 
 log = logging.getLogger(__name__)
 
@@ -43,16 +48,45 @@ def padding_free(attention: str, takes_position_ids: bool) -> bool:
     return takes_position_ids and attention in FLASH_ATTENTION | PACKED_MASK_ATTENTION
 
 
-def padding_free_batches(model) -> bool:
-    """Padding-free SFT batches for this model, or padded ones (logged either way)."""
+def batch_flops(lengths: list[int], micro_batch: int, token_flops: float, pair_flops: float) -> tuple[float, float]:
+    """(padded, flattened): the FLOPs of training on examples of these lengths in micro-batches.
+
+    A padded micro-batch computes as many tokens as its longest example times its size, a
+    flattened one its examples' tokens; every token costs `token_flops` (6 x parameters)
+    and attends to every token of its row, `pair_flops` a pair (sdpa and eager mask the
+    row's scores, they do not skip them).
+    """
+    padded = flattened = 0.0
+    for start in range(0, len(lengths), micro_batch):
+        batch = lengths[start : start + micro_batch]
+        width, total = max(batch), sum(batch)
+        padded += len(batch) * width * (token_flops + pair_flops * width)
+        flattened += total * (token_flops + pair_flops * total)
+    return padded, flattened
+
+
+def padding_free_batches(model, lengths: list[int], micro_batch: int) -> bool:
+    """Padding-free SFT batches for this model and these example lengths, or padded ones (logged)."""
     attention = model.config._attn_implementation
     takes_position_ids = "position_ids" in inspect.signature(model.base_model.forward).parameters
-    chosen = padding_free(attention, takes_position_ids)
+    if not padding_free(attention, takes_position_ids):
+        log.info("SFT batches: padded to the longest example (%s attention, no position ids)", attention)
+        return False
+    if attention in FLASH_ATTENTION:
+        log.info("SFT batches: padding-free (%s)", attention)
+        return True
+    text = model.config.get_text_config()
+    parameters = sum(p.numel() for p in model.parameters())
+    # Forward and backward: 2 + 4 FLOPs a parameter and token; 4 a width and pair of
+    # tokens in a layer's forward (scores, weighted sum), twice that backward.
+    order = random.Random(0).sample(lengths, len(lengths))  # the trainer shuffles too
+    padded, flattened = batch_flops(order, micro_batch, 6 * parameters, 12 * text.hidden_size * text.num_hidden_layers)
+    chosen = flattened < padded
     log.info(
-        "SFT batches: %s (%s attention, %s position ids)",
+        "SFT batches: %s (%s attention; flattened batches would compute %.2f x the padded ones' FLOPs)",
         "padding-free" if chosen else "padded to the longest example",
         attention,
-        "takes" if takes_position_ids else "no",
+        flattened / padded,
     )
     return chosen
 
@@ -62,7 +96,7 @@ def kernel_arguments(
 ) -> dict:
     """The optimizer and Liger fields of a stage's trainer config.
 
-    `kernels: off`, or a CPU: PyTorch's plain AdamW and no Liger. `auto` on CUDA: the fused
+    `kernels: plain`, or a CPU: PyTorch's plain AdamW and no Liger. `auto` on CUDA: the fused
     AdamW kernel (the same update in one kernel launch per step), and Liger's Triton
     kernels where `liger_types` (the model types the installed liger_kernel patches; None:
     not installed) allow: SFT and the reward model for a patched model type (BLOOM is not

@@ -368,9 +368,14 @@ def translation_inputs(wildcards):
     }
 
 
+def shard_responses(wildcards):
+    """The responses one ranking shard back-translates and ranks: its own generation job's."""
+    return f"results/rankings/{wildcards.model}/{wildcards.lang}/shards/{wildcards.shard}.responses.jsonl"
+
+
 def ranking_inputs(wildcards):
     return {
-        "responses": f"results/rankings/{wildcards.model}/{wildcards.lang}/responses.jsonl",
+        "responses": shard_responses(wildcards),
         "prompt": config["ranking"]["prompt"],
         "back_translation_prompt": config["ranking"]["back_translation_prompt"],
         "judge": llm_model_input("ranking"),
@@ -392,7 +397,7 @@ SEPARATE_BACK_TRANSLATION = llm_settings(config, "back_translation") != llm_sett
 
 def back_translation_inputs(wildcards):
     return {
-        "responses": f"results/rankings/{wildcards.model}/{wildcards.lang}/responses.jsonl",
+        "responses": shard_responses(wildcards),
         "prompt": config["ranking"]["back_translation_prompt"],
         "model": llm_model_input("back_translation"),
         "instructions": llm_cost_input("back_translation"),
@@ -429,13 +434,11 @@ def joint_inputs(pattern):
     return inputs
 
 
-def shard_index(wildcards):
-    return int(wildcards.shard)
-
-
 def split_sources(wildcards):
     """The English sources the splits made here draw on (no Self-Instruct run when none does)."""
-    needed = {source for entry in split_plan(config).values() for source in entry["sources"]}
+    needed = {
+        source for entry in split_plan(config).values() for source in entry["sources"]
+    }
     sources = {
         "alpaca": "results/data/en/instructions.jsonl",
         "self_instruct": "results/data/en/self_instruct.jsonl",

@@ -2,16 +2,18 @@
 
 
 rule generate_responses:
-    """K sampled responses from the SFT model for every reward-modelling prompt."""
+    """K sampled responses from the SFT model for every prompt of one translated rm shard:
+    one GPU job per shard, so no job outlasts a cluster's time limit and ranking starts
+    as soon as its shard is answered."""
     input:
         model=responding_sft_model,
-        prompts="results/data/{lang}/rm.jsonl",
+        prompts="results/data/{lang}/rm/shards/{shard}.jsonl",
     output:
-        "results/rankings/{model}/{lang}/responses.jsonl",
+        "results/rankings/{model}/{lang}/shards/{shard}.responses.jsonl",
     log:
-        "logs/ranking/{model}/{lang}/responses.log",
+        "logs/ranking/{model}/{lang}/{shard}.responses.log",
     benchmark:
-        "logs/timing/ranking/{model}/{lang}/responses.tsv"
+        "logs/timing/ranking/{model}/{lang}/{shard}.responses.tsv"
     conda:
         "../envs/train.yaml"
     threads: 1
@@ -21,7 +23,7 @@ rule generate_responses:
         settings=config["ranking"],
         # Answers so far, outside the output (which Snakemake deletes before a rerun): a
         # killed job resumes where it stopped.
-        progress="results/checkpoints/{model}/{lang}/responses.progress.jsonl",
+        progress="results/checkpoints/{model}/{lang}/responses/{shard}.progress.jsonl",
     script:
         "../scripts/generate_responses.py"
 
@@ -45,8 +47,6 @@ rule back_translate_shard:
         **llm_gpu_resources("back_translate_shard", "back_translation"),
     params:
         llm=llm_answer_params("back_translation"),
-        shard_index=shard_index,
-        items_per_shard=config["translation"]["items_per_shard"],
         cache_name="ranking/{model}/{lang}/{shard}.back_translation",
     script:
         "../scripts/back_translate_shard.py"
@@ -73,8 +73,6 @@ rule rank_shard:
         **llm_gpu_resources("rank_shard", "ranking"),
     params:
         llm=llm_answer_params("ranking"),
-        shard_index=shard_index,
-        items_per_shard=config["translation"]["items_per_shard"],
         cache_name="ranking/{model}/{lang}/{shard}",
     script:
         "../scripts/rank_shard.py"

@@ -50,7 +50,9 @@ rule translation_qa:
     """Per-language QA of the translated data: counts, rejects, untranslated outputs."""
     input:
         english=expand("results/data/en/{split}.jsonl", split=TRANSLATED_SPLITS),
-        translated=expand("results/data/{{lang}}/{split}.jsonl", split=TRANSLATED_SPLITS),
+        translated=expand(
+            "results/data/{{lang}}/{split}.jsonl", split=TRANSLATED_SPLITS
+        ),
         reports=translation_reports,
     output:
         report(
@@ -72,6 +74,8 @@ rule translations:
     (none when every split is the released data)."""
     input:
         expand(
-            "results/data/{lang}/{split}.jsonl", lang=LANGUAGES, split=TRANSLATED_SPLITS
+            "results/data/{lang}/{split}.jsonl",
+            lang=LANGUAGES,
+            split=TRANSLATED_SPLITS,
         ),
         expand("results/qa/{lang}.json", lang=LANGUAGES if TRANSLATED_SPLITS else []),

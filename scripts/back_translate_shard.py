@@ -10,8 +10,6 @@ logging.basicConfig(level=logging.INFO, stream=sys.stderr)
 with exit_on_user_error():
     back_translate_shard(
         responses_path=snakemake.input.responses,
-        shard_index=snakemake.params.shard_index,
-        items_per_shard=snakemake.params.items_per_shard,
         out_path=snakemake.output[0],
         language=snakemake.wildcards.lang,
         back_translation_prompt_file=snakemake.input.prompt,

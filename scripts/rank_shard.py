@@ -12,8 +12,6 @@ stages = ("ranking",) if snakemake.input.back_translated else ("ranking", "back_
 with exit_on_user_error():
     rank_shard(
         responses_path=snakemake.input.responses,
-        shard_index=snakemake.params.shard_index,
-        items_per_shard=snakemake.params.items_per_shard,
         ranked_path=snakemake.output.ranked,
         rejects_path=snakemake.output.rejects,
         report_path=snakemake.output.report,

@@ -87,7 +87,9 @@ def write_release_files(folder, languages=LANGUAGES) -> list[dict]:
             path = Path(folder) / dataset / f"{lang}.json"
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(data)
-            rows.append({"dataset": dataset, "file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)})
+            rows.append(
+                {"dataset": dataset, "file": path.name, "sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
+            )
     return sorted(rows, key=lambda row: (row["dataset"], row["file"]))
 
 

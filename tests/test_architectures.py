@@ -250,7 +250,7 @@ def test_sft_labels_keep_the_final_eos_whatever_the_pad_and_no_chat_template_app
     monkeypatch.setattr(type(tokenizer), "apply_chat_template", no_chat_template)
     monkeypatch.setattr(sft, "run_trainer", lambda stage, build, **kwargs: build(run_precision(1)))
     # Padded batches, where a pad could hide the eos (a padding-free batch has no pad).
-    monkeypatch.setattr(sft, "padding_free_batches", lambda model: False)
+    monkeypatch.setattr(sft, "padding_free_batches", lambda model, lengths, micro_batch: False)
     records = instruction_records(8)
     write_jsonl(tmp_path / "sft.jsonl", records)
     settings = {**SFT_SETTINGS, "held_out_fraction": 0.0, "epochs": 1}

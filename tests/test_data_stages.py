@@ -400,17 +400,16 @@ def test_ranking_must_be_a_permutation():
 
 
 def test_rank_shard_with_the_openai_judge(fake_openai, openai_settings, tmp_path):
-    write_jsonl(tmp_path / "responses.jsonl", responses(5))
+    # A shard's responses file holds its items only (here items 3 and 4): all are ranked.
+    write_jsonl(tmp_path / "0001.responses.jsonl", responses(5)[3:])
     openai_settings["max_concurrency"] = 1
     openai_settings["max_retries"] = 1
-    # Shard 1 of 3 per shard: items 3 and 4. Back-translations first (2), then rankings:
-    # item 3 answers an invalid ranking once, item 4 twice (rejected).
+    # Back-translations first (2), then rankings: item 3 answers an invalid ranking once,
+    # item 4 twice (rejected).
     fake_openai.faults = [(None,), (None,), ("bad_ranking",), ("bad_ranking",), (None,), ("bad_ranking",)]
     out = [tmp_path / name for name in ("ranked.jsonl", "rejects.jsonl", "report.json")]
     report = rank_shard(
-        tmp_path / "responses.jsonl",
-        1,
-        3,
+        tmp_path / "0001.responses.jsonl",
         *out,
         "vi",
         f"{PROMPTS}/rank.txt",
@@ -431,10 +430,10 @@ def test_rank_shard_with_the_openai_judge(fake_openai, openai_settings, tmp_path
     assert ranked["english"]["responses"][0] == fake_translation("Một.", "English")
     assert ranked["english"]["input"] == ""
     assert read_jsonl(out[1])[0]["stage"] == "ranking"
+    # A shard whose prompts were all rejected in translation has no responses: nothing to rank.
+    write_jsonl(tmp_path / "0002.responses.jsonl", [])
     empty = rank_shard(
-        tmp_path / "responses.jsonl",
-        2,
-        3,
+        tmp_path / "0002.responses.jsonl",
         *out,
         "vi",
         f"{PROMPTS}/rank.txt",
@@ -501,8 +500,6 @@ def test_generate_and_rank_with_the_local_model(tiny_llama_dir, tmp_path):
     out = [tmp_path / name for name in ("ranked.jsonl", "rejects.jsonl", "report.json")]
     report = rank_shard(
         tmp_path / "responses.jsonl",
-        0,
-        16,
         *out,
         "vi",
         f"{PROMPTS}/rank.txt",

@@ -331,11 +331,9 @@ def test_a_back_translation_job_of_its_own_ranks_the_same_as_one_job(fake_openai
     prompts = (str(REPO / "prompts/rank.txt"), str(REPO / "prompts/back_translate.txt"))
     one = [tmp_path / f"one.{name}" for name in ("jsonl", "rejects.jsonl", "report.json")]
     two = [tmp_path / f"two.{name}" for name in ("jsonl", "rejects.jsonl", "report.json")]
-    together = rank_shard(tmp_path / "responses.jsonl", 0, 3, *one, "vi", *prompts, openai_settings, "r/one")
+    together = rank_shard(tmp_path / "responses.jsonl", *one, "vi", *prompts, openai_settings, "r/one")
     back_translate_shard(
         tmp_path / "responses.jsonl",
-        0,
-        3,
         tmp_path / "english.jsonl",
         "vi",
         prompts[1],
@@ -345,8 +343,6 @@ def test_a_back_translation_job_of_its_own_ranks_the_same_as_one_job(fake_openai
     sent = fake_openai.count
     apart = rank_shard(
         tmp_path / "responses.jsonl",
-        0,
-        3,
         *two,
         "vi",
         *prompts,

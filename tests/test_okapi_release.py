@@ -68,12 +68,7 @@ def test_the_checked_in_table_covers_the_26_languages_in_every_released_set():
 
 
 def test_the_table_tool_reads_git_lfs_pointers():
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("okapi_release_table", REPO / "tools/okapi_release_table.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    parse_pointer = tool.parse_pointer
+    parse_pointer = load_tool("okapi_release_table").parse_pointer
     pointer = "version https://git-lfs.github.com/spec/v1\noid sha256:" + "ab" * 32 + "\nsize 32341413\n"
     assert parse_pointer(pointer) == ("ab" * 32, 32341413)
 
@@ -141,7 +136,9 @@ def test_the_test_files_match_their_checked_in_table(tmp_path):
 
 
 def write_json(path, records, lines=False):
-    text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records) if lines else json.dumps(records, indent=4)
+    text = (
+        "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records) if lines else json.dumps(records, indent=4)
+    )
     path.write_text(text, encoding="utf-8")
     return path
 
@@ -157,7 +154,12 @@ def test_sft_records_are_the_alpaca_records_with_ids(tmp_path):
     )
     assert convert_release_file("sft", source, tmp_path / "sft.jsonl", "vi") == 3
     records = read_jsonl(tmp_path / "sft.jsonl")
-    assert records[1] == {"id": "okapi-vi-000001", "instruction": "Dịch câu này.", "input": "The cat.", "output": "Con mèo."}
+    assert records[1] == {
+        "id": "okapi-vi-000001",
+        "instruction": "Dịch câu này.",
+        "input": "The cat.",
+        "output": "Con mèo.",
+    }
     assert records[2]["input"] == ""
 
 
@@ -186,10 +188,18 @@ def test_ppo_prompts_read_numbers_as_text_as_the_original_loader_did(tmp_path):
 @pytest.mark.parametrize(
     "split, records, lines, message",
     [
-        ("sft", [{"instruction": "a", "input": "", "output": "b"}, {"instruction": "c", "input": ""}], False,
-         "vi.json: record 1: 'output' is missing"),
-        ("rm", [{"instruction": "a", "prefered_output": "b", "rejected_output": ["c"]}], False,
-         "vi.json: record 0: 'rejected_output' is a JSON list, not text"),
+        (
+            "sft",
+            [{"instruction": "a", "input": "", "output": "b"}, {"instruction": "c", "input": ""}],
+            False,
+            "vi.json: record 1: 'output' is missing",
+        ),
+        (
+            "rm",
+            [{"instruction": "a", "prefered_output": "b", "rejected_output": ["c"]}],
+            False,
+            "vi.json: record 0: 'rejected_output' is a JSON list, not text",
+        ),
         ("ppo", [{"instruction": "a"}, {"instruction": " "}], True, "vi.json: record 1: 'instruction' is empty"),
         ("ppo", [{"instruction": "a"}, "just a string"], True, "vi.json: record 1 is a JSON str, not an object"),
     ],
@@ -232,12 +242,21 @@ def test_a_released_split_plans_no_translation_and_costs_nothing():
     assert list(split_plan(mixed)) == ["rm"] and ranking_responders(mixed) == ["tiny-bloom"]
 
 
+def test_a_release_url_without_the_file_is_a_config_error():
+    config = merged_config(".test/config_okapi_release.yaml")
+    config["okapi_release"] = {"path": None, "url": "https://example.org/okapi/vi.json"}
+    with pytest.raises(ConfigError, match=r"^config: 'okapi_release.url': it needs \{dataset\} and \{file\}"):
+        validate_config(config, load_schema())
+
+
 def test_a_language_a_released_set_lacks_is_a_config_error(monkeypatch):
     monkeypatch.chdir(REPO)
     config = release_config()
     check_files(config)
     config["languages"] = ["vi", "id"]
-    with pytest.raises(ConfigError, match=r"'split.sft.source': the Okapi release has no multilingual-alpaca-52k file for id"):
+    with pytest.raises(
+        ConfigError, match=r"'split.sft.source': the Okapi release has no multilingual-alpaca-52k file for id"
+    ):
         check_files(config)
 
 
@@ -255,7 +274,9 @@ def test_a_benchmark_folder_that_does_not_exist_is_a_config_error(monkeypatch):
 
 def test_the_paper_on_the_released_data_plans_no_llm_stage(tmp_path):
     workdir = copy_workflow(tmp_path)
-    result = snakemake(workdir, "-n", "--quiet", "rules", "--configfile", "configs/paper.yaml", "configs/paper-release.yaml")
+    result = snakemake(
+        workdir, "-n", "--quiet", "rules", "--configfile", "configs/paper.yaml", "configs/paper-release.yaml"
+    )
     counts = job_counts(result.stdout + result.stderr)
     llm_rules = {"load_instructions", "fetch_seed_tasks", "self_instruct", "split_instructions", "translate_shard"}
     llm_rules |= {"generate_responses", "back_translate_shard", "rank_shard", "preference_pairs", "translation_qa"}
@@ -264,6 +285,30 @@ def test_the_paper_on_the_released_data_plans_no_llm_stage(tmp_path):
     assert counts["okapi_release_data"] == 26 * 2 and counts["okapi_release_pairs"] == 26
     for rule in ("train_sft", "train_reward_model", "train_ppo"):
         assert counts[rule] == 26 * 2
+
+
+def load_tool(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / f"tools/{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_plan_cluster_shows_the_release_config_at_no_api_cost_beside_the_paper():
+    plan_cluster = load_tool("plan_cluster")
+    assert set(plan_cluster.api_dollars(["configs/paper.yaml", "configs/paper-release.yaml"]).values()) == {0}
+    paper = plan_cluster.api_dollars(["configs/paper.yaml"])
+    assert paper["translation"] > 1000 and paper["ranking"] > 0
+    sft = plan_cluster.RulePlan("train_sft", "sft", local=False, jobs=2, slurm_jobs=2, gpu_hours=10.4)
+    translate = plan_cluster.RulePlan("translate_shard", "translate", local=True, jobs=9)
+    table = plan_cluster.side_by_side(
+        {"paper": ([sft, translate], {"translation": 1320.4}), "released data": ([sft], {"translation": 0.0})}
+    )
+    lines = {line.split("  ")[0].strip(): line.split()[-2:] for line in table.splitlines()[1:]}
+    assert lines["GPU hours: sft"] == ["10", "10"] and lines["API $: total"] == ["1320", "0"]
+    assert table.splitlines()[0].split() == ["paper", "released", "data"]
 
 
 RELEASE = merged_config(".test/config_okapi_release.yaml")
@@ -275,7 +320,9 @@ def test_the_demo_trains_and_evaluates_from_the_released_format(tmp_path, lfs_ho
     served, url = lfs_host
     write_release_files(served)
     workdir = copy_workflow(tmp_path / "workflow")
-    (workdir / "served.yaml").write_text(yaml.safe_dump({"okapi_release": {"path": None, "url": url + "/{dataset}/{file}"}}))
+    (workdir / "served.yaml").write_text(
+        yaml.safe_dump({"okapi_release": {"path": None, "url": url + "/{dataset}/{file}"}})
+    )
     result = snakemake(workdir, "--cores", "2", "--configfile", ".test/config_okapi_release.yaml", "served.yaml")
     counts = job_counts(result.stdout + result.stderr)
     assert counts["fetch_okapi_release"] == 6 and "translate_shard" not in counts and "rank_shard" not in counts

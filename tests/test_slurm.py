@@ -12,7 +12,7 @@ import shutil
 
 import pytest
 
-from okapi_pipeline.config import load_schema, validate_config
+from okapi_pipeline.config import load_schema, shard_ids, validate_config
 from okapi_pipeline.gpu_jobs import GPU_RULES, gpu_job, read_measurements
 from tests.slurm import cluster as slurm
 from tests.workflow import REPO, copy_workflow, merged_config
@@ -136,8 +136,15 @@ def test_a_rerun_submits_nothing(small_run, slurm_cluster):
 
 # The rules that run on GPUs on a cluster (their resources), and how many jobs of each
 # the demo has: one per (model, language) or per (model, variant, language); responses
-# are generated once per language (one shared ranking set).
-DEMO_GPU_JOBS = {"train_sft": 6, "train_reward_model": 6, "train_ppo": 6, "generate_responses": 3, "evaluate": 18}
+# are generated once per (language, rm shard) (one shared ranking set).
+DEMO_RM_SHARDS = len(shard_ids(merged_config(), "rm"))
+DEMO_GPU_JOBS = {
+    "train_sft": 6,
+    "train_reward_model": 6,
+    "train_ppo": 6,
+    "generate_responses": 3 * DEMO_RM_SHARDS,
+    "evaluate": 18,
+}
 
 
 @pytest.fixture(scope="module")
@@ -237,7 +244,8 @@ def test_the_paper_plan_counts_jobs_and_gpu_hours_without_a_cluster(tmp_path, mo
         assert plans[rule].gpus == {expected[model]["gpu"] for model in models}, rule
         assert plans[rule].runtimes_h == {expected[model]["runtime"] / 60 for model in models}, rule
         per_language = sum(expected[model]["gpu"] * expected[model]["runtime"] / 60 for model in models)
-        jobs_per_model = 3 * 26 if rule == "evaluate" else 26
+        # Scored thrice (base, sft, ppo); responses generated per rm shard (42K in 21).
+        jobs_per_model = {"evaluate": 3 * 26, "generate_responses": 26 * 21}.get(rule, 26)
         assert plans[rule].gpu_hours == pytest.approx(jobs_per_model * per_language), rule
     # On the default site (80 GB cards) a 7B SFT shards over two.
     assert plans["train_sft"].gpus == {2} and plans["train_sft"].slurm_jobs == 52
@@ -273,7 +281,9 @@ def test_the_sites_resources_for_one_rule_are_one_setting_and_keep_the_partition
     shutil.copytree(REPO / "slurm", profile)
     text = (profile / "config.yaml").read_text()
     (profile / "config.yaml").write_text(
-        text.replace("  rule_resources: {}\n", "  rule_resources: {train_sft: {gpu: 8}, load_instructions: {mem_mb: 500}}\n")
+        text.replace(
+            "  rule_resources: {}\n", "  rule_resources: {train_sft: {gpu: 8}, load_instructions: {mem_mb: 500}}\n"
+        )
     )
     monkeypatch.setenv("OKAPI_GPU_PARTITION", "gpu")
     jobs = load_plan_cluster().dry_run_jobs(str(profile), ["configs/paper.yaml"], forceall=True)

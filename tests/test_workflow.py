@@ -61,6 +61,16 @@ def test_demo_models_and_data_are_where_the_readme_says(demo_run):
     responder = DEMO["ranking"]["responses_from"]
     assert sorted(p.name for p in (demo_run / "results/rankings").iterdir()) == [responder]
     for lang in DEMO["languages"]:
+        # Every translated rm prompt answered once, in order, by its shard's generation job.
+        answered = [
+            json.loads(line)["id"]
+            for shard in shard_ids(DEMO, "rm")
+            for line in (demo_run / f"results/rankings/{responder}/{lang}/shards/{shard}.responses.jsonl")
+            .read_text()
+            .splitlines()
+        ]
+        prompts = (demo_run / f"results/data/{lang}/rm.jsonl").read_text().splitlines()
+        assert answered == [json.loads(line)["id"] for line in prompts]
         pairs = (demo_run / f"results/rankings/{responder}/{lang}/pairs.jsonl").read_text()
         first = json.loads(pairs.splitlines()[0])
         assert {"instruction", "input", "prefered_output", "rejected_output"} <= set(first)
@@ -130,10 +140,10 @@ def test_changed_translation_reruns_only_that_language(demo_run):
     for bench in BENCHMARKS:
         expected |= {("paper_tables", (("bench", bench),)), ("paper_figures", (("bench", bench),))}
     responder = DEMO["ranking"]["responses_from"]
-    for rule in ("generate_responses", "preference_pairs"):
-        expected.add((rule, (("lang", "vi"), ("model", responder))))
+    expected.add(("preference_pairs", (("lang", "vi"), ("model", responder))))
     for shard in shard_ids(DEMO, "rm"):
-        expected.add(("rank_shard", (("lang", "vi"), ("model", responder), ("shard", shard))))
+        for rule in ("generate_responses", "rank_shard"):
+            expected.add((rule, (("lang", "vi"), ("model", responder), ("shard", shard))))
     for model in DEMO["models"]:
         per_model = (("lang", "vi"), ("model", model))
         for rule in ("train_sft", "train_reward_model", "train_ppo", "train_dpo", "training_curves"):
@@ -159,10 +169,12 @@ def test_paper_dag_plans_every_stage_offline(tmp_path):
     assert counts["translate_shard"] == languages * shards
     for rule in ("train_sft", "train_reward_model", "train_ppo"):
         assert counts[rule] == languages * models, rule
-    # One ranking set per language (BLOOM's SFT answers), shared by both models.
-    for rule in ("generate_responses", "preference_pairs"):
-        assert counts[rule] == languages, rule
-    assert counts["rank_shard"] == languages * len(shard_ids({**DEMO, **paper}, "rm"))
+    # One ranking set per language (BLOOM's SFT answers), shared by both models: one
+    # generation job per rm shard (no single job answers a language's 42K prompts).
+    assert counts["preference_pairs"] == languages
+    rm_shards = len(shard_ids({**DEMO, **paper}, "rm"))
+    assert rm_shards == 21  # 42K prompts in shards of 2000
+    assert counts["generate_responses"] == counts["rank_shard"] == languages * rm_shards
     assert counts["fetch_seed_tasks"] == 1
     assert counts["evaluate"] == languages * models * 3
     assert "train_dpo" not in counts  # the paper trains PPO only (rlhf.methods)
@@ -208,6 +220,11 @@ def test_every_test_config_plans_with_the_command_its_header_gives(tmp_path, nam
             "config: split: ['sft'] take ['alpaca'] and ['rm'] take ['alpaca', 'self_instruct']",
         ),
         ("ranking:\n  responses_from: gpt-4\n", "config: 'ranking.responses_from': 'gpt-4' is neither own nor"),
+        ("benchmarks:\n  arc:\n    path: demo/benchmark\n", "config: 'benchmarks.arc.path': no folder demo/benchmark"),
+        (
+            "languages: [vi, xh]\nsplit:\n  rm: {source: okapi_release}\n",
+            "config: 'split.rm.source': the Okapi release has no multilingual-ranking-data-42k file for xh",
+        ),
     ],
 )
 def test_bad_config_stops_with_one_line_naming_the_key(tmp_path, override, message):
