@@ -231,7 +231,11 @@ def gpu_job(
         fits = max(gpus, gpus_for(stage, parameters, config[stage], site))
         options = [n for n in allowed_processes(stage, config[stage], site["gpus_per_node"]) if n >= fits] or [fits]
         gpus = next(
-            (n for n in options if runtime(stage, parameters, work, n, site, measurements)[0] <= site["max_job_hours"] * 60),
+            (
+                n
+                for n in options
+                if runtime(stage, parameters, work, n, site, measurements)[0] <= site["max_job_hours"] * 60
+            ),
             options[-1],
         )
     minutes, basis = runtime(stage, parameters, work, gpus, site, measurements)

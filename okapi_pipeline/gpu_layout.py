@@ -196,7 +196,9 @@ def batch_layout(stage: str, shape: Shape, settings: dict, processes: int, memor
                 return Layout(micro, share // micro, checkpointing, peak / GB)
     # Nothing fits by the model: the smallest layout, and the model's estimate says by how much.
     micro, checkpointing = sizes[-1], options[-1]
-    return Layout(micro, share // micro, checkpointing, peak_bytes(stage, shape, settings, processes, micro, checkpointing) / GB)
+    return Layout(
+        micro, share // micro, checkpointing, peak_bytes(stage, shape, settings, processes, micro, checkpointing) / GB
+    )
 
 
 # ---- GPUs per job (plan time) ------------------------------------------------------------
@@ -204,7 +206,7 @@ def batch_layout(stage: str, shape: Shape, settings: dict, processes: int, memor
 
 def allowed_processes(stage: str, settings: dict, most: int) -> list[int]:
     """Process counts a stage's batches divide by, up to `most`: PPO's rollout batch and
-    minibatch (the paper's 896 and 14: 1, 2, 7 or 14), the others' effective batch."""
+    minibatch (the paper's 896 and 7: 1 or 7), the others' effective batch."""
     if stage == "ppo":
         sizes = (settings["rollout_batch_size"], settings["mini_batch_size"])
     else:

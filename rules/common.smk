@@ -1,7 +1,6 @@
 """Config checks, wildcard constraints, input functions and target lists."""
 
 import functools
-import math
 import os
 import re
 import sys
@@ -141,8 +140,8 @@ GPU_MEASUREMENTS = read_measurements(
 
 @functools.cache
 def gpu_job_for(stage, model, joint):
-    """What one job of `stage` on `model` asks for; a joint job has the work of every
-    language, on the most GPUs, up to training.joint_gpus, that its batches divide by."""
+    """What one job of `stage` on `model` asks for; a joint job has the work of
+    every language, on the most GPUs its batches divide by (up to training.joint_gpus)."""
     least = 1
     if joint:
         least = joint_gpus(stage, config[stage], config["training"]["joint_gpus"])

@@ -102,7 +102,6 @@ def test_an_unknown_gpu_class_is_a_one_line_config_error():
         validate_config(config, load_schema())
 
 
-
 def gpu_report(gpus: int) -> dict:
     """A tools/gpu_check.py report of the shape it writes: setup facts, a build, stages."""
     return {
