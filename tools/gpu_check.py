@@ -55,6 +55,8 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+# The GPUs' dense bf16 peaks, for the model FLOPs utilisation (unknown devices get none).
+from okapi_pipeline.gpu_jobs import peak_tflops  # noqa: E402  (this checkout's package)
 
 log = logging.getLogger("gpu_check")
 
@@ -148,40 +150,6 @@ GENERATION_PROMPTS = {"tiny": 8, "1b": 256, "7b": 128}
 # all cores beside a GPU.
 THREADS = {"tiny": 1, "1b": os.cpu_count(), "7b": os.cpu_count()}
 
-# Dense bf16 tensor-core peaks (TFLOPS, no sparsity) from the vendors' data sheets, for
-# the model FLOPs utilisation. The first pattern found in the device name wins, so the
-# more specific names come first. Unknown devices (and GPUs without bf16) get no MFU.
-BF16_PEAK_TFLOPS = (
-    ("gh200", 989),
-    ("h200", 989),
-    ("h100 pcie", 756),
-    ("h100 nvl", 835),
-    ("h100", 989),
-    ("h800", 989),
-    ("b200", 2250),
-    ("b100", 1750),
-    ("a100", 312),
-    ("a800", 312),
-    ("l40s", 362),
-    ("l40", 181),
-    ("l4", 121),
-    ("a10g", 125),
-    ("a10", 125),
-    ("rtx 4090", 165),
-    ("rtx 6000 ada", 364),
-    ("rtx a6000", 155),
-    ("mi300x", 1307),
-    ("mi250x", 383),
-)
-
-
-def peak_tflops(device_name: str | None) -> float | None:
-    """The dense bf16 peak of a GPU by its name (torch.cuda.get_device_name), or None."""
-    name = (device_name or "").lower()
-    for pattern, tflops in BF16_PEAK_TFLOPS:
-        if pattern in name:
-            return tflops
-    return None
 
 
 def training_flops_per_token(stage: str, parameters: int, trainable: int) -> int:
