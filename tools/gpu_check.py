@@ -151,7 +151,6 @@ GENERATION_PROMPTS = {"tiny": 8, "1b": 256, "7b": 128}
 THREADS = {"tiny": 1, "1b": os.cpu_count(), "7b": os.cpu_count()}
 
 
-
 def training_flops_per_token(stage: str, parameters: int, trainable: int) -> int:
     """Model FLOPs a training step spends on one token: the forward (2 x parameters), the
     backward through the activations (2 x parameters: the gradient reaches the embeddings,
