@@ -95,23 +95,18 @@ class _Gradients(TrainerCallback):
 
 
 def one_sft_step(base, data, out, micro_batch) -> tuple[float, dict]:
+    # The demo's SFT settings (schema defaults filled in): one step of 8 examples, no held-out part.
+    demo = validate_config(merged_config(), load_schema())["sft"]
     settings = {
-        "finetuning": "full",
+        **demo,
         "epochs": 1,
-        "learning_rate": 1e-3,
         "lr_scheduler": "constant",
         "warmup_steps": 0,
-        "adam_betas": [0.9, 0.95],
-        "weight_decay": 0.0,
         "max_length": 64,
         "per_device_batch_size": micro_batch,
         "gradient_checkpointing": False,
         "effective_batch_size": 8,
         "held_out_fraction": 0.0,
-        "completion_only_loss": False,
-        "seed": 0,
-        "save_steps": 500,
-        "kernels": "auto",
     }
     recorder = _Gradients()
     DEFAULT_CALLBACKS.append(recorder)
