@@ -141,7 +141,7 @@ GPU_MEASUREMENTS = read_measurements(
 @functools.cache
 def gpu_job_for(stage, model, joint):
     """What one job of `stage` on `model` asks for; a joint job has the work of
-    every language, on the most GPUs its batches divide by (up to training.joint_gpus)."""
+    every language, on the most GPUs its batches divide by (training.joint_gpus)."""
     least = 1
     if joint:
         least = joint_gpus(stage, config[stage], config["training"]["joint_gpus"])
