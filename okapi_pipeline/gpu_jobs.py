@@ -223,7 +223,8 @@ def gpu_job(
     host memory in MB, runtime in minutes and what the runtime rests on. `languages`: the
     languages a joint job holds the work of (a per-language job: 1)."""
     site = config["site"]
-    work = stage_work(stage, config) * languages if stage in MEASURED_AS else languages
+    # In the unit of the stage's rate; for a stage with an assumed time, in jobs.
+    work = (stage_work(stage, config) if stage in MEASURED_AS else 1) * languages
     gpus = least_gpus
     if stage in TRAINING_STAGES:
         # The fewest GPUs that hold the model, more where the batches allow it and the job
