@@ -16,7 +16,7 @@ import jsonschema
 import yaml
 
 from okapi_pipeline.gpu_jobs import BF16_PEAK_TFLOPS, gpu_class
-from okapi_pipeline.languages import ISO_639_1
+from okapi_pipeline.languages import ISO_639_1, SOURCE_LANGUAGE
 from okapi_pipeline.okapi_release import DATASETS, missing_languages, read_checksums
 from okapi_pipeline.split import source_groups
 
@@ -157,10 +157,14 @@ def _renamed_keys(config: dict) -> dict:
 
 def _check_cross_keys(config: dict) -> None:
     for index, lang in enumerate(config["languages"]):
-        if lang == "en":
-            raise ConfigError(f"config: 'languages.{index}': en is the source language, not a target")
         if lang not in ISO_639_1:
             raise ConfigError(f"config: 'languages.{index}': unknown language code '{lang}' (ISO 639-1 expected)")
+    if SOURCE_LANGUAGE in config["languages"]:
+        for split in released_splits(config):
+            raise ConfigError(
+                f"config: 'split.{split}.source': the Okapi release has no English data (it was translated from "
+                f"English); for en make the split here (source: pipeline) or remove en from languages"
+            )
     for index, model in enumerate(config["models"]):
         if model not in config["base_models"]:
             raise ConfigError(

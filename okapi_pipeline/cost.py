@@ -14,6 +14,7 @@ from pathlib import Path
 from statistics import mean
 
 from okapi_pipeline.jsonl import read_jsonl
+from okapi_pipeline.languages import SOURCE_LANGUAGE, target_languages
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +108,8 @@ def estimate_costs(
     )
 
     items = sum(sizes.values())
-    for lang in languages:
+    # English (the control) is not translated, and its responses are ranked as they are.
+    for lang in target_languages(languages):
         factor = TOKEN_FACTOR.get(lang, 1.0)
         rows.append(
             _row(
@@ -129,8 +131,22 @@ def estimate_costs(
             english = prompt_tokens + k * response_tokens
             back_in = tokens(text["back_translation"]) + english * factor + MESSAGE_TOKENS
             rank_in = tokens(text["rank"]) + english + MESSAGE_TOKENS
-            if "back_translation" in llm:
-                # A back-translation request, then a ranking request, per item.
+            if lang != SOURCE_LANGUAGE and "back_translation" not in llm:
+                # One back-translation and one ranking request per item, both the judge's.
+                rows.append(
+                    _row(
+                        "ranking",
+                        lang,
+                        model,
+                        2 * sizes["rm"],
+                        sizes["rm"] * (back_in + rank_in),
+                        sizes["rm"] * (english + RANKING_ANSWER_TOKENS),
+                        llm["ranking"],
+                    )
+                )
+                continue
+            if lang != SOURCE_LANGUAGE:
+                # A back-translation request of the stage's own translator, then a ranking request, per item.
                 response_segments = k * response_tokens * CHARS_PER_TOKEN / segment_chars if segment_chars else 0
                 rows.append(
                     _row(
@@ -144,27 +160,15 @@ def estimate_costs(
                         sizes["rm"] * (prompt_segments + response_segments),
                     )
                 )
-                rows.append(
-                    _row(
-                        "ranking",
-                        lang,
-                        model,
-                        sizes["rm"],
-                        sizes["rm"] * rank_in,
-                        sizes["rm"] * RANKING_ANSWER_TOKENS,
-                        llm["ranking"],
-                    )
-                )
-                continue
-            # One back-translation and one ranking request per item.
+            # English responses need no back-translation: one ranking request per item.
             rows.append(
                 _row(
                     "ranking",
                     lang,
                     model,
-                    2 * sizes["rm"],
-                    sizes["rm"] * (back_in + rank_in),
-                    sizes["rm"] * (english + RANKING_ANSWER_TOKENS),
+                    sizes["rm"],
+                    sizes["rm"] * rank_in,
+                    sizes["rm"] * RANKING_ANSWER_TOKENS,
                     llm["ranking"],
                 )
             )

@@ -11,6 +11,7 @@ import json
 import logging
 from pathlib import Path
 
+from okapi_pipeline.languages import target_languages
 from okapi_pipeline.tables import TITLES, grouped_languages, is_number, mean_or_missing, read_scores
 
 log = logging.getLogger(__name__)
@@ -60,11 +61,12 @@ def gains_by_group(
 ) -> dict:
     """(model, variant, group) -> the mean of `differences` over the group's languages.
 
-    Groups in high / medium / low / other order, then "all". As in the tables, a group
+    Groups in high / medium / low / other / control order, then "all" (the target
+    languages: not the English control). As in the tables, a group
     with a missing score has no mean (None).
     """
     per_language = differences(scores, models, languages, pairs)
-    groups = grouped_languages(languages, extra_groups) + [("all", list(languages))]
+    groups = grouped_languages(languages, extra_groups) + [("all", target_languages(languages))]
     return {
         (model, variant, group): mean_or_missing([per_language[(model, variant, lang)] for lang in members])
         for model in models

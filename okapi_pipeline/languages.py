@@ -1,11 +1,15 @@
 """The Okapi languages and their resource groups (share of CommonCrawl)."""
 
+# The language every split is made in and translated from: as a language of its own it
+# is the control row (no translation stage), in a group of its own.
+SOURCE_LANGUAGE = "en"
+CONTROL_GROUP = "control"
 OKAPI_GROUPS = {
     "high": ["ru", "de", "zh", "fr", "es", "it", "nl", "vi"],
     "medium": ["id", "ar", "hu", "ro", "da", "sk", "uk", "ca", "sr", "hr", "hi"],
     "low": ["bn", "ta", "ne", "ml", "mr", "te", "kn"],
 }
-GROUP_ORDER = ["high", "medium", "low", "other"]
+GROUP_ORDER = ["high", "medium", "low", "other", CONTROL_GROUP]
 
 NAMES = {
     "en": "English",
@@ -50,11 +54,18 @@ ISO_639_1 = set(
 
 
 def language_group(lang: str, extra_groups: dict | None = None) -> str:
-    """The resource group of a language: Okapi's, else the config's, else "other"."""
+    """The resource group of a language: "control" for English, Okapi's, else the config's, else "other"."""
+    if lang == SOURCE_LANGUAGE:
+        return CONTROL_GROUP
     for group, members in OKAPI_GROUPS.items():
         if lang in members:
             return group
     return (extra_groups or {}).get(lang, "other")
+
+
+def target_languages(languages: list[str]) -> list[str]:
+    """The languages translated into: every one but English (the control, in no overall average)."""
+    return [lang for lang in languages if lang != SOURCE_LANGUAGE]
 
 
 def language_name(lang: str) -> str:

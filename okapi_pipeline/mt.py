@@ -125,11 +125,11 @@ class MTBackend(Backend):
 
     # ---- segments -------------------------------------------------------------------
 
-    def field_pieces(self, text: str) -> list[Piece]:
-        """The field's pieces, every sentence cut to the model's limit."""
+    def field_pieces(self, text: str, language: str) -> list[Piece]:
+        """The field's pieces (sentences as `language` ends them), every sentence cut to the model's limit."""
         self._load_tokenizer()
         out = []
-        for piece in pieces(text):
+        for piece in pieces(text, language):
             if not piece.translate:
                 out.append(piece)
                 continue
@@ -170,7 +170,7 @@ class MTBackend(Backend):
             cuts_before = self.stats["cut"]
             fields = {}
             for name in request.keys:
-                parts = self.field_pieces(request.user[name])
+                parts = self.field_pieces(request.user[name], source)
                 texts = [piece.text for piece in parts if piece.translate]
                 segment_keys = [segment_key(self.model_id, source, target, text, self.generation) for text in texts]
                 for key, text in zip(segment_keys, texts):

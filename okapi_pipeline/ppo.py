@@ -17,6 +17,7 @@ import torch
 from transformers import TrainerCallback
 
 from okapi_pipeline.jsonl import read_jsonl
+from okapi_pipeline.model_card import add_chat_template
 from okapi_pipeline.modeling import (
     freeze_lower_blocks,
     load_causal_lm,
@@ -368,7 +369,7 @@ def ppo_config(settings: dict, schedule: dict, checkpoint_dir, precision):
         save_strategy="steps",
         save_steps=settings["save_steps"],
         logging_steps=1,
-        report_to="none",
+        report_to=settings["report_to"],
         disable_tqdm=True,
         gradient_checkpointing=False,
         **precision.trainer_arguments(),
@@ -385,6 +386,7 @@ def save_policy(trainer, out_dir, tokenizer):
     policy = trainer.accelerator.unwrap_model(trainer.model).policy
     if trainer.accelerator.is_main_process:
         policy.save_pretrained(out_dir)
+        add_chat_template(tokenizer)
         tokenizer.save_pretrained(out_dir)
     trainer.accelerator.wait_for_everyone()
     return policy

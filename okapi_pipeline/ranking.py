@@ -9,7 +9,7 @@ import logging
 from itertools import combinations
 
 from okapi_pipeline.jsonl import iter_jsonl, read_jsonl, write_jsonl
-from okapi_pipeline.languages import language_name
+from okapi_pipeline.languages import SOURCE_LANGUAGE, language_name
 from okapi_pipeline.llm.checks import strict_checks, translation_check
 from okapi_pipeline.llm.client import LLMClient
 from okapi_pipeline.llm.job import Budget, job_report, run_llm_job
@@ -55,6 +55,8 @@ def rank_shard(
 ) -> dict:
     """Back-translate and rank the items of one shard's responses file (`generate_responses`'s).
 
+    English items (the control language) are ranked as they are, with no back-translation.
+
     With `back_translated_path` (the output of `back_translate_shard`, when the
     `back_translation` stage has a translator of its own, e.g. an `mt` model on a GPU
     node while the judge is an API) the English comes from there. Fails (after writing
@@ -67,7 +69,9 @@ def rank_shard(
         ranked, rejects = [], []
         if items:
             client = clients(cache_name)
-            if back_translated_path is None:
+            if language == SOURCE_LANGUAGE:
+                english = [(item, english_as_is(item)) for item in items]
+            elif back_translated_path is None:
                 english, rejects = back_translate(client, items, language, back_translation_prompt_file)
             else:
                 english, rejects = read_back_translations(back_translated_path)
@@ -87,6 +91,11 @@ def rank_shard(
         report_path=report_path,
         report=lambda total, rejects: job_report(total, rejects, "ranked", language=language),
     )
+
+
+def english_as_is(item: dict) -> dict:
+    """What the judge reads of an English item: its own prompt and responses."""
+    return {"instruction": item["instruction"], "input": item["input"], "responses": list(item["responses"])}
 
 
 def back_translate(client: LLMClient, items, language, back_translation_prompt_file):

@@ -6,18 +6,21 @@ code, URLs, e-mail addresses, placeholders, lines without letters such as number
 lines, list markers, and the whitespace and newlines between all of these). Joining
 the pieces with every sentence replaced by its translation rebuilds the field, so
 whatever was kept comes back byte-identical.
+
+Sentences are found by sentencex (Wikimedia's segmenter), which knows each language's
+sentence stops and abbreviations, so "Dr. Smith" or "e.g. this" stays one sentence.
 """
 
 import re
 from dataclasses import dataclass
+
+import sentencex
 
 from okapi_pipeline.translate import PROTECTED
 
 FENCE = re.compile(r"```.*?```", re.S)
 # Leading indentation and a list marker (-, *, •, >, 1., 2), a.) stay as they are.
 LINE_HEAD = re.compile(r"^[ \t]*(?:(?:[-*•>]|\d+[.)]|[a-zA-Z][.)])[ \t]+)?")
-# A sentence ends at . ! ? … (and the Devanagari, Arabic and CJK stops) followed by space.
-SENTENCE_BREAK = re.compile(r"(?<=[.!?…।؟。！？])(\s+)")
 
 
 @dataclass(frozen=True)
@@ -30,19 +33,20 @@ def has_letters(text: str) -> bool:
     return any(ch.isalpha() for ch in text)
 
 
-def pieces(text: str) -> list[Piece]:
-    """The field as pieces; "".join(p.text for p in pieces(text)) == text."""
+def pieces(text: str, language: str = "en") -> list[Piece]:
+    """The field as pieces; "".join(p.text for p in pieces(text)) == text. `language`
+    (ISO 639-1) is the text's own: it picks sentencex's stops and abbreviations."""
     out: list[Piece] = []
     position = 0
     for fence in FENCE.finditer(text):
-        _lines(text[position : fence.start()], out)
+        _lines(text[position : fence.start()], language, out)
         out.append(Piece(fence.group(), False))
         position = fence.end()
-    _lines(text[position:], out)
+    _lines(text[position:], language, out)
     return _merged(out)
 
 
-def _lines(chunk: str, out: list[Piece]) -> None:
+def _lines(chunk: str, language: str, out: list[Piece]) -> None:
     for line in chunk.splitlines(keepends=True):
         body = line.rstrip("\r\n")
         ending = line[len(body) :]
@@ -55,24 +59,28 @@ def _lines(chunk: str, out: list[Piece]) -> None:
         else:
             position = 0
             for span in PROTECTED.finditer(rest):
-                _sentences(rest[position : span.start()], out)
+                _sentences(rest[position : span.start()], language, out)
                 out.append(Piece(span.group(), False))
                 position = span.end()
-            _sentences(rest[position:], out)
+            _sentences(rest[position:], language, out)
         out.append(Piece(ending, False))
 
 
-def _sentences(text: str, out: list[Piece]) -> None:
+def _sentences(text: str, language: str, out: list[Piece]) -> None:
     core = text.strip()
     if not core:
         out.append(Piece(text, False))
         return
     start = text.index(core)
     out.append(Piece(text[:start], False))
-    parts = SENTENCE_BREAK.split(core)
-    for index, part in enumerate(parts):
-        # Odd indexes are the whitespace between sentences.
-        out.append(Piece(part, index % 2 == 0 and has_letters(part)))
+    sentences = list(sentencex.segment(language, core))
+    if "".join(sentences) != core:
+        sentences = [core]  # sentencex is lossless; should it ever not be, the bytes win over the split
+    for sentence in sentences:
+        # Each sentence carries the whitespace after it, which stays verbatim.
+        body = sentence.rstrip()
+        out.append(Piece(body, has_letters(body)))
+        out.append(Piece(sentence[len(body) :], False))
     out.append(Piece(text[start + len(core) :], False))
 
 
@@ -89,9 +97,9 @@ def _merged(items: list[Piece]) -> list[Piece]:
     return out
 
 
-def segments(text: str) -> list[str]:
+def segments(text: str, language: str = "en") -> list[str]:
     """Only the sentences the model translates."""
-    return [piece.text for piece in pieces(text) if piece.translate]
+    return [piece.text for piece in pieces(text, language) if piece.translate]
 
 
 def join(parts: list[Piece], translations: list[str]) -> str:

@@ -12,6 +12,7 @@ import logging
 import random
 import re
 import urllib.request
+from array import array
 from pathlib import Path
 
 from okapi_pipeline.jsonl import read_jsonl, write_jsonl
@@ -99,31 +100,61 @@ def shape_reason(instruction: str) -> str | None:
 class RougeFilter:
     """Rejects an instruction too similar (ROUGE-L F) to any instruction kept so far.
 
-    Kept instructions are tokenised once, as in Alpaca's generation script.
+    Kept instructions are tokenised once with rouge_score's tokenizer, as in Alpaca's
+    generation script. The longest common subsequence comes from rapidfuzz (C++, one call
+    for the whole pool) instead of rouge_score's pure-Python table; precision, recall and
+    F are computed as rouge_score computes them, so the scores are the same floats. Each
+    token is stored as one character of a string (its number in a growing vocabulary), the
+    form rapidfuzz reads fastest.
     """
 
     def __init__(self, threshold: float, instructions: list[str]):
-        from rouge_score import rouge_scorer
+        from rouge_score import tokenizers
 
-        self.scorer = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
-        self.score_lcs = rouge_scorer._score_lcs
+        self.tokenizer = tokenizers.DefaultTokenizer(use_stemmer=False)
         self.threshold = threshold
-        self.kept_tokens: list = []
+        self.vocabulary: dict[str, str] = {}
+        self.kept_codes: list[str] = []
+        self.kept_lengths = array("d")
         self.seen: set[str] = set()
         for instruction in instructions:
             self.add(instruction)
 
+    def _codes(self, instruction: str) -> str:
+        # One code point a distinct token: room for 1.1M, far above an instruction pool's vocabulary.
+        tokens = self.tokenizer.tokenize(instruction)
+        return "".join(self.vocabulary.setdefault(token, chr(len(self.vocabulary))) for token in tokens)
+
+    def scores(self, instruction: str):
+        """ROUGE-L F of `instruction` against every kept instruction, in the order kept."""
+        import numpy as np
+        from rapidfuzz import process
+        from rapidfuzz.distance import LCSseq
+
+        codes = self._codes(instruction)
+        lengths = np.array(self.kept_lengths)  # a copy: a view would block later appends
+        if not codes or not self.kept_codes:
+            return np.zeros(len(self.kept_codes))
+        lcs = process.cdist([codes], self.kept_codes, scorer=LCSseq.similarity, dtype=np.int32)[0]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            precision = lcs / lengths  # rouge_score: the kept instruction is the prediction
+            recall = lcs / len(codes)
+            fmeasure = 2 * precision * recall / (precision + recall)
+        # rouge_score scores 0 where either side has no tokens or nothing is shared.
+        return np.where((lengths > 0) & (lcs > 0), fmeasure, 0.0)
+
     def reason(self, instruction: str) -> str | None:
         if instruction.lower() in self.seen:
             return "duplicate"
-        tokens = self.scorer._tokenizer.tokenize(instruction)
-        best = max((self.score_lcs(tokens, old).fmeasure for old in self.kept_tokens), default=0.0)
-        if best > self.threshold:
+        scores = self.scores(instruction)
+        if len(scores) and scores.max() > self.threshold:
             return "rouge-l"
         return None
 
     def add(self, instruction: str) -> None:
-        self.kept_tokens.append(self.scorer._tokenizer.tokenize(instruction))
+        codes = self._codes(instruction)
+        self.kept_codes.append(codes)
+        self.kept_lengths.append(len(codes))
         self.seen.add(instruction.lower())
 
 

@@ -1,7 +1,8 @@
 """The paper's tables: one per benchmark, languages grouped by resource level.
 
-Rows are the languages of each group (high / medium / low, then any others) with a
-group-average row after each group and an overall average at the end; columns are
+Rows are the languages of each group (high / medium / low, then any others, then the
+English control) with a group-average row after each group and an overall average (of
+the target languages) at the end; columns are
 the (model, variant) pairs, each followed by the paper's number and the difference
 where the reference has one. Missing cells show as "–" and benchmarks not available
 in a language (no file, or a malformed one) as "n/a", with the reason in the notes
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from okapi_pipeline.languages import GROUP_ORDER, OKAPI_GROUPS, language_group
+from okapi_pipeline.languages import GROUP_ORDER, OKAPI_GROUPS, language_group, target_languages
 from okapi_pipeline.table_formats import AVERAGE, MISSING, to_html, to_latex, to_markdown
 
 log = logging.getLogger(__name__)
@@ -65,7 +66,7 @@ def difference(ours, paper: float | None) -> float | None:
 
 
 def grouped_languages(languages: list[str], extra_groups: dict | None = None) -> list[tuple[str, list[str]]]:
-    """(group, languages in config order) in high / medium / low / other order, empty groups left out."""
+    """(group, languages in config order) in high / medium / low / other / control order, empty groups left out."""
     groups = {group: [] for group in GROUP_ORDER}
     for lang in languages:
         groups.setdefault(language_group(lang, extra_groups), []).append(lang)
@@ -78,7 +79,8 @@ def table_rows(languages: list[str], extra_groups: dict | None = None) -> list[t
     for group, members in grouped_languages(languages, extra_groups):
         rows += [(group, lang, [lang], lang) for lang in members]
         rows.append((group, AVERAGE, members, group))
-    rows.append((ALL_LANGUAGES, AVERAGE, list(languages), OVERALL_KEY))
+    # Like the paper's, the overall average is over the target languages: not the English control.
+    rows.append((ALL_LANGUAGES, AVERAGE, target_languages(languages), OVERALL_KEY))
     return rows
 
 

@@ -81,7 +81,9 @@ def copy_pairs(tokenizer, corpus_dir, family: str, max_length: int, seed: int) -
             language_code(family, path.stem)
         except UnsupportedLanguage:
             continue
-        corpus[path.stem] = [s for line in path.read_text(encoding="utf-8").splitlines() for s in segments(line)]
+        corpus[path.stem] = [
+            s for line in path.read_text(encoding="utf-8").splitlines() for s in segments(line, path.stem)
+        ]
     languages = sorted(corpus) or ["en"]
     eos = tokenizer.eos_token_id
     pairs = []

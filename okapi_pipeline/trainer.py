@@ -20,7 +20,9 @@ from typing import Any
 
 from okapi_pipeline.gpu_layout import Layout, Shape, batch_layout
 from okapi_pipeline.jsonl import write_json
+from okapi_pipeline.model_card import add_chat_template
 from okapi_pipeline.modeling import Precision, run_precision, trainable_parameters
+from okapi_pipeline.progress import ProgressLog
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +67,13 @@ def run_trainer(
     """
     started = time.time()
     precision = run_precision(threads)
-    resume = prepare_checkpoints(checkpoint_dir, fingerprint(*inputs, settings))
+    # Where the logs go is no part of the run: changing it keeps the checkpoints.
+    recipe = {key: value for key, value in settings.items() if key != "report_to"}
+    resume = prepare_checkpoints(checkpoint_dir, fingerprint(*inputs, recipe))
     built = build(precision)
     trainer = built.trainer
     trainable = trainable_parameters(trainer.model) if built.trainable is None else built.trainable
+    trainer.add_callback(ProgressLog())
     trainer.train(resume_from_checkpoint=resume)
     extra = built.summary(trainer)
     model = (built.save or save_trained_model)(trainer, out_dir, built.tokenizer)
@@ -87,6 +92,9 @@ def run_trainer(
         extra={**extra, "resumed_from_step": checkpoint_step(resume), "batch_layout": batch_layout_of(trainer.args)},
         loss_key=built.loss_key,
     )
+    event_files = Path(checkpoint_dir) / "runs"
+    if event_files.is_dir():  # TensorBoard's (report_to): they outlive the checkpoints, beside the model
+        shutil.move(event_files, Path(out_dir) / "runs")
     clear_checkpoints(checkpoint_dir)
     return summary
 
@@ -147,7 +155,7 @@ def trainer_arguments(settings: dict, checkpoint_dir, precision: Precision, eval
         save_steps=settings["save_steps"],
         save_total_limit=2,
         logging_steps=1,
-        report_to="none",
+        report_to=settings["report_to"],
         disable_tqdm=True,
         **precision.trainer_arguments(),
     )
@@ -234,6 +242,7 @@ def save_trained_model(trainer, out_dir, tokenizer):
         state_dict = accelerator.get_state_dict(trainer.model)
     if accelerator.is_main_process:
         model.save_pretrained(out_dir, state_dict=state_dict)
+        add_chat_template(tokenizer)
         tokenizer.save_pretrained(out_dir)
     accelerator.wait_for_everyone()
     return model

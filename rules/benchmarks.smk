@@ -22,6 +22,29 @@ rule benchmark_data:
         "../scripts/benchmark_data.py"
 
 
+rule english_benchmark_data:
+    """A translated benchmark in English (the control language): the English files it is
+    translated from, checked as a released benchmark is."""
+    input:
+        released_benchmark_files,
+    output:
+        "results/benchmark_data/{bench}/{lang}.json",
+    log:
+        "logs/benchmarks/{bench}/{lang}.log",
+    wildcard_constraints:
+        bench=alternation(TRANSLATED_BENCHMARKS),
+        lang=SOURCE_LANGUAGE,
+    localrule: True
+    conda:
+        "../envs/eval.yaml"
+    params:
+        source=benchmark_source,
+        splits=benchmark_splits,
+        strict=config["benchmarks"]["strict"],
+    script:
+        "../scripts/benchmark_data.py"
+
+
 rule translate_benchmark:
     """The English benchmark translated through the LLM layer, for languages with no released files."""
     input:
@@ -40,6 +63,7 @@ rule translate_benchmark:
         "logs/timing/translate_benchmark/{bench}/{lang}.tsv"
     wildcard_constraints:
         bench=alternation(TRANSLATED_BENCHMARKS),
+        lang=alternation(TRANSLATION_TARGETS),
     localrule: llm_is_remote("benchmarks")
     conda:
         "../envs/data.yaml"

@@ -7,6 +7,7 @@ import sys
 
 from okapi_pipeline.gpu_jobs import gpu_job, read_measurements
 from okapi_pipeline.joint import joint_gpus, joint_settings
+from okapi_pipeline.model_card import STAGE_SPLITS
 from okapi_pipeline.config import (
     BENCHMARKS,
     LLM_STAGES,
@@ -28,6 +29,7 @@ from okapi_pipeline.config import (
     translator_settings,
     validate_config,
 )
+from okapi_pipeline.languages import SOURCE_LANGUAGE, target_languages
 from okapi_pipeline.okapi_release import DATASETS, expected_file, read_checksums
 
 try:
@@ -39,6 +41,8 @@ except ConfigError as error:
     sys.exit(str(error))
 
 LANGUAGES = config["languages"]
+# The languages translated into: English (the control) trains on the English splits themselves.
+TRANSLATION_TARGETS = target_languages(LANGUAGES)
 MODELS = config["models"]
 # Splits this pipeline makes (translated; rm also ranked) and splits taken from the
 # released Okapi data (rules/okapi_release.smk).
@@ -215,6 +219,23 @@ def training_settings(stage):
     return settings
 
 
+def model_card_facts(stage):
+    """What a trained model's card says beyond its training summary (okapi_pipeline.model_card)."""
+
+    def facts(wildcards):
+        base = config["base_models"][wildcards.model]
+        return {
+            "stage": stage,
+            "base_model": base.get("hub_id", wildcards.model),
+            "languages": LANGUAGES if wildcards.lang == "joint" else [wildcards.lang],
+            "data_sources": {
+                split: config["split"][split]["source"] for split in STAGE_SPLITS[stage]
+            },
+        }
+
+    return facts
+
+
 def llm_gpu_resources(job, stage):
     """Resources of a job of an LLM stage on a local model (`hf`, `mt`), sized for the
     stage's model; a job on an API backend is a localrule and asks for nothing."""
@@ -378,9 +399,10 @@ def ranking_inputs(wildcards):
         "prompt": config["ranking"]["prompt"],
         "back_translation_prompt": config["ranking"]["back_translation_prompt"],
         "judge": llm_model_input("ranking"),
+        # English responses are ranked as they are: no back-translation job.
         "back_translated": (
             f"results/rankings/{wildcards.model}/{wildcards.lang}/shards/{wildcards.shard}.english.jsonl"
-            if SEPARATE_BACK_TRANSLATION
+            if SEPARATE_BACK_TRANSLATION and wildcards.lang != SOURCE_LANGUAGE
             else []
         ),
         "instructions": llm_cost_input("ranking") or llm_cost_input("back_translation"),
@@ -605,7 +627,7 @@ def translator_samples():
     return expand(
         "results/translators/{translator}/{lang}.json",
         translator=TRANSLATORS,
-        lang=LANGUAGES,
+        lang=TRANSLATION_TARGETS,
     )
 
 

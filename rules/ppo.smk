@@ -23,6 +23,7 @@ rule train_ppo:
     params:
         settings=training_settings("ppo"),
         checkpoints="results/checkpoints/{model}/{lang}/ppo",
+        card=model_card_facts("ppo"),
     script:
         "../scripts/train_ppo.py"
 
@@ -59,6 +60,7 @@ rule train_dpo:
     params:
         settings=training_settings("dpo"),
         checkpoints="results/checkpoints/{model}/{lang}/dpo",
+        card=model_card_facts("dpo"),
     script:
         "../scripts/train_dpo.py"
 

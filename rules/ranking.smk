@@ -38,6 +38,8 @@ rule back_translate_shard:
         "logs/ranking/{model}/{lang}/{shard}.back_translation.log",
     benchmark:
         "logs/timing/ranking/{model}/{lang}/{shard}.back_translation.tsv"
+    wildcard_constraints:
+        lang=alternation(TRANSLATION_TARGETS),
     group:
         shard_group("back_translation", "back_translate")
     localrule: llm_is_remote("back_translation")

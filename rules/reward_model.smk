@@ -22,6 +22,7 @@ rule train_reward_model:
     params:
         settings=training_settings("reward_model"),
         checkpoints="results/checkpoints/{model}/{lang}/rm",
+        card=model_card_facts("reward_model"),
     script:
         "../scripts/train_reward_model.py"
 

@@ -22,6 +22,7 @@ rule train_sft:
     params:
         settings=training_settings("sft"),
         checkpoints="results/checkpoints/{model}/{lang}/sft",
+        card=model_card_facts("sft"),
     script:
         "../scripts/train_sft.py"
 

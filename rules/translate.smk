@@ -14,6 +14,7 @@ rule translate_shard:
     benchmark:
         "logs/timing/translate/{lang}/{split}/{shard}.tsv"
     wildcard_constraints:
+        lang=alternation(TRANSLATION_TARGETS),
         split=alternation(TRANSLATED_SPLITS),
     group:
         shard_group("translation", "translate")
@@ -38,6 +39,7 @@ rule gather_translations:
     log:
         "logs/translate/{lang}/{split}.gather.log",
     wildcard_constraints:
+        lang=alternation(TRANSLATION_TARGETS),
         split=alternation(TRANSLATED_SPLITS),
     localrule: True
     conda:
@@ -62,6 +64,8 @@ rule translation_qa:
         ),
     log:
         "logs/translate/{lang}/qa.log",
+    wildcard_constraints:
+        lang=alternation(TRANSLATION_TARGETS),
     localrule: True
     conda:
         "../envs/data.yaml"
@@ -71,11 +75,14 @@ rule translation_qa:
 
 rule translations:
     """Target: every split made here translated into every language, with its QA report
-    (none when every split is the released data)."""
+    (none when every split is the released data; en's splits are the English ones)."""
     input:
         expand(
             "results/data/{lang}/{split}.jsonl",
             lang=LANGUAGES,
             split=TRANSLATED_SPLITS,
         ),
-        expand("results/qa/{lang}.json", lang=LANGUAGES if TRANSLATED_SPLITS else []),
+        expand(
+            "results/qa/{lang}.json",
+            lang=TRANSLATION_TARGETS if TRANSLATED_SPLITS else [],
+        ),

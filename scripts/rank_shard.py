@@ -2,13 +2,16 @@ import logging
 import sys
 
 from okapi_pipeline.config import stage_llm_settings
+from okapi_pipeline.languages import SOURCE_LANGUAGE
 from okapi_pipeline.llm import Budget, exit_on_user_error
 from okapi_pipeline.ranking import rank_shard
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-# Without a back_translation stage of its own, the judge's translator back-translates here.
-stages = ("ranking",) if snakemake.input.back_translated else ("ranking", "back_translation")
+# Without a back_translation stage of its own, the judge's translator back-translates here
+# (English responses are ranked as they are).
+separate = snakemake.input.back_translated or snakemake.wildcards.lang == SOURCE_LANGUAGE
+stages = ("ranking",) if separate else ("ranking", "back_translation")
 with exit_on_user_error():
     rank_shard(
         responses_path=snakemake.input.responses,

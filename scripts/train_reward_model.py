@@ -1,6 +1,7 @@
 import logging
 import sys
 
+from okapi_pipeline.model_card import write_model_card
 from okapi_pipeline.train import run_stage
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
@@ -13,8 +14,10 @@ run_stage(
         sft_dir=snakemake.input.sft,
         pairs_path=snakemake.input.pairs,
         out_dir=snakemake.output[0],
-        settings=dict(snakemake.params.settings),
+        # From the config, not a param: switching a logger on must not retrain the model.
+        settings=dict(snakemake.params.settings, report_to=snakemake.config["training"]["report_to"]),
         checkpoint_dir=snakemake.params.checkpoints,
         threads=snakemake.threads,
     ),
 )
+write_model_card(snakemake.output[0], base_dir=snakemake.input.sft, **snakemake.params.card)

@@ -202,6 +202,21 @@ def test_rouge_l_filter_against_everything_kept():
     assert rouge.reason("Explain why the sky is blue during the night.") == "rouge-l"
 
 
+def test_rouge_l_filter_scores_equal_rouge_score_on_real_instructions():
+    from rouge_score import rouge_scorer
+
+    root = Path(__file__).resolve().parents[1]
+    instructions = [task["instruction"] for task in read_jsonl(root / "demo/instructions.jsonl")]
+    instructions += [task["instruction"] for task in seed_records(root / "demo/seed_tasks.jsonl")]
+    # Edge cases: no tokens at all, one token, nothing shared.
+    instructions += ["", "?!", "Summarise.", "zebra quokka"]
+    pool = RougeFilter(0.7, instructions)
+    tokenize = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)._tokenizer.tokenize
+    for new in instructions:
+        expected = [rouge_scorer._score_lcs(tokenize(new), tokenize(old)).fmeasure for old in instructions]
+        assert pool.scores(new).tolist() == expected  # the same floats, not merely close
+
+
 def test_self_instruct_reaches_the_target_and_a_rerun_is_free(fake_openai, openai_settings, tmp_path):
     write_jsonl(tmp_path / "seeds.jsonl", english(5))
     fake_openai.faults = [("malformed",)] * 2

@@ -99,6 +99,7 @@ def one_sft_step(base, data, out, micro_batch) -> tuple[float, dict]:
     demo = validate_config(merged_config(), load_schema())["sft"]
     settings = {
         **demo,
+        "report_to": "none",
         "epochs": 1,
         "lr_scheduler": "constant",
         "warmup_steps": 0,

@@ -89,6 +89,26 @@ def test_code_urls_placeholders_and_number_lines_never_reach_the_model():
         assert kept in translated
 
 
+def test_abbreviations_do_not_end_a_sentence():
+    text = "Dr. Smith is taller, e.g. by a head, than Mr. Jones. He knows it."
+    assert segments(text) == ["Dr. Smith is taller, e.g. by a head, than Mr. Jones.", "He knows it."]
+    assert segments("Dr. Müller kam z.B. am Montag. Gut.", "de") == ["Dr. Müller kam z.B. am Montag.", "Gut."]
+    # Stops without a space after them (Chinese) end sentences too.
+    assert segments("你好。我是学生。", "zh") == ["你好。", "我是学生。"]
+
+
+def test_a_protected_span_inside_a_sentence_with_abbreviations_stays_intact():
+    text = "Dr. Smith said: run `pip install -e .` first, e.g. at https://example.org/a.b?c=1. Then test."
+    parts = pieces(text)
+    # The spans with the whitespace around them (and the URL's full stop) never reach the model.
+    assert [piece.text for piece in parts if not piece.translate] == [
+        " `pip install -e .` ",
+        " https://example.org/a.b?c=1. ",
+    ]
+    assert segments(text) == ["Dr. Smith said: run", "first, e.g. at", "Then test."]
+    assert "".join(piece.text for piece in parts) == text
+
+
 def test_a_long_sentence_is_cut_at_whitespace_and_nothing_is_lost():
     text = "alpha beta gamma delta epsilon zeta eta theta"
     words = [(text.index(w), text.index(w) + len(w)) for w in text.split()]

@@ -15,6 +15,7 @@ from okapi_pipeline.throughput import batch_flops, kernel_arguments, padding_fre
 
 DEMO_RECORDS = Path(__file__).resolve().parents[1] / "demo" / "instructions.jsonl"
 SETTINGS = {
+    "report_to": "none",
     "finetuning": "full",
     "epochs": 1,
     "learning_rate": 1e-3,

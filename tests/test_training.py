@@ -22,6 +22,7 @@ from okapi_pipeline.train import CONFIG_DIR, launch_command
 from okapi_pipeline.trainer import fingerprint, prepare_checkpoints
 
 SFT_SETTINGS = {
+    "report_to": "none",
     "finetuning": "full",
     "epochs": 3,
     "learning_rate": 3e-3,
@@ -40,6 +41,7 @@ SFT_SETTINGS = {
     "kernels": "auto",
 }
 RM_SETTINGS = {
+    "report_to": "none",
     "epochs": 3,
     "learning_rate": 1e-2,
     "lr_scheduler": "cosine",
@@ -57,6 +59,7 @@ RM_SETTINGS = {
     "kernels": "auto",
 }
 PPO_SETTINGS = {
+    "report_to": "none",
     "rounds": 2,
     "num_ppo_epochs": 2,
     "rollout_batch_size": 8,
@@ -89,6 +92,7 @@ PPO_SETTINGS = {
     "kernels": "auto",
 }
 DPO_SETTINGS = {
+    "report_to": "none",
     "beta": 0.1,
     "epochs": 2,
     "learning_rate": 1e-3,
@@ -559,6 +563,7 @@ def test_every_stage_runs_one_sequence_resume_train_save_summary_clean_up(tmp_pa
         model=torch.nn.Linear(2, 1),
         state=SimpleNamespace(global_step=5, log_history=[{"step": 4, "loss/policy_avg": 0.5}, {"step": 5}]),
         train=lambda resume_from_checkpoint: calls.append(("train", Path(resume_from_checkpoint).name)),
+        add_callback=lambda callback: calls.append(type(callback).__name__),
         args=SimpleNamespace(per_device_train_batch_size=4, gradient_accumulation_steps=2, gradient_checkpointing=True),
     )
 
@@ -586,7 +591,13 @@ def test_every_stage_runs_one_sequence_resume_train_save_summary_clean_up(tmp_pa
         checkpoint_dir=tmp_path / "ck",
         threads=1,
     )
-    assert calls == [("build", result["device"]), ("train", "checkpoint-3"), "summary", ("save", "tokenizer")]
+    assert calls == [
+        ("build", result["device"]),
+        "ProgressLog",
+        ("train", "checkpoint-3"),
+        "summary",
+        ("save", "tokenizer"),
+    ]
     assert result == summary(tmp_path / "out")
     assert (result["stage"], result["steps"], result["resumed_from_step"], result["own"]) == ("ppo", 5, 3, 1)
     assert result["batch_layout"] == {"micro_batch": 4, "accumulation": 2, "checkpointing": True, "processes": 1}

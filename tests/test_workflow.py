@@ -57,6 +57,10 @@ def test_demo_models_and_data_are_where_the_readme_says(demo_run):
                 assert (folder / "config.json").exists()
                 summary = json.loads((folder / "training_summary.json").read_text())
                 assert summary["steps"] > 0
+                # What a user gets with it: the card and the Alpaca prompt as the chat template.
+                card = (folder / "README.md").read_text()
+                assert f"language:\n- {lang}\n" in card and f"steps: {summary['steps']}" in card
+                assert (folder / "chat_template.jinja").exists()
     # One ranking set per language, from the SFT model of `ranking.responses_from`.
     responder = DEMO["ranking"]["responses_from"]
     assert sorted(p.name for p in (demo_run / "results/rankings").iterdir()) == [responder]

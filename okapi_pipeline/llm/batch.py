@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from okapi_pipeline.llm.cache import ResponseCache
+from okapi_pipeline.llm.errors import RERUN, BatchFailed, BatchRoundsExhausted
 from okapi_pipeline.llm.requests import Answer
 
 log = logging.getLogger(__name__)
@@ -49,15 +50,19 @@ def answer_in_batches(
         batch = _wait(client, batch_id, settings["batch_poll_s"])
         if batch.status == "failed":
             state_path.unlink()
-            raise RuntimeError(f"batch {batch_id} failed: {batch.errors}")
+            raise BatchFailed(
+                f"batch {batch_id} failed: {batch.errors}; fix what the errors name (llm.model, the request "
+                f"size), then {RERUN}"
+            )
         answered = _collect(client, batch, cache)
         cache.flush()  # on disk before the batch is forgotten: a kill now pays for nothing twice
         state_path.unlink()
         pending = {key: body for key, body in pending.items() if cache.get(key) is None}
         log.info("batch %s %s: %d answers; %d requests still open", batch_id, batch.status, answered, len(pending))
     if pending:
-        raise RuntimeError(
-            f"{len(pending)} requests still unanswered after {rounds} batches; rerun the job to resubmit only those"
+        raise BatchRoundsExhausted(
+            f"{len(pending)} requests still unanswered after {rounds} batches (expired or failed lines); "
+            f"{RERUN}, only the open ones are resubmitted (or raise llm.max_retries for more rounds)"
         )
 
 

@@ -15,6 +15,7 @@ import os
 import sys
 
 from okapi_pipeline.llm.backend import Backend
+from okapi_pipeline.llm.errors import MissingApiKey
 from okapi_pipeline.llm.requests import Answer, JsonRequest, messages
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ class OpenAIBackend(Backend):
     def __init__(self, settings: dict):
         variable = settings["api_key_env"]
         if not os.environ.get(variable):
-            raise RuntimeError(f"the API key is missing: set the environment variable {variable}")
+            raise MissingApiKey(f"the API key is missing: set the environment variable {variable} (llm.api_key_env)")
         self.settings = settings
         self.model_id = settings["model"]
 
