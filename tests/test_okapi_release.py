@@ -301,13 +301,28 @@ def test_plan_cluster_shows_the_release_config_at_no_api_cost_beside_the_paper()
     assert set(plan_cluster.api_dollars(["configs/paper.yaml", "configs/paper-release.yaml"]).values()) == {0}
     paper = plan_cluster.api_dollars(["configs/paper.yaml"])
     assert paper["translation"] > 1000 and paper["ranking"] > 0
-    sft = plan_cluster.RulePlan("train_sft", "sft", local=False, jobs=2, slurm_jobs=2, gpu_hours=10.4)
+    sft = plan_cluster.RulePlan("train_sft", "sft", local=False, jobs=2, slurm_jobs=2, gpu_hours=10.4, runtimes_h={5.2})
+    evaluate = plan_cluster.RulePlan("evaluate", "evaluate", local=False, jobs=2, slurm_jobs=2, runtimes_h={2, 3})
     translate = plan_cluster.RulePlan("translate_shard", "translate", local=True, jobs=9)
+    config = {
+        "rlhf": {"methods": ["ppo"]},
+        "languages": ["vi", "id"],
+        "training": {"scope": ["per_language"]},
+        "models": ["m"],
+        "base_models": {"m": {"parameters": 7e9}},
+    }
     table = plan_cluster.side_by_side(
-        {"paper": ([sft, translate], {"translation": 1320.4}), "released data": ([sft], {"translation": 0.0})}
+        {
+            "paper": ([sft, evaluate, translate], {"translation": 1320.4}, config),
+            "released data": ([sft], {"translation": 0.0}, config),
+        }
     )
     lines = {line.split("  ")[0].strip(): line.split()[-2:] for line in table.splitlines()[1:]}
     assert lines["GPU hours: sft"] == ["10", "10"] and lines["API $: total"] == ["1320", "0"]
+    assert lines["API $: total in batch mode"] == ["660", "0"]  # the Batch API's half price
+    # SFT then evaluation, each stage's longest job; fp32 SFT, reward model and PPO of 2 languages.
+    assert lines["hours: longest chain of GPU jobs"] == ["8", "5"]
+    assert lines["TB: trained models (fp32)"] == ["0.2", "0.2"]  # 4 B x 7e9 x 3 stages x 2 languages
     assert table.splitlines()[0].split() == ["paper", "released", "data"]
 
 

@@ -293,3 +293,24 @@ def test_the_sites_resources_for_one_rule_are_one_setting_and_keep_the_partition
     ppo = [resources for rule, resources in jobs if rule == "train_ppo"]
     assert all(r["gpu"] != "8" and r["slurm_partition"] == "gpu" for r in ppo)
     assert [r["mem_mb"] for rule, r in jobs if rule == "load_instructions"] == ["500"]
+
+
+@pytest.mark.slow
+def test_the_readme_first_screen_says_what_plan_cluster_says():
+    """The cost table at the top of the README, row by row, against the tool that made it."""
+    tool = load_plan_cluster()
+    readme = (REPO / "README.md").read_text()
+    rows = {
+        cells[0].strip("` "): cells[2:]
+        for line in readme.split("## Start here", 1)[1].split("\n## ", 1)[0].splitlines()
+        if line.startswith("| `configs/") and (cells := [cell.strip() for cell in line.strip("|").split("|")])
+    }
+    assert set(rows) == {"configs/paper.yaml configs/paper-release.yaml", "configs/paper.yaml"}
+    for run, (gpu_hours, chain, dollars, disk) in rows.items():
+        files = run.split()
+        plans, config = tool.plan("slurm", files), tool.workflow_rules(files)[1]
+        online = round(sum(tool.api_dollars(files).values()))
+        assert gpu_hours == f"{round(sum(p.gpu_hours for p in plans)):,}", run
+        assert chain == f"{round(tool.longest_gpu_chain_hours(plans))} h", run
+        assert dollars == (f"{online:,} / {round(tool.BATCH_PRICE_SHARE * online):,}" if online else "0"), run
+        assert disk == f"{tool.trained_model_terabytes(config):.1f} TB", run

@@ -202,8 +202,39 @@ def api_dollars(configfiles: list[str]) -> dict[str, float]:
     return dollars
 
 
-def run_summary(plans: list[RulePlan], dollars: dict[str, float]):
-    """One run as a column: SLURM jobs, GPU hours per stage and in all, API dollars per stage and in all."""
+# OpenAI's Batch API charges half its online prices; the cost estimate counts online prices.
+BATCH_PRICE_SHARE = 0.5
+# The GPU stages in the order one language's jobs wait for each other (PPO and DPO side by side).
+GPU_CHAIN = (
+    ("train_sft",),
+    ("generate_responses",),
+    ("train_reward_model", "train_dpo"),
+    ("train_ppo",),
+    ("evaluate",),
+)
+
+
+def longest_gpu_chain_hours(plans: list[RulePlan]) -> float:
+    """The wall-clock of the GPU jobs when each gets its GPUs at once: the longest job of each
+    stage, one stage after the other (the API stages before them are not counted)."""
+    longest = {p.rule: max(p.runtimes_h, default=0) for p in plans if not p.local}
+    return sum(max((longest.get(rule, 0) for rule in stage), default=0) for stage in GPU_CHAIN)
+
+
+def trained_model_terabytes(config: dict) -> float:
+    """The trained models' folders: fp32 weights (4 bytes a parameter) of the SFT model, the
+    reward model (with PPO) and each method's model, per model and training unit."""
+    methods = config["rlhf"]["methods"]
+    stages = 1 + ("ppo" in methods) + len(methods)
+    units = len(config["languages"]) * ("per_language" in config["training"]["scope"])
+    units += "joint" in config["training"]["scope"]
+    sizes = [config["base_models"][name].get("parameters") or 0 for name in config["models"]]
+    return 4 * sum(sizes) * stages * units / 1e12
+
+
+def run_summary(plans: list[RulePlan], dollars: dict[str, float], config: dict):
+    """One run as a column: SLURM jobs, GPU hours per stage and in all, the longest chain of
+    GPU jobs, the trained models' disk, API dollars per stage, in all and in batch mode."""
     import pandas as pd
 
     hours: dict[str, float] = {}
@@ -212,17 +243,20 @@ def run_summary(plans: list[RulePlan], dollars: dict[str, float]):
     rows = {"SLURM jobs": sum(p.slurm_jobs for p in plans)}
     rows |= {f"GPU hours: {stage}": round(h) for stage, h in hours.items() if h}
     rows["GPU hours: total"] = round(sum(hours.values()))
+    rows["hours: longest chain of GPU jobs"] = round(longest_gpu_chain_hours(plans))
+    rows["TB: trained models (fp32)"] = round(trained_model_terabytes(config), 1)
     rows |= {f"API $: {stage}": round(usd) for stage, usd in dollars.items()}
     rows["API $: total"] = round(sum(dollars.values()))
+    rows["API $: total in batch mode"] = round(BATCH_PRICE_SHARE * sum(dollars.values()))
     return pd.Series(rows)
 
 
-def side_by_side(runs: dict[str, tuple[list[RulePlan], dict[str, float]]]) -> str:
-    """Several runs (name -> plans and API dollars), a column each."""
+def side_by_side(runs: dict[str, tuple[list[RulePlan], dict[str, float], dict]]) -> str:
+    """Several runs (name -> plans, API dollars and config), a column each."""
     import pandas as pd
 
     columns = [run_summary(*run).rename(name) for name, run in runs.items()]
-    return pd.concat(columns, axis=1, sort=False).fillna(0).astype(int).to_string()
+    return pd.concat(columns, axis=1, sort=False).fillna(0).map(lambda value: f"{value:g}").to_string()
 
 
 def gpu_layouts(configfiles: list[str], memories=(80, 141)) -> str:
@@ -273,7 +307,11 @@ def main(argv=None) -> None:
     if len(runs) > 1:
         print(f"Side by side through {args.profile}/ (first attempts; API dollars by the cost estimate):\n")
         summaries = {
-            " + ".join(files): (plan(args.profile, files, forceall=not args.remaining), api_dollars(files))
+            " + ".join(files): (
+                plan(args.profile, files, forceall=not args.remaining),
+                api_dollars(files),
+                workflow_rules(files)[1],
+            )
             for files in runs
         }
         print(side_by_side(summaries))
