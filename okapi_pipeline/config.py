@@ -156,6 +156,7 @@ def _renamed_keys(config: dict) -> dict:
 
 
 def _check_cross_keys(config: dict) -> None:
+    _check_account_settings(config)
     for index, lang in enumerate(config["languages"]):
         if lang not in ISO_639_1:
             raise ConfigError(f"config: 'languages.{index}': unknown language code '{lang}' (ISO 639-1 expected)")
@@ -301,8 +302,34 @@ def missing_api_keys(config: dict, rules) -> str | None:
 def stage_llm_settings(config: dict, stage: str, answer_params: dict) -> dict:
     """A job's LLM settings: those that shape answers from its rule's params (they decide
     reruns), operational ones (limits, cache, prices, budget) from config (changing them
-    reruns nothing)."""
-    return {**llm_settings(config, stage), **answer_params}
+    reruns nothing), with the limits cut to the job's share of the account's."""
+    return account_share(config, {**llm_settings(config, stage), **answer_params})
+
+
+# Settings of the whole API account, read from the top-level `llm` block only.
+ACCOUNT_SETTINGS = ("api_jobs", "api_jobs_at_once")
+
+
+def account_share(config: dict, settings: dict) -> dict:
+    """One API job's settings with requests_per_minute and tokens_per_minute divided by
+    `llm.api_jobs_at_once`: the workflow runs at most that many API jobs at once (the
+    global resource `api_jobs`), so together they never ask more than the limits."""
+    jobs_at_once = config["llm"]["api_jobs_at_once"]
+    limits = ("requests_per_minute", "tokens_per_minute")
+    return {**settings, **{key: settings[key] / jobs_at_once for key in limits if settings[key] is not None}}
+
+
+def _check_account_settings(config: dict) -> None:
+    """api_jobs and api_jobs_at_once hold for every stage: a stage's block may not set them."""
+    overrides = {f"{stage}.llm": config.get(stage, {}).get("llm") or {} for stage in (*LLM_STAGES, "benchmarks")}
+    for name, entry in config["translator_comparison"]["translators"].items():
+        overrides[f"translator_comparison.translators.{name}"] = entry
+    for path, block in overrides.items():
+        for key in ACCOUNT_SETTINGS:
+            if key in block:
+                raise ConfigError(
+                    f"config: '{path}.{key}': set it in the top-level 'llm' block (it holds for all stages)"
+                )
 
 
 def seed_tasks_path(config: dict) -> str:

@@ -64,11 +64,11 @@ rule translate_benchmark:
     wildcard_constraints:
         bench=alternation(TRANSLATED_BENCHMARKS),
         lang=alternation(TRANSLATION_TARGETS),
-    localrule: llm_is_remote("benchmarks")
+    localrule: llm_on_login_node("benchmarks")
     conda:
         "../envs/data.yaml"
     resources:
-        **llm_gpu_resources("translate_benchmark", "benchmarks"),
+        **llm_job_resources("translate_benchmark", "benchmarks"),
     params:
         source=benchmark_source,
         splits=benchmark_splits,

@@ -236,16 +236,21 @@ def model_card_facts(stage):
     return facts
 
 
-def llm_gpu_resources(job, stage):
-    """Resources of a job of an LLM stage on a local model (`hf`, `mt`), sized for the
-    stage's model; a job on an API backend is a localrule and asks for nothing."""
+def llm_job_resources(job, stage):
+    """Resources of a job of an LLM stage: on a local model (`hf`, `mt`) a GPU sized for
+    the stage's model, in the GPU partition; on an API backend an API job's
+    (api_job_resources). The partitions are read here, as slurm/config.yaml names
+    them, because the profile cannot tell which backend a rule's jobs use."""
     if llm_is_remote(stage):
-        return {}
+        return api_job_resources()
 
     def stage_model(wildcards):
         return llm_settings(config, stage)["model"]
 
-    return gpu_resources(job, stage_model)
+    return {
+        **gpu_resources(job, stage_model),
+        **slurm_partition("OKAPI_GPU_PARTITION", "SBATCH_PARTITION"),
+    }
 
 
 def translator_model(wildcards):
@@ -325,12 +330,41 @@ def llm_cost_input(stage):
 
 
 def llm_is_remote(stage):
-    """API stages run on the login node, where the network is."""
+    """The stage calls an API (it needs the network, no GPU)."""
     return llm_settings(config, stage)["backend"] == "openai"
 
 
+def llm_on_login_node(stage):
+    """A stage's API jobs are localrules unless `llm.api_jobs` sends them to the cluster."""
+    return llm_is_remote(stage) and API_JOBS_ON_LOGIN_NODE
+
+
+API_JOBS_ON_LOGIN_NODE = config["llm"]["api_jobs"] == "login"
+# At most this many API jobs at once, of all stages: each paces itself to this share
+# of the account's limits (okapi_pipeline.config.account_share). Set from config, not
+# `--resources`, so that the cap and the share are one number.
+workflow.register_resource("api_jobs", config["llm"]["api_jobs_at_once"])
+
+
+def api_job_resources():
+    """One of the account's `api_jobs` slots; on the cluster, the partition with
+    outbound network."""
+    if API_JOBS_ON_LOGIN_NODE:
+        return {"api_jobs": 1}
+    return {
+        "api_jobs": 1,
+        **slurm_partition("OKAPI_API_PARTITION", "SBATCH_PARTITION"),
+    }
+
+
+def slurm_partition(*variables):
+    """The partition the first set environment variable names (none: the cluster's default)."""
+    partition = next(filter(None, map(os.environ.get, variables)), None)
+    return {"slurm_partition": partition} if partition else {}
+
+
 def shard_group(stage, group):
-    """Local-model shards share cluster jobs (slurm/ says how many); API shards stay localrules."""
+    """Local-model shards share cluster jobs (slurm/ says how many); API shards run one a job."""
     return None if llm_is_remote(stage) else group
 
 

@@ -44,11 +44,11 @@ rule self_instruct:
         "logs/instructions/self_instruct.log",
     benchmark:
         "logs/timing/instructions/self_instruct.tsv"
-    localrule: llm_is_remote("self_instruct")
+    localrule: llm_on_login_node("self_instruct")
     conda:
         "../envs/data.yaml"
     resources:
-        **llm_gpu_resources("self_instruct", "self_instruct"),
+        **llm_job_resources("self_instruct", "self_instruct"),
     params:
         llm=llm_answer_params("self_instruct"),
         target_count=config["self_instruct"]["count"],

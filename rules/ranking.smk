@@ -42,11 +42,11 @@ rule back_translate_shard:
         lang=alternation(TRANSLATION_TARGETS),
     group:
         shard_group("back_translation", "back_translate")
-    localrule: llm_is_remote("back_translation")
+    localrule: llm_on_login_node("back_translation")
     conda:
         "../envs/data.yaml"
     resources:
-        **llm_gpu_resources("back_translate_shard", "back_translation"),
+        **llm_job_resources("back_translate_shard", "back_translation"),
     params:
         llm=llm_answer_params("back_translation"),
         cache_name="ranking/{model}/{lang}/{shard}.back_translation",
@@ -68,11 +68,11 @@ rule rank_shard:
         "logs/timing/ranking/{model}/{lang}/{shard}.tsv"
     group:
         shard_group("ranking", "rank")
-    localrule: llm_is_remote("ranking")
+    localrule: llm_on_login_node("ranking")
     conda:
         "../envs/data.yaml"
     resources:
-        **llm_gpu_resources("rank_shard", "ranking"),
+        **llm_job_resources("rank_shard", "ranking"),
     params:
         llm=llm_answer_params("ranking"),
         cache_name="ranking/{model}/{lang}/{shard}",

@@ -18,11 +18,11 @@ rule translate_shard:
         split=alternation(TRANSLATED_SPLITS),
     group:
         shard_group("translation", "translate")
-    localrule: llm_is_remote("translation")
+    localrule: llm_on_login_node("translation")
     conda:
         "../envs/data.yaml"
     resources:
-        **llm_gpu_resources("translate_shard", "translation"),
+        **llm_job_resources("translate_shard", "translation"),
     params:
         llm=llm_answer_params("translation"),
         cache_name="translation/{lang}/{split}/{shard}",

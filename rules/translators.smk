@@ -13,9 +13,11 @@ rule translator_sample_api:
         "logs/timing/translators/{translator}/{lang}.tsv"
     wildcard_constraints:
         translator=alternation(REMOTE_TRANSLATORS),
-    localrule: True
+    localrule: API_JOBS_ON_LOGIN_NODE
     conda:
         "../envs/data.yaml"
+    resources:
+        **api_job_resources(),
     params:
         llm=translator_answer_params,
         comparison=config["translator_comparison"],

@@ -1,7 +1,7 @@
 import logging
 import sys
 
-from okapi_pipeline.config import translator_settings
+from okapi_pipeline.config import account_share, translator_settings
 from okapi_pipeline.llm import exit_on_user_error
 from okapi_pipeline.translators import compare_translator
 
@@ -14,8 +14,11 @@ with exit_on_user_error():
         english_path=snakemake.input.english,
         language=snakemake.wildcards.lang,
         name=name,
-        # Answer-shaping settings from the params (they decide reruns), the rest from config.
-        settings={**translator_settings(snakemake.config, name), **snakemake.params.llm},
+        # Answer-shaping settings from the params (they decide reruns), the rest from config;
+        # an API translator paces itself to its share of the account's limits.
+        settings=account_share(
+            snakemake.config, {**translator_settings(snakemake.config, name), **snakemake.params.llm}
+        ),
         prompt_file=snakemake.input.prompt,
         back_prompt_file=snakemake.input.back_translation_prompt,
         size=comparison["sample_size"],

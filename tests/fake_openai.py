@@ -33,6 +33,7 @@ class FakeOpenAI:
     def __init__(self):
         self.faults: list[tuple] = []
         self.requests: list[dict] = []
+        self.arrivals: list[float] = []  # time.monotonic() of each chat request, in order
         self.authorizations: list[str] = []
         self.lock = threading.Lock()
         self.in_flight = 0
@@ -179,6 +180,7 @@ class FakeOpenAI:
                     return self._send(429, {"error": {"message": "rate limited"}}, {"Retry-After": "1"})
                 with fake.lock:
                     fake.requests.append(body)
+                    fake.arrivals.append(time.monotonic())
                     fake.authorizations.append(self.headers.get("Authorization", ""))
                     fault = fake.faults.pop(0) if fake.faults else None
                     fake.in_flight += 1

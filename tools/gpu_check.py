@@ -220,7 +220,8 @@ def training_settings(
     rollouts and minibatch (see PPO_PROCESSES); the schedule is read from the keys the
     block has (`rounds`, or the older `total_episodes`).
     """
-    settings = dict(config[stage])
+    # As the training scripts hand it: the stage's block and where the logs are reported.
+    settings = dict(config[stage], report_to=config["training"]["report_to"])
     if stage != "ppo":
         settings.update(epochs=1, held_out_fraction=0.0)
         return settings, steps * settings["effective_batch_size"]

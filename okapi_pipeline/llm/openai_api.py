@@ -137,6 +137,8 @@ class _Limits:
 
     Both are metered in one-second windows, so a minute's allowance never arrives as
     one burst; a request larger than a second's tokens counts as a second's worth.
+    Any 60 seconds hold at most the limit, the first second's burst included: a job
+    that paces itself to its share of an account's limit keeps the account within it.
     """
 
     def __init__(self, requests_per_minute: float | None, tokens_per_minute: float | None):
@@ -151,9 +153,14 @@ class _Limits:
 
 
 def _per_second(per_minute: float | None):
+    """A bucket of `burst` that refills at (per_minute - burst) a minute: any window of t
+    seconds holds at most burst + (per_minute - burst) * t / 60, so a minute at most
+    per_minute. (At most 1 a minute: the first at once, then one each 60 / per_minute s.)"""
     from aiolimiter import AsyncLimiter
 
     if not per_minute:
         return None
-    burst = max(1.0, per_minute / 60)
-    return AsyncLimiter(burst, 60 * burst / per_minute)
+    burst = max(1.0, per_minute / 61)
+    if per_minute <= burst:
+        return AsyncLimiter(1.0, 60 / per_minute)
+    return AsyncLimiter(burst, 60 * burst / (per_minute - burst))
