@@ -67,14 +67,11 @@ class Shape:
         return cls(parameters, hidden, layers, vocab_size)
 
     @classmethod
-    def from_config(cls, config, parameters: float | None = None) -> "Shape":
-        """From a transformers config (a model about to be trained)."""
-        text = getattr(config, "text_config", None) or config
-        hidden = getattr(text, "hidden_size", None) or text.n_embed
-        layers = getattr(text, "num_hidden_layers", None) or text.n_layer
-        if parameters is None:
-            parameters = text.vocab_size * hidden + layers * 12 * hidden**2
-        return cls(parameters, hidden, layers, text.vocab_size)
+    def from_config(cls, config, parameters: float) -> "Shape":
+        """From a transformers config and the parameter count of the model about to be
+        trained (BLOOM's config maps hidden_size and num_hidden_layers to its own names)."""
+        text = config.get_text_config()
+        return cls(parameters, text.hidden_size, text.num_hidden_layers, text.vocab_size)
 
     @property
     def block_parameters(self) -> float:

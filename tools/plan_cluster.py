@@ -14,6 +14,7 @@ A stage is the rules file a rule is defined in (rules/translate.smk: translate).
 """
 
 import argparse
+import functools
 import math
 import os
 import re
@@ -74,7 +75,13 @@ def dry_run_jobs(profile: str, configfiles: list[str], forceall: bool) -> list[t
 
 def workflow_rules(configfiles: list[str]) -> tuple[dict[str, dict], dict]:
     """Per rule: its stage, whether it runs on the login node, and its group, for this
-    config; and the config as the workflow validated it."""
+    config; and the config as the workflow validated it. Read once per set of config files
+    (the plan, the API dollars and the summary all ask)."""
+    return _workflow_rules(tuple(configfiles))
+
+
+@functools.cache
+def _workflow_rules(configfiles: tuple[str, ...]) -> tuple[dict[str, dict], dict]:
     from snakemake.api import SnakemakeApi
     from snakemake.settings.enums import Quietness
     from snakemake.settings.types import ConfigSettings, OutputSettings, ResourceSettings, StorageSettings
