@@ -15,10 +15,10 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from okapi_pipeline.gpu_jobs import BF16_PEAK_TFLOPS, gpu_class
+from okapi_pipeline.cluster.gpu_jobs import BF16_PEAK_TFLOPS, gpu_class
+from okapi_pipeline.data.okapi_release import DATASETS, missing_languages, read_checksums
+from okapi_pipeline.data.split import source_groups
 from okapi_pipeline.languages import ISO_639_1, SOURCE_LANGUAGE
-from okapi_pipeline.okapi_release import DATASETS, missing_languages, read_checksums
-from okapi_pipeline.split import source_groups
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ import os
 import re
 import sys
 
-from okapi_pipeline.gpu_jobs import gpu_job, read_measurements
-from okapi_pipeline.joint import joint_gpus, joint_settings
-from okapi_pipeline.model_card import STAGE_SPLITS
+from okapi_pipeline.cluster.gpu_jobs import gpu_job, read_measurements
+from okapi_pipeline.data.joint import joint_gpus, joint_settings
+from okapi_pipeline.training.model_card import STAGE_SPLITS
 from okapi_pipeline.config import (
     BENCHMARKS,
     LLM_STAGES,
@@ -30,7 +30,7 @@ from okapi_pipeline.config import (
     validate_config,
 )
 from okapi_pipeline.languages import SOURCE_LANGUAGE, target_languages
-from okapi_pipeline.okapi_release import DATASETS, expected_file, read_checksums
+from okapi_pipeline.data.okapi_release import DATASETS, expected_file, read_checksums
 
 try:
     # Defaults filled in place, so `config` everywhere (scripts included) sees them.
@@ -135,7 +135,7 @@ def base_model_of(wildcards):
 
 # ---- what a GPU job asks for -------------------------------------------------------
 # Generally valid needs, sized from the model a job loads, the site's GPUs (config `site`)
-# and the measured rates (okapi_pipeline.gpu_jobs), so they are on the rules; where jobs
+# and the measured rates (okapi_pipeline.cluster.gpu_jobs), so they are on the rules; where jobs
 # run (partitions, account) is slurm/config.yaml's.
 GPU_MEASUREMENTS = read_measurements(
     os.path.join(workflow.basedir, "reference", "gpu_measurements.csv")
@@ -209,7 +209,7 @@ def gpu_resources(stage, model_of=job_model):
 
 
 def training_settings(stage):
-    """A training rule's settings: a joint run's as okapi_pipeline.joint scales them."""
+    """A training rule's settings: a joint run's as okapi_pipeline.data.joint scales them."""
 
     def settings(wildcards):
         if wildcards.lang == "joint":
@@ -220,7 +220,7 @@ def training_settings(stage):
 
 
 def model_card_facts(stage):
-    """What a trained model's card says beyond its training summary (okapi_pipeline.model_card)."""
+    """What a trained model's card says beyond its training summary (okapi_pipeline.training.model_card)."""
 
     def facts(wildcards):
         base = config["base_models"][wildcards.model]

@@ -1,7 +1,7 @@
 import logging
 import sys
 
-from okapi_pipeline.benchmarks import BenchmarkFormatError, prepare_benchmark
+from okapi_pipeline.evaluation.benchmarks import BenchmarkFormatError, prepare_benchmark
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)

@@ -1,7 +1,7 @@
 import logging
 import sys
 
-from okapi_pipeline.tiny_models import build_tiny_model
+from okapi_pipeline.tiny.models import build_tiny_model
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)

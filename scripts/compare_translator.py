@@ -3,7 +3,7 @@ import sys
 
 from okapi_pipeline.config import account_share, translator_settings
 from okapi_pipeline.llm import exit_on_user_error
-from okapi_pipeline.translators import compare_translator
+from okapi_pipeline.report.translators import compare_translator
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)

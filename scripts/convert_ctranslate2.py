@@ -1,7 +1,7 @@
 import logging
 import sys
 
-from okapi_pipeline.mt import convert_ctranslate2
+from okapi_pipeline.llm.mt import convert_ctranslate2
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)

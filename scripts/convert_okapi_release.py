@@ -1,7 +1,7 @@
 import logging
 import sys
 
-from okapi_pipeline.okapi_release import ReleaseError, convert_release_file
+from okapi_pipeline.data.okapi_release import ReleaseError, convert_release_file
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)

@@ -1,7 +1,7 @@
 import logging
 import sys
 
-from okapi_pipeline.cost import estimate_costs
+from okapi_pipeline.report.cost import estimate_costs
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)

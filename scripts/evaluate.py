@@ -1,7 +1,7 @@
 import logging
 import sys
 
-from okapi_pipeline.evaluate import evaluate_model
+from okapi_pipeline.evaluation.evaluate import evaluate_model
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)

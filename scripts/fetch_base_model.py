@@ -1,7 +1,7 @@
 import logging
 import sys
 
-from okapi_pipeline.hub import fetch_base_model
+from okapi_pipeline.training.hub import fetch_base_model
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)

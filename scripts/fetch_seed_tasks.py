@@ -1,7 +1,7 @@
 import logging
 import sys
 
-from okapi_pipeline.self_instruct import fetch_seed_tasks
+from okapi_pipeline.data.self_instruct import fetch_seed_tasks
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)

@@ -1,7 +1,7 @@
 import logging
 import sys
 
-from okapi_pipeline.translate import gather
+from okapi_pipeline.data.translate import gather
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)

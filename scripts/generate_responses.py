@@ -1,7 +1,7 @@
 import logging
 import sys
 
-from okapi_pipeline.generation import generate_responses
+from okapi_pipeline.data.generation import generate_responses
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)

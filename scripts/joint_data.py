@@ -1,7 +1,7 @@
 import logging
 import sys
 
-from okapi_pipeline.joint import mix_languages
+from okapi_pipeline.data.joint import mix_languages
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)

@@ -1,7 +1,7 @@
 import logging
 import sys
 
-from okapi_pipeline.figures import joint_figure
+from okapi_pipeline.report.figures import joint_figure
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)

@@ -1,7 +1,7 @@
 import logging
 import sys
 
-from okapi_pipeline.instructions import load_instructions
+from okapi_pipeline.data.instructions import load_instructions
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)

@@ -1,7 +1,7 @@
 import logging
 import sys
 
-from okapi_pipeline.figures import paper_figures
+from okapi_pipeline.report.figures import paper_figures
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)

@@ -1,7 +1,7 @@
 import logging
 import sys
 
-from okapi_pipeline.ranking import preference_pairs
+from okapi_pipeline.data.ranking import preference_pairs
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)

@@ -2,9 +2,9 @@ import logging
 import sys
 
 from okapi_pipeline.config import stage_llm_settings
+from okapi_pipeline.data.ranking import rank_shard
 from okapi_pipeline.languages import SOURCE_LANGUAGE
 from okapi_pipeline.llm import Budget, exit_on_user_error
-from okapi_pipeline.ranking import rank_shard
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)

@@ -2,8 +2,8 @@ import logging
 import sys
 
 from okapi_pipeline.config import stage_llm_settings
+from okapi_pipeline.data.self_instruct import self_instruct
 from okapi_pipeline.llm import Budget, exit_on_user_error
-from okapi_pipeline.self_instruct import self_instruct
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)

@@ -2,7 +2,7 @@ import logging
 import sys
 from pathlib import Path
 
-from okapi_pipeline.split import split_instructions
+from okapi_pipeline.data.split import split_instructions
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)

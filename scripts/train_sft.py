@@ -1,8 +1,8 @@
 import logging
 import sys
 
-from okapi_pipeline.model_card import write_model_card
-from okapi_pipeline.train import run_stage
+from okapi_pipeline.training.launch import run_stage
+from okapi_pipeline.training.model_card import write_model_card
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 sys.stdout = sys.stderr  # the trainer prints its progress

@@ -1,7 +1,7 @@
 import logging
 import sys
 
-from okapi_pipeline.tiny_tokenizers import train_tokenizer
+from okapi_pipeline.tiny.tokenizers import train_tokenizer
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)

@@ -2,7 +2,7 @@ import logging
 import sys
 from pathlib import Path
 
-from okapi_pipeline.figures import plot_training_curves
+from okapi_pipeline.report.figures import plot_training_curves
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)

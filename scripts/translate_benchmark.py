@@ -1,8 +1,8 @@
 import logging
 import sys
 
-from okapi_pipeline.benchmarks import translate_benchmark
 from okapi_pipeline.config import stage_llm_settings
+from okapi_pipeline.evaluation.benchmarks import translate_benchmark
 from okapi_pipeline.llm import exit_on_user_error
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)

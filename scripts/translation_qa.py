@@ -1,7 +1,7 @@
 import logging
 import sys
 
-from okapi_pipeline.translate import translation_qa
+from okapi_pipeline.data.translate import translation_qa
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)

@@ -1,7 +1,7 @@
 import logging
 import sys
 
-from okapi_pipeline.translators import comparison_table
+from okapi_pipeline.report.translators import comparison_table
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)

@@ -58,7 +58,7 @@ def tiny_corpus_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_tokenizer_dir(tmp_path_factory, tiny_corpus_dir):
-    from okapi_pipeline.tiny_tokenizers import train_tokenizer
+    from okapi_pipeline.tiny.tokenizers import train_tokenizer
 
     out = tmp_path_factory.mktemp("tokenizer")
     train_tokenizer(tiny_corpus_dir, out, vocab_size=600)
@@ -66,7 +66,7 @@ def tiny_tokenizer_dir(tmp_path_factory, tiny_corpus_dir):
 
 
 def _build(tmp_path_factory, tokenizer_dir, corpus_dir, architecture):
-    from okapi_pipeline.tiny_models import build_tiny_model
+    from okapi_pipeline.tiny.models import build_tiny_model
 
     out = tmp_path_factory.mktemp(f"tiny-{architecture}")
     build_tiny_model(tokenizer_dir, corpus_dir, out, TINY_BUILDS[architecture], TINY_PRETRAINING, threads=1)
@@ -86,7 +86,7 @@ def tiny_bloom_dir(tmp_path_factory, tiny_tokenizer_dir, tiny_corpus_dir):
 @pytest.fixture(scope="session")
 def tiny_qwen2_dir(tmp_path_factory, tiny_tokenizer_dir, tiny_corpus_dir):
     """A tiny Qwen2 (Qwen2.5-7B's architecture) of the tiny Llama's sizes, same tokenizer."""
-    from okapi_pipeline.tiny_models import build_tiny_model
+    from okapi_pipeline.tiny.models import build_tiny_model
 
     out = tmp_path_factory.mktemp("tiny-qwen2")
     build = {**TINY_BUILDS["llama"], "architecture": "qwen2"}

@@ -30,7 +30,7 @@ REQUESTS_PER_MINUTE = 1200
 # together with the others once all are ready (imports take seconds on a busy machine).
 JOB = """
 import json, pathlib, sys, time
-from okapi_pipeline.translate import translate_shard
+from okapi_pipeline.data.translate import translate_shard
 settings, work, job = json.loads(sys.argv[1]), pathlib.Path(sys.argv[2]), sys.argv[3]
 (work / f"ready-{job}").touch()
 while not (work / "go").exists():

@@ -11,22 +11,22 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-from okapi_pipeline import sft
-from okapi_pipeline.dpo import train_dpo
-from okapi_pipeline.evaluate import evaluate_model
+from okapi_pipeline.evaluation.evaluate import evaluate_model
 from okapi_pipeline.jsonl import write_jsonl
-from okapi_pipeline.modeling import (
+from okapi_pipeline.template import alpaca_prompt
+from okapi_pipeline.training import sft
+from okapi_pipeline.training.dpo import train_dpo
+from okapi_pipeline.training.launch import CONFIG_DIR
+from okapi_pipeline.training.modeling import (
     load_scorer,
     load_tokenizer,
     modules_after_blocks,
     run_precision,
     transformer_blocks,
 )
-from okapi_pipeline.ppo import train_ppo
-from okapi_pipeline.reward_model import score_sequences, tokenize_pair, train_reward_model
-from okapi_pipeline.sft import prompt_completion, train_sft
-from okapi_pipeline.template import alpaca_prompt
-from okapi_pipeline.train import CONFIG_DIR
+from okapi_pipeline.training.ppo import train_ppo
+from okapi_pipeline.training.reward_model import score_sequences, tokenize_pair, train_reward_model
+from okapi_pipeline.training.sft import prompt_completion, train_sft
 from tests.test_evaluate import PROTOCOL, prepare_all
 from tests.test_training import (
     DPO_SETTINGS,
@@ -94,7 +94,7 @@ def test_tiny_qwen2_is_built_like_qwen2_5_7b(tiny_qwen2_dir):
     ],
 )
 def test_real_shapes_have_the_published_parameter_counts(build, vocabulary, parameters):
-    from okapi_pipeline.tiny_models import model_config
+    from okapi_pipeline.tiny.models import model_config
 
     names = ("hidden_size", "intermediate_size", "num_layers", "num_heads", "num_key_value_heads", "architecture")
     tokenizer = mock.MagicMock(bos_token_id=None, eos_token_id=1, pad_token_id=1)

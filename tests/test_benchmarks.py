@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from okapi_pipeline.benchmarks import (
+from okapi_pipeline.evaluation.benchmarks import (
     BenchmarkFormatError,
     option_texts,
     prepare_benchmark,
@@ -338,7 +338,7 @@ def test_a_malformed_record_is_marked_unavailable_with_its_file_and_index(releas
 
 
 def test_an_unavailable_benchmark_is_not_scored_and_its_score_file_says_why(tmp_path):
-    from okapi_pipeline.evaluate import evaluate_model
+    from okapi_pipeline.evaluation.evaluate import evaluate_model
 
     data = tmp_path / "hellaswag.json"
     data.write_text(

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from okapi_pipeline.config import llm_defaults
-from okapi_pipeline.generation import generate_responses
-from okapi_pipeline.instructions import load_instructions
+from okapi_pipeline.data.generation import generate_responses
+from okapi_pipeline.data.instructions import load_instructions
+from okapi_pipeline.data.ranking import preference_pairs, rank_shard, valid_ranking
+from okapi_pipeline.data.self_instruct import RougeFilter, fetch_seed_tasks, seed_records, self_instruct, shape_reason
+from okapi_pipeline.data.split import scaled_sizes, source_groups, split_instructions
+from okapi_pipeline.data.translate import gather, translate_shard, translation_qa
 from okapi_pipeline.jsonl import read_jsonl, write_jsonl
 from okapi_pipeline.llm import JsonRequest
-from okapi_pipeline.ranking import preference_pairs, rank_shard, valid_ranking
-from okapi_pipeline.self_instruct import RougeFilter, fetch_seed_tasks, seed_records, self_instruct, shape_reason
-from okapi_pipeline.split import scaled_sizes, source_groups, split_instructions
-from okapi_pipeline.translate import gather, translate_shard, translation_qa
 from tests.fake_openai import CANARY_KEY, fake_translation, files_containing
 
 PROMPTS = Path(__file__).resolve().parents[1] / "prompts"
@@ -531,8 +531,8 @@ def test_generate_and_rank_with_the_local_model(tiny_llama_dir, tmp_path):
 
 
 def test_every_stage_job_refuses_over_budget_before_any_request(fake_openai, openai_settings, tmp_path):
-    from okapi_pipeline.cost import BudgetExceeded
     from okapi_pipeline.llm import Budget, run_llm_job
+    from okapi_pipeline.report.cost import BudgetExceeded
 
     paid = dict(openai_settings, budget_usd=0.0, price_input_per_1k=1.0)
     worked = []
@@ -568,9 +568,9 @@ def test_every_stage_job_refuses_over_budget_before_any_request(fake_openai, ope
 
 
 def test_user_fixable_errors_end_a_script_in_one_line_and_others_keep_their_traceback():
-    from okapi_pipeline.cost import BudgetExceeded
     from okapi_pipeline.llm import TooManyRejects, exit_on_user_error
-    from okapi_pipeline.mt_languages import UnsupportedLanguage
+    from okapi_pipeline.llm.mt_languages import UnsupportedLanguage
+    from okapi_pipeline.report.cost import BudgetExceeded
 
     for error in (TooManyRejects("too many"), BudgetExceeded("over budget"), UnsupportedLanguage("no code")):
         with pytest.raises(SystemExit) as exit_:

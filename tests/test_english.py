@@ -4,11 +4,11 @@ import pytest
 import yaml
 
 from okapi_pipeline.config import ConfigError, llm_defaults, load_schema, validate_config
-from okapi_pipeline.cost import estimate_costs
-from okapi_pipeline.figures import gains_by_group
+from okapi_pipeline.data.ranking import rank_shard
 from okapi_pipeline.jsonl import read_jsonl, write_jsonl
-from okapi_pipeline.ranking import rank_shard
-from okapi_pipeline.tables import table_rows
+from okapi_pipeline.report.cost import estimate_costs
+from okapi_pipeline.report.figures import gains_by_group
+from okapi_pipeline.report.tables import table_rows
 from tests.workflow import REPO, copy_workflow, planned_jobs, snakemake
 
 PROMPTS = REPO / "prompts"

@@ -5,10 +5,17 @@ import json
 import pytest
 import yaml
 
-from okapi_pipeline.benchmarks import prepare_benchmark
-from okapi_pipeline.evaluate import evaluate_model
+from okapi_pipeline.evaluation.benchmarks import prepare_benchmark
+from okapi_pipeline.evaluation.evaluate import evaluate_model
+from okapi_pipeline.evaluation.lm_eval_tasks import (
+    arc_doc,
+    hellaswag_clean,
+    hellaswag_doc,
+    mmlu_doc,
+    task_name,
+    write_task,
+)
 from okapi_pipeline.jsonl import read_jsonl
-from okapi_pipeline.lm_eval_tasks import arc_doc, hellaswag_clean, hellaswag_doc, mmlu_doc, task_name, write_task
 from tests.test_benchmarks import RELEASED, SHOTS, local_source, write_released_layout
 
 PROTOCOL = {
@@ -157,7 +164,7 @@ def test_score_files_hold_metrics_and_what_produced_them(scored):
 
 
 def test_model_arguments_for_hf_and_vllm():
-    from okapi_pipeline.evaluate import model_arguments
+    from okapi_pipeline.evaluation.evaluate import model_arguments
 
     assert model_arguments("hf", "/m/sft", "bfloat16", PROTOCOL) == "pretrained=/m/sft,dtype=bfloat16"
     vllm = dict(
@@ -185,7 +192,7 @@ def lm_eval_model(model_dir, add_bos_token):
     """lm-eval's hf model as evaluate_model creates it, from the same model_args."""
     from lm_eval.api.registry import get_model
 
-    from okapi_pipeline.evaluate import model_arguments
+    from okapi_pipeline.evaluation.evaluate import model_arguments
 
     arguments = model_arguments("hf", model_dir, "float32", {**PROTOCOL, "add_bos_token": add_bos_token})
     return get_model("hf").create_from_arg_string(arguments, {"device": "cpu", "batch_size": 1})

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from okapi_pipeline.figures import (
+from okapi_pipeline.report.figures import (
     gains_by_group,
     joint_figure,
     paper_figures,

@@ -9,8 +9,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from okapi_pipeline import generation
-from okapi_pipeline.generation import (
+from okapi_pipeline.data import generation
+from okapi_pipeline.data.generation import (
     CacheShape,
     ResponseProgress,
     check_engine,

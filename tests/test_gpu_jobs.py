@@ -5,8 +5,7 @@ import math
 import pandas as pd
 import pytest
 
-from okapi_pipeline.config import ConfigError, load_schema, validate_config
-from okapi_pipeline.gpu_jobs import (
+from okapi_pipeline.cluster.gpu_jobs import (
     MARGIN,
     SCALING_EFFICIENCY,
     append_measurements,
@@ -17,6 +16,7 @@ from okapi_pipeline.gpu_jobs import (
     stage_rate,
     stage_work,
 )
+from okapi_pipeline.config import ConfigError, load_schema, validate_config
 from tests.workflow import REPO, merged_config
 
 H200 = {"gpu": "H200", "gpu_memory_gb": 141, "gpus_per_node": 8, "max_job_hours": 48}

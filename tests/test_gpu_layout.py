@@ -7,10 +7,10 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer import DEFAULT_CALLBACKS
 
+from okapi_pipeline.cluster.gpu_layout import GB, Shape, batch_layout, gpus_for, peak_bytes, smallest_fit
 from okapi_pipeline.config import load_schema, validate_config
-from okapi_pipeline.gpu_layout import GB, Shape, batch_layout, gpus_for, peak_bytes, smallest_fit
 from okapi_pipeline.jsonl import write_jsonl
-from okapi_pipeline.sft import train_sft
+from okapi_pipeline.training.sft import train_sft
 from tests.workflow import merged_config
 
 LLAMA_7B = Shape(6.74e9, 4096, 32, 32000)

@@ -3,7 +3,7 @@
 import yaml
 
 from okapi_pipeline.config import load_schema, validate_config
-from okapi_pipeline.joint import joint_gpus, joint_settings, mix_languages
+from okapi_pipeline.data.joint import joint_gpus, joint_settings, mix_languages
 from okapi_pipeline.jsonl import read_jsonl, write_jsonl
 from tests.workflow import REPO, merged_config
 

@@ -12,12 +12,12 @@ import pytest
 import yaml
 
 from okapi_pipeline.config import llm_defaults
-from okapi_pipeline.cost import BudgetExceeded, check_budget, config_estimate, estimate_costs
+from okapi_pipeline.data.translate import translate_shard, translation_qa
 from okapi_pipeline.jsonl import read_jsonl, write_jsonl
 from okapi_pipeline.llm import JsonRequest, LLMClient, TooManyRejects
 from okapi_pipeline.llm.batch import request_lines
 from okapi_pipeline.llm.checks import translation_problem
-from okapi_pipeline.translate import translate_shard, translation_qa
+from okapi_pipeline.report.cost import BudgetExceeded, check_budget, config_estimate, estimate_costs
 from tests.fake_openai import CANARY_KEY, FakeOpenAI, fake_translation, files_containing
 from tests.workflow import REPO, copy_workflow, snakemake
 

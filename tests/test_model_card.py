@@ -8,10 +8,10 @@ from types import SimpleNamespace
 import pytest
 import yaml
 
-from okapi_pipeline.model_card import base_license_of, model_card, write_model_card
-from okapi_pipeline.progress import ProgressLog, duration
 from okapi_pipeline.template import alpaca_prompt
-from okapi_pipeline.trainer import save_trained_model
+from okapi_pipeline.training.model_card import base_license_of, model_card, write_model_card
+from okapi_pipeline.training.progress import ProgressLog, duration
+from okapi_pipeline.training.trainer import save_trained_model
 
 SUMMARY = {
     "stage": "sft",
@@ -93,7 +93,7 @@ def save_like_a_trainer(model, tokenizer, out_dir):
 def saved_model_dir(tiny_llama_dir, tmp_path_factory):
     import torch
 
-    from okapi_pipeline.modeling import load_causal_lm, load_tokenizer
+    from okapi_pipeline.training.modeling import load_causal_lm, load_tokenizer
 
     tokenizer = load_tokenizer(tiny_llama_dir)
     out = tmp_path_factory.mktemp("saved")
@@ -112,7 +112,7 @@ def test_the_saved_chat_template_renders_the_alpaca_prompt(saved_model_dir, extr
 
 
 def test_chat_prompt_answers_once_and_exits(saved_model_dir):
-    from okapi_pipeline.chat import main
+    from okapi_pipeline.training.chat import main
 
     out = io.StringIO()
     main([str(saved_model_dir), "--prompt", "Name a colour.", "--seed", "1"], stdout=out)
@@ -122,7 +122,7 @@ def test_chat_prompt_answers_once_and_exits(saved_model_dir):
 
 
 def test_chat_answers_one_line_a_line_until_the_input_ends(saved_model_dir):
-    from okapi_pipeline.chat import main
+    from okapi_pipeline.training.chat import main
 
     out = io.StringIO()
     main([str(saved_model_dir), "--seed", "1"], stdin=io.StringIO("Name a colour.\n\nName a fruit.\n"), stdout=out)
@@ -130,7 +130,7 @@ def test_chat_answers_one_line_a_line_until_the_input_ends(saved_model_dir):
 
 
 def test_chat_refuses_a_folder_without_a_model(tmp_path, capsys):
-    from okapi_pipeline.chat import main
+    from okapi_pipeline.training.chat import main
 
     with pytest.raises(SystemExit):
         main([str(tmp_path), "--prompt", "hi"])
@@ -142,7 +142,7 @@ def test_progress_logs_step_elapsed_and_eta_every_few_percent(caplog):
     progress = ProgressLog(every_percent=25, clock=lambda: now[0])
     state = SimpleNamespace(global_step=20, max_steps=100)  # resumed at step 20
     progress.on_train_begin(None, state, None)
-    with caplog.at_level(logging.INFO, logger="okapi_pipeline.progress"):
+    with caplog.at_level(logging.INFO, logger="okapi_pipeline.training.progress"):
         for step in range(21, 101):
             now[0] += 2.0  # two seconds a step
             state.global_step = step
@@ -161,7 +161,7 @@ def test_tensorboard_logs_offline_into_the_model_folder(tmp_path, tiny_llama_dir
 
     from okapi_pipeline.config import load_schema, validate_config
     from okapi_pipeline.jsonl import write_jsonl
-    from okapi_pipeline.sft import train_sft
+    from okapi_pipeline.training.sft import train_sft
     from tests.workflow import merged_config
 
     demo = validate_config(merged_config(), load_schema())["sft"]

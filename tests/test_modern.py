@@ -14,9 +14,9 @@ import torch
 import yaml
 
 from okapi_pipeline.config import load_schema, validate_config
-from okapi_pipeline.modeling import load_causal_lm, load_scorer, load_tokenizer, spare_special_token
-from okapi_pipeline.reward_model import score_sequences, tokenize_pair
 from okapi_pipeline.template import alpaca_prompt
+from okapi_pipeline.training.modeling import load_causal_lm, load_scorer, load_tokenizer, spare_special_token
+from okapi_pipeline.training.reward_model import score_sequences, tokenize_pair
 from tests.test_training import marker_pairs
 from tests.workflow import merged_config
 
@@ -132,7 +132,7 @@ def save_tiny_model(out: Path, tokenizer_dir: Path, architecture: str, vocab_siz
     """A random tiny causal LM with `vocab_size` embedding rows, saved beside its tokenizer."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
-    from okapi_pipeline.tiny_models import model_config
+    from okapi_pipeline.tiny.models import model_config
 
     build = {"architecture": architecture, "hidden_size": 32, "intermediate_size": 64, "num_layers": 2}
     tokenizer = AutoTokenizer.from_pretrained(tokenizer_dir)

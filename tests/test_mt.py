@@ -12,13 +12,13 @@ import pytest
 import yaml
 
 from okapi_pipeline.config import llm_defaults
+from okapi_pipeline.data.translate import translate_shard
 from okapi_pipeline.jsonl import read_jsonl, write_jsonl
 from okapi_pipeline.languages import OKAPI_GROUPS
 from okapi_pipeline.llm import JsonRequest, LLMClient, Rejected
-from okapi_pipeline.mt_languages import UnsupportedLanguage, detect_family, language_code
-from okapi_pipeline.segments import Piece, cut, join, pieces, segments
-from okapi_pipeline.translate import translate_shard
-from okapi_pipeline.translators import COLUMNS, comparison_table
+from okapi_pipeline.llm.mt_languages import UnsupportedLanguage, detect_family, language_code
+from okapi_pipeline.llm.segments import Piece, cut, join, pieces, segments
+from okapi_pipeline.report.translators import COLUMNS, comparison_table
 from tests.workflow import REPO, copy_workflow, job_counts, snakemake
 
 OKAPI_26 = [code for group in OKAPI_GROUPS.values() for code in group]
@@ -122,7 +122,7 @@ def test_a_long_sentence_is_cut_at_whitespace_and_nothing_is_lost():
 
 
 def _tiny(tmp_path_factory, corpus_dir, architecture):
-    from okapi_pipeline.tiny_models import build_tiny_model
+    from okapi_pipeline.tiny.models import build_tiny_model
 
     out = tmp_path_factory.mktemp(f"tiny-{architecture}")
     build = {"architecture": architecture, "hidden_size": 32, "intermediate_size": 64, "num_layers": 1, "num_heads": 2}
@@ -200,7 +200,7 @@ def test_long_sentences_are_cut_and_counted(tiny_nllb_dir, tmp_path):
 
 
 def test_every_family_marks_languages_its_own_way(tmp_path_factory, tiny_corpus_dir, tiny_nllb_dir, tmp_path):
-    from okapi_pipeline.mt import MTBackend
+    from okapi_pipeline.llm.mt import MTBackend
 
     for model_dir, family, first in [
         (tiny_nllb_dir, "nllb", "eng_Latn"),
@@ -224,7 +224,7 @@ def test_every_family_marks_languages_its_own_way(tmp_path_factory, tiny_corpus_
 
 
 def test_the_ctranslate2_engine_translates_the_same_segments_from_a_converted_copy(tiny_nllb_dir, tmp_path):
-    from okapi_pipeline.mt import convert_ctranslate2
+    from okapi_pipeline.llm.mt import convert_ctranslate2
 
     convert_ctranslate2(tiny_nllb_dir, tmp_path / "ct2")
     settings = mt_settings(tiny_nllb_dir, tmp_path, engine="ctranslate2", ctranslate2_dir=str(tmp_path / "ct2"))
@@ -266,7 +266,7 @@ def shard_records(n):
 
 KILLED_JOB = """
 import sys
-from okapi_pipeline.translate import translate_shard
+from okapi_pipeline.data.translate import translate_shard
 import json
 args = json.loads(sys.argv[1])
 translate_shard(*args["positional"], args["settings"], "translation/vi/sft/0000", threads=1)
@@ -314,7 +314,7 @@ def test_a_killed_mt_job_resumes_without_translating_cached_segments_again(tiny_
     assert 30 <= len(done) < total, "the job was not killed halfway"
     assert not (tmp_path / "report.json").exists()
 
-    from okapi_pipeline import mt
+    from okapi_pipeline.llm import mt
 
     translated = []
     original = mt.MTBackend.translate_segments
@@ -336,7 +336,7 @@ def test_a_killed_mt_job_resumes_without_translating_cached_segments_again(tiny_
 
 
 def test_a_back_translation_job_of_its_own_ranks_the_same_as_one_job(fake_openai, openai_settings, tmp_path):
-    from okapi_pipeline.ranking import back_translate_shard, rank_shard
+    from okapi_pipeline.data.ranking import back_translate_shard, rank_shard
 
     items = [
         {
@@ -376,7 +376,7 @@ def test_a_back_translation_job_of_its_own_ranks_the_same_as_one_job(fake_openai
 
 
 def test_the_cost_estimate_gives_an_mt_stage_gpu_hours_instead_of_dollars():
-    from okapi_pipeline.cost import estimate_costs
+    from okapi_pipeline.report.cost import estimate_costs
 
     prompts = {
         name: REPO / "prompts" / file

@@ -12,9 +12,7 @@ import pytest
 import yaml
 
 from okapi_pipeline.config import ConfigError, check_files, load_schema, validate_config
-from okapi_pipeline.jsonl import read_jsonl
-from okapi_pipeline.languages import OKAPI_GROUPS
-from okapi_pipeline.okapi_release import (
+from okapi_pipeline.data.okapi_release import (
     DATASETS,
     ReleaseError,
     convert_release_file,
@@ -23,6 +21,8 @@ from okapi_pipeline.okapi_release import (
     missing_languages,
     read_checksums,
 )
+from okapi_pipeline.jsonl import read_jsonl
+from okapi_pipeline.languages import OKAPI_GROUPS
 from tests.okapi_release_files import checksum_table, write_release_files
 from tests.workflow import REPO, copy_workflow, job_counts, merged_config, snakemake
 
@@ -233,7 +233,7 @@ def release_config(**split_sources) -> dict:
 
 def test_a_released_split_plans_no_translation_and_costs_nothing():
     from okapi_pipeline.config import ranking_responders, split_plan, split_sizes
-    from okapi_pipeline.cost import config_estimate
+    from okapi_pipeline.report.cost import config_estimate
 
     config = release_config()
     assert split_plan(config) == {} and split_sizes(config) == {} and ranking_responders(config) == []

@@ -12,8 +12,8 @@ import shutil
 
 import pytest
 
+from okapi_pipeline.cluster.gpu_jobs import GPU_RULES, gpu_job, read_measurements
 from okapi_pipeline.config import load_schema, shard_ids, validate_config
-from okapi_pipeline.gpu_jobs import GPU_RULES, gpu_job, read_measurements
 from tests.slurm import cluster as slurm
 from tests.workflow import REPO, copy_workflow, merged_config
 
@@ -209,7 +209,7 @@ PAPER_PARAMETERS = {"bloom-7b1": 7.07e9, "llama-7b": 6.74e9}
 
 
 def planned_gpu_jobs(configfiles: list[str], stage: str, **job) -> dict:
-    """What okapi_pipeline.gpu_jobs says a job of `stage` asks for, per paper model."""
+    """What okapi_pipeline.cluster.gpu_jobs says a job of `stage` asks for, per paper model."""
     config = validate_config(merged_config(*configfiles), load_schema())
     measurements = read_measurements(REPO / "reference" / "gpu_measurements.csv")
     return {model: gpu_job(stage, p, config, measurements, **job) for model, p in PAPER_PARAMETERS.items()}
@@ -233,7 +233,7 @@ def test_the_paper_plan_counts_jobs_and_gpu_hours_without_a_cluster(tmp_path, mo
         assert plans[rule].local and plans[rule].gpu_hours == 0
     assert plans["translate_shard"].jobs == 26 * 79  # 158K instructions in shards of 2000
     # 2 models x 26 languages (responses: bloom-7b1's only, ranking.responses_from), each
-    # asking for what okapi_pipeline.gpu_jobs computes from the measured table for its size.
+    # asking for what okapi_pipeline.cluster.gpu_jobs computes from the measured table for its size.
     responders = {"generate_responses": ["bloom-7b1"]}
     for rule, stage in GPU_RULES.items():
         if rule == "train_dpo":

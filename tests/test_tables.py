@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from okapi_pipeline.languages import OKAPI_GROUPS
-from okapi_pipeline.tables import (
+from okapi_pipeline.report.tables import (
     MISSING,
     NOT_AVAILABLE,
     SOURCE_PRIORITY,
@@ -318,7 +318,7 @@ def test_a_released_model_column_is_set_against_the_model_it_reproduces(tmp_path
     ],
 )
 def test_cell_format(value, signed, text):
-    from okapi_pipeline.tables import format_cell
+    from okapi_pipeline.report.tables import format_cell
 
     assert format_cell(value, signed) == text
 

@@ -7,11 +7,17 @@ from pathlib import Path
 import pytest
 import torch
 
-from okapi_pipeline import sft, throughput
 from okapi_pipeline.jsonl import read_jsonl, write_jsonl
-from okapi_pipeline.modeling import Precision, load_causal_lm, load_tokenizer, run_precision
-from okapi_pipeline.sft import prompt_completion, sft_examples, train_sft
-from okapi_pipeline.throughput import batch_flops, kernel_arguments, padding_free, padding_free_batches, speed_arguments
+from okapi_pipeline.training import sft, throughput
+from okapi_pipeline.training.modeling import Precision, load_causal_lm, load_tokenizer, run_precision
+from okapi_pipeline.training.sft import prompt_completion, sft_examples, train_sft
+from okapi_pipeline.training.throughput import (
+    batch_flops,
+    kernel_arguments,
+    padding_free,
+    padding_free_batches,
+    speed_arguments,
+)
 
 DEMO_RECORDS = Path(__file__).resolve().parents[1] / "demo" / "instructions.jsonl"
 SETTINGS = {

@@ -4,7 +4,7 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
 
-from okapi_pipeline.tiny_models import build_tiny_model, model_config
+from okapi_pipeline.tiny.models import build_tiny_model, model_config
 
 
 def test_tokenizer_round_trips_multilingual_text_and_has_special_tokens(tiny_tokenizer_dir):
@@ -73,7 +73,7 @@ def test_unknown_architecture_is_refused(tiny_tokenizer_dir):
 
 
 def test_on_cpu_the_run_is_fp32():
-    from okapi_pipeline.modeling import Precision, run_precision
+    from okapi_pipeline.training.modeling import Precision, run_precision
 
     if torch.cuda.is_available():
         pytest.skip("a CPU-only check")
@@ -97,7 +97,7 @@ def test_a_tokenizer_without_a_pad_of_its_own_pads_with_unk_else_a_spare_special
 ):
     """`changes`: tokenizer settings replaced (None: removed); `spare`: whether <pad> and
     <unk> stay special added tokens of tokenizer.json (a token left unnamed is still spare)."""
-    from okapi_pipeline.modeling import load_tokenizer
+    from okapi_pipeline.training.modeling import load_tokenizer
 
     def changed(settings: dict) -> dict:
         kept = {k: v for k, v in settings.items() if k not in changes}
@@ -112,7 +112,7 @@ def test_a_tokenizer_without_a_pad_of_its_own_pads_with_unk_else_a_spare_special
     for token in backend["added_tokens"]:
         token["special"] = spare or token["content"] in ("<s>", "</s>")
     (tmp_path / "tokenizer.json").write_text(json.dumps(backend))
-    with caplog.at_level("INFO", logger="okapi_pipeline.modeling"):
+    with caplog.at_level("INFO", logger="okapi_pipeline.training.modeling"):
         tokenizer = load_tokenizer(tmp_path)
     assert tokenizer.pad_token == pad
     pads_with_eos = [r for r in caplog.records if r.levelname == "WARNING" and "eos" in r.getMessage()]
@@ -120,7 +120,7 @@ def test_a_tokenizer_without_a_pad_of_its_own_pads_with_unk_else_a_spare_special
 
 
 def test_generation_loads_left_padding_in_eval_mode_on_the_run_device(tiny_llama_dir):
-    from okapi_pipeline.modeling import load_for_generation
+    from okapi_pipeline.training.modeling import load_for_generation
 
     tokenizer, model, precision = load_for_generation(tiny_llama_dir, threads=1)
     assert tokenizer.padding_side == "left" and tokenizer.pad_token == "<pad>"

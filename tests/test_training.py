@@ -12,14 +12,20 @@ import torch
 import yaml
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-from okapi_pipeline.dpo import train_dpo
 from okapi_pipeline.jsonl import write_jsonl
-from okapi_pipeline.modeling import Precision, freeze_lower_blocks, load_scorer, load_tokenizer, transformer_blocks
-from okapi_pipeline.ppo import ClippedScore, adaptive_kl_coef, ppo_schedule, train_ppo
-from okapi_pipeline.reward_model import train_reward_model
-from okapi_pipeline.sft import train_sft
-from okapi_pipeline.train import CONFIG_DIR, launch_command
-from okapi_pipeline.trainer import fingerprint, prepare_checkpoints
+from okapi_pipeline.training.dpo import train_dpo
+from okapi_pipeline.training.launch import CONFIG_DIR, launch_command
+from okapi_pipeline.training.modeling import (
+    Precision,
+    freeze_lower_blocks,
+    load_scorer,
+    load_tokenizer,
+    transformer_blocks,
+)
+from okapi_pipeline.training.ppo import ClippedScore, adaptive_kl_coef, ppo_schedule, train_ppo
+from okapi_pipeline.training.reward_model import train_reward_model
+from okapi_pipeline.training.sft import train_sft
+from okapi_pipeline.training.trainer import fingerprint, prepare_checkpoints
 
 SFT_SETTINGS = {
     "report_to": "none",
@@ -279,7 +285,7 @@ def test_ppo_trains_the_top_blocks_and_saves_a_causal_lm(reward_model, sft_data,
 
 def test_minibatch_whitening_normalises_each_group_of_rollouts_as_trlx_did():
     """trlx whitened a minibatch's advantages over all its tokens: (x - mean) / sqrt(var + 1e-8)."""
-    from okapi_pipeline.ppo import whiten_in_groups
+    from okapi_pipeline.training.ppo import whiten_in_groups
 
     values = torch.tensor([[1.0, 2.0, 9.0], [3.0, 4.0, 9.0], [10.0, 30.0, 50.0], [20.0, 40.0, 60.0]])
     mask = torch.tensor([[True, True, False], [True, True, False], [True, True, True], [True, True, True]])
@@ -303,7 +309,7 @@ def test_minibatch_whitening_normalises_each_group_of_rollouts_as_trlx_did():
 def _whiten_on_two_processes(rank, init_file, results):
     import torch.distributed as dist
 
-    from okapi_pipeline.ppo import whiten_in_groups
+    from okapi_pipeline.training.ppo import whiten_in_groups
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
     torch.manual_seed(rank)
@@ -317,7 +323,7 @@ def test_minibatch_whitening_spans_the_processes(tmp_path):
     """With 2 processes and minibatches of 1 per process, group g is rollout g of both, as in trlx."""
     import torch.multiprocessing as mp
 
-    from okapi_pipeline.ppo import whiten_in_groups
+    from okapi_pipeline.training.ppo import whiten_in_groups
 
     with mp.Manager() as manager:
         results = manager.dict()
@@ -332,7 +338,7 @@ def test_minibatch_whitening_spans_the_processes(tmp_path):
 @pytest.mark.slow
 def test_ppo_whitens_advantages_per_minibatch_when_asked(reward_model, sft_data, tmp_path, monkeypatch):
     """A real trl PPO run: every round's advantages go through the minibatch-scope whitening."""
-    import okapi_pipeline.ppo as ppo
+    import okapi_pipeline.training.ppo as ppo
 
     groups = []
     real = ppo.whiten_in_groups
@@ -408,7 +414,7 @@ def test_dpo_prefers_the_chosen_responses_and_trains_only_the_top_blocks(tmp_pat
 
 def test_one_device_runs_in_process_and_several_launch_through_accelerate(tmp_path):
     single = launch_command("sft", tmp_path / "a.json", SFT_SETTINGS, processes=1)
-    assert single[1:] == ["-m", "okapi_pipeline.train", "sft", "--args-json", str(tmp_path / "a.json")]
+    assert single[1:] == ["-m", "okapi_pipeline.training.launch", "sft", "--args-json", str(tmp_path / "a.json")]
     eight = launch_command("sft", tmp_path / "a.json", SFT_SETTINGS, processes=8)
     assert eight[1:3] == ["-m", "accelerate.commands.launch"]
     assert eight[eight.index("--num_processes") + 1] == "8"
@@ -552,7 +558,7 @@ def test_checkpoints_resume_the_same_run_and_are_dropped_for_another(tmp_path):
 def test_every_stage_runs_one_sequence_resume_train_save_summary_clean_up(tmp_path):
     from types import SimpleNamespace
 
-    from okapi_pipeline.trainer import Stage, run_trainer
+    from okapi_pipeline.training.trainer import Stage, run_trainer
 
     data, settings, calls = tmp_path / "pairs.jsonl", {"seed": 0}, []
     data.write_text("one\n")
@@ -656,7 +662,7 @@ def test_paper_stages_freeze_as_the_original():
 
 
 def test_ppo_gradients_are_clipped_before_every_step():
-    from okapi_pipeline.ppo import clip_gradients_before_each_step
+    from okapi_pipeline.training.ppo import clip_gradients_before_each_step
 
     layer = torch.nn.Linear(4, 1, bias=False)
     optimizer = torch.optim.SGD(layer.parameters(), lr=1.0)
@@ -671,9 +677,9 @@ def test_ppo_computes_in_bf16_where_the_run_is_bf16_and_keeps_fp32_weights(
     reward_model, sft_data, tmp_path, monkeypatch
 ):
     # The precision a bf16 GPU gets, on the CPU (whose autocast computes bf16 too).
-    import okapi_pipeline.trainer
+    import okapi_pipeline.training.trainer
 
-    monkeypatch.setattr(okapi_pipeline.trainer, "run_precision", lambda threads=None: Precision("cpu", True))
+    monkeypatch.setattr(okapi_pipeline.training.trainer, "run_precision", lambda threads=None: Precision("cpu", True))
     seen = {True: set(), False: set()}
 
     def record(module, inputs, output):

@@ -10,12 +10,12 @@ hub model would be. Then, per model, each stage runs in a process of its own wit
 own time limit, so that a hang or an out-of-memory error costs one stage, not the run:
 
   sft, reward_model, ppo, dpo   a few optimizer steps (PPO: one round) through
-                                okapi_pipeline.train.run_stage with the paper's settings
+                                okapi_pipeline.training.launch.run_stage with the paper's settings
                                 (configs/paper.yaml; --tiny: config.yaml); only the step
                                 count and the data size are changed
-  evaluate_hf, evaluate_vllm    okapi_pipeline.evaluate on the demo benchmarks (one
+  evaluate_hf, evaluate_vllm    okapi_pipeline.evaluation.evaluate on the demo benchmarks (one
                                 language), lm-eval batch size as configured (paper: auto)
-  generate                      okapi_pipeline.generation.generate_responses, K per prompt
+  generate                      okapi_pipeline.data.generation.generate_responses, K per prompt
   sft_multi_gpu                 SFT through the accelerate relaunch (FSDP), with 2+ GPUs
 
 Every training stage starts from the random base model (the reward and value models
@@ -56,7 +56,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 # The GPUs' dense bf16 peaks, for the model FLOPs utilisation (unknown devices get none).
-from okapi_pipeline.gpu_jobs import peak_tflops  # noqa: E402  (this checkout's package)
+from okapi_pipeline.cluster.gpu_jobs import peak_tflops  # noqa: E402  (this checkout's package)
 
 log = logging.getLogger("gpu_check")
 
@@ -495,7 +495,7 @@ def main(argv=None) -> int:
     out.write_text(json.dumps(report, indent=1, default=str))
     print(table(stages))
     if options.record:
-        from okapi_pipeline.gpu_jobs import append_measurements, measurement_rows
+        from okapi_pipeline.cluster.gpu_jobs import append_measurements, measurement_rows
 
         recorded = append_measurements(options.record, measurement_rows(report))
         print(f"{recorded} row(s) appended to {options.record}" + ("" if recorded else " (no GPU stage measured)"))
@@ -584,7 +584,7 @@ def setup_stage(spec: dict) -> dict:
 
     import torch
 
-    from okapi_pipeline.tiny_tokenizers import train_tokenizer
+    from okapi_pipeline.tiny.tokenizers import train_tokenizer
 
     gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
     names = [torch.cuda.get_device_name(index) for index in range(gpus)]
@@ -622,7 +622,7 @@ def build_stage(spec: dict) -> dict:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
 
-    from okapi_pipeline.tiny_models import model_config
+    from okapi_pipeline.tiny.models import model_config
 
     tokenizer = AutoTokenizer.from_pretrained(spec["tokenizer_dir"])
     config = model_config(spec["build"], tokenizer)
@@ -647,8 +647,8 @@ def build_stage(spec: dict) -> dict:
 
 def training_stage(spec: dict) -> dict:
     """A few steps of one training stage through the project's launcher, timed per step."""
-    from okapi_pipeline.modeling import load_tokenizer
-    from okapi_pipeline.train import run_stage
+    from okapi_pipeline.training.launch import run_stage
+    from okapi_pipeline.training.modeling import load_tokenizer
 
     stage, model_dir, work = spec["stage"], spec["model_dir"], Path(spec["work"]) / "stages" / spec["model"]
     multi_gpu = stage == "sft_multi_gpu"
@@ -729,9 +729,9 @@ def dtype_problems(what: str, dtype: str | None, device: dict) -> list[str]:
 
 def evaluate_stage(spec: dict) -> dict:
     """The evaluate stage on the demo benchmarks of one language, with one lm-eval backend."""
-    from okapi_pipeline.benchmarks import prepare_benchmark
     from okapi_pipeline.config import BENCHMARKS
-    from okapi_pipeline.evaluate import evaluate_model
+    from okapi_pipeline.evaluation.benchmarks import prepare_benchmark
+    from okapi_pipeline.evaluation.evaluate import evaluate_model
     from okapi_pipeline.jsonl import read_jsonl
 
     backend = spec["stage"].removeprefix("evaluate_")
@@ -785,7 +785,7 @@ def evaluate_stage(spec: dict) -> dict:
 
 def generate_stage(spec: dict) -> dict:
     """K sampled responses per prompt (the ranking stage's generation, hf engine), timed in generate()."""
-    from okapi_pipeline.generation import generate_responses
+    from okapi_pipeline.data.generation import generate_responses
     from okapi_pipeline.jsonl import read_jsonl, write_jsonl
 
     work = Path(spec["work"]) / "stages" / spec["model"]
@@ -866,7 +866,7 @@ def sft_data(tokenizer, settings: dict, count: int, path: Path) -> tuple[Path, i
 def pair_data(tokenizer, settings: dict, count: int, path: Path) -> tuple[Path, int]:
     """Preference pairs whose prompt + response fills max_length; the tokens both sides take."""
     from okapi_pipeline.jsonl import write_jsonl
-    from okapi_pipeline.reward_model import tokenize_pair
+    from okapi_pipeline.training.reward_model import tokenize_pair
 
     texts = long_texts(tokenizer, 2 * count, settings["max_length"])
     pairs = [

@@ -33,8 +33,8 @@ PREVIOUS_BATCH = 8
 
 
 def build_demo_model(config: dict, work: Path) -> Path:
-    from okapi_pipeline.tiny_models import build_tiny_model
-    from okapi_pipeline.tiny_tokenizers import train_tokenizer
+    from okapi_pipeline.tiny.models import build_tiny_model
+    from okapi_pipeline.tiny.tokenizers import train_tokenizer
 
     tiny = config["tiny_models"]
     train_tokenizer(REPO / tiny["corpus"], work / "tokenizer", tiny["vocab_size"])
@@ -50,7 +50,7 @@ def padding_share(lengths: list[int], batches: list[list[int]]) -> float:
 
 
 def before(model_dir, records: list[dict], settings: dict, threads: int) -> list[list[int]]:
-    from okapi_pipeline.modeling import load_for_generation
+    from okapi_pipeline.training.modeling import load_for_generation
 
     tokenizer, model, _ = load_for_generation(model_dir, threads)
     batches = [

@@ -19,8 +19,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from okapi_pipeline.data.self_instruct import RougeFilter  # noqa: E402
 from okapi_pipeline.jsonl import read_jsonl  # noqa: E402
-from okapi_pipeline.self_instruct import RougeFilter  # noqa: E402
 
 
 def main() -> None:

@@ -3,7 +3,7 @@ stage, and SFT tokens per second.
 
     .venv/bin/python tools/measure_training.py [--threads 1] [--keep DIR]
 
-Each stage runs in a process of its own, through `python -m okapi_pipeline.train` as a
+Each stage runs in a process of its own, through `python -m okapi_pipeline.training.launch` as a
 rule's job does on one device, so its wall time includes the imports and model loading
 a job pays; its peak resident memory is the kernel's account of that process (wait4).
 Settings are config.yaml's; the data are the bundled demo instructions (English): the
@@ -31,8 +31,8 @@ from okapi_pipeline.jsonl import read_jsonl, write_jsonl  # noqa: E402
 
 BUILD = (
     "import json, sys\n"
-    "from okapi_pipeline.tiny_models import build_tiny_model\n"
-    "from okapi_pipeline.tiny_tokenizers import train_tokenizer\n"
+    "from okapi_pipeline.tiny.models import build_tiny_model\n"
+    "from okapi_pipeline.tiny.tokenizers import train_tokenizer\n"
     "arguments = json.load(open(sys.argv[1]))\n"
     "if 'vocab_size' in arguments: train_tokenizer(**arguments)\n"
     "else: build_tiny_model(**arguments)\n"
@@ -64,7 +64,7 @@ def run(step: str, arguments: dict, work: Path) -> tuple[float, float]:
     if stage in ("tokenizer", "build"):
         command = [sys.executable, "-c", BUILD, str(args_json)]
     else:
-        command = [sys.executable, "-m", "okapi_pipeline.train", stage, "--args-json", str(args_json)]
+        command = [sys.executable, "-m", "okapi_pipeline.training.launch", stage, "--args-json", str(args_json)]
     return measured(command, work / f"{step.replace(':', '-')}.log")
 
 

@@ -110,7 +110,7 @@ def _workflow_rules(configfiles: tuple[str, ...]) -> tuple[dict[str, dict], dict
 def runtime_bases(config: dict) -> dict[str, set]:
     """Per GPU rule: what its runtimes rest on (measured, extrapolated from which row,
     assumed), over the models it runs for (hub models of a known size)."""
-    from okapi_pipeline.gpu_jobs import GPU_RULES, gpu_job, read_measurements
+    from okapi_pipeline.cluster.gpu_jobs import GPU_RULES, gpu_job, read_measurements
 
     measurements = read_measurements(REPO / "reference" / "gpu_measurements.csv")
     sizes = [entry["parameters"] for entry in config["base_models"].values() if entry.get("parameters")]
@@ -191,12 +191,12 @@ def report(plans: list[RulePlan]) -> str:
 
 
 def api_dollars(configfiles: list[str]) -> dict[str, float]:
-    """USD per API stage by the cost estimate (okapi_pipeline.cost.config_estimate), with the
+    """USD per API stage by the cost estimate (okapi_pipeline.report.cost.config_estimate), with the
     demo's English records standing in for the record length, and the demo's seed tasks
     until fetch_seed_tasks has fetched the configured ones. A released split costs nothing."""
     import contextlib
 
-    from okapi_pipeline.cost import config_estimate
+    from okapi_pipeline.report.cost import config_estimate
 
     _, config = workflow_rules(configfiles)
     with contextlib.chdir(REPO):
@@ -268,10 +268,10 @@ def side_by_side(runs: dict[str, tuple[list[RulePlan], dict[str, float], dict]])
 
 def gpu_layouts(configfiles: list[str], memories=(80, 141)) -> str:
     """GPUs per training job of each base model of the config on cards of each size (the
-    fewest that hold it: okapi_pipeline.gpu_layout), and the modelled GB a card."""
+    fewest that hold it: okapi_pipeline.cluster.gpu_layout), and the modelled GB a card."""
     import pandas as pd
 
-    from okapi_pipeline.gpu_layout import Shape, smallest_fit
+    from okapi_pipeline.cluster.gpu_layout import Shape, smallest_fit
 
     _, config = workflow_rules(configfiles)
     rows = []

@@ -3,7 +3,7 @@
 Three backends share one interface: `openai` (llm.openai_api: the official client
 against any OpenAI-compatible server, online or through the Batch API, llm.batch),
 `hf` (llm.hf: a local transformers causal LM, for offline runs) and `mt` (a local
-seq2seq translation model such as NLLB-200, okapi_pipeline.mt). Every answer goes
+seq2seq translation model such as NLLB-200, okapi_pipeline.llm.mt). Every answer goes
 through the persistent response cache (llm.cache). Every stage runs its job through
 llm.job.run_llm_job: budget, requests, accepted vs rejected, report, reject share.
 

@@ -35,7 +35,7 @@ class LLMClient:
         elif kind == "hf":
             backend = HFBackend(settings, threads)
         elif kind == "mt":
-            from okapi_pipeline.mt import MTBackend
+            from okapi_pipeline.llm.mt import MTBackend
 
             backend = MTBackend(settings, threads)
         else:

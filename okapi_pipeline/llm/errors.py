@@ -35,8 +35,8 @@ class MissingApiKey(UserError, RuntimeError):
 
 def user_errors() -> tuple[type[BaseException], ...]:
     """Every user-fixable error: the package's own, a stage over budget, a language the MT model lacks."""
-    from okapi_pipeline.cost import BudgetExceeded
-    from okapi_pipeline.mt_languages import UnsupportedLanguage
+    from okapi_pipeline.llm.mt_languages import UnsupportedLanguage
+    from okapi_pipeline.report.cost import BudgetExceeded
 
     return UserError, BudgetExceeded, UnsupportedLanguage
 

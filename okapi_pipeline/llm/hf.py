@@ -29,7 +29,7 @@ class HFBackend(Backend):
             return
         import torch
 
-        from okapi_pipeline.modeling import load_for_generation
+        from okapi_pipeline.training.modeling import load_for_generation
 
         self.torch = torch
         self.tokenizer, self.model, precision = load_for_generation(self.settings["model"], self.threads)

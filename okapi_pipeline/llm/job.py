@@ -40,8 +40,8 @@ class Budget:
 
 def check_budget(settings: dict, what: str, budget: Budget | None) -> None:
     """Refuse to start a paid (openai) job whose estimate is over budget_usd; the local backends are free."""
-    from okapi_pipeline.cost import check_budget as check_stage
-    from okapi_pipeline.cost import enforce_budget, is_budgeted, tokens, usd
+    from okapi_pipeline.report.cost import check_budget as check_stage
+    from okapi_pipeline.report.cost import enforce_budget, is_budgeted, tokens, usd
 
     if budget is None or not is_budgeted(settings):
         return

@@ -12,7 +12,7 @@ have no measurement yet: the local translation models).
 import math
 from dataclasses import dataclass
 
-from okapi_pipeline.gpu_layout import allowed_processes, gpus_for
+from okapi_pipeline.cluster.gpu_layout import allowed_processes, gpus_for
 
 # The rule of each GPU stage (one list: the rules, plan_cluster and the tests read it).
 GPU_RULES = {

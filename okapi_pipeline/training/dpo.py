@@ -8,11 +8,11 @@ two methods change the same weights and compare on equal terms in the tables.
 
 import logging
 
-from okapi_pipeline.modeling import freeze_lower_blocks, load_causal_lm, load_tokenizer
-from okapi_pipeline.reward_model import read_pairs
 from okapi_pipeline.template import alpaca_prompt
-from okapi_pipeline.throughput import speed_arguments
-from okapi_pipeline.trainer import Stage, run_trainer, trainer_arguments, training_layout
+from okapi_pipeline.training.modeling import freeze_lower_blocks, load_causal_lm, load_tokenizer
+from okapi_pipeline.training.reward_model import read_pairs
+from okapi_pipeline.training.throughput import speed_arguments
+from okapi_pipeline.training.trainer import Stage, run_trainer, trainer_arguments, training_layout
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Dedicated machine-translation models (NLLB-200, MADLAD-400, M2M100) as the `mt` backend.
 
 A seq2seq model from transformers (`AutoModelForSeq2SeqLM`) translates the segments of
-each field (okapi_pipeline.segments): code, URLs, placeholders and numbers-only lines
+each field (okapi_pipeline.llm.segments): code, URLs, placeholders and numbers-only lines
 never reach it. Segments are cached one by one in the request's cache file, keyed by
 the model, the language pair and the text, so a job killed halfway translates only
 the segments it had not finished. Missing segments are translated in length-sorted
@@ -10,7 +10,7 @@ CPU, or with CTranslate2 (`engine: ctranslate2`, the checkpoint converted once i
 resources/ctranslate2/) in fp16 on a GPU and int8 on CPU.
 
 How a model marks languages is read from its vocabulary, not from its name
-(okapi_pipeline.mt_languages).
+(okapi_pipeline.llm.mt_languages).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ from collections import Counter
 
 from okapi_pipeline.llm.backend import Backend, model_fingerprint
 from okapi_pipeline.llm.cache import ResponseCache
+from okapi_pipeline.llm.mt_languages import UnsupportedLanguage, detect_family, language_code
 from okapi_pipeline.llm.requests import Answer, JsonRequest
-from okapi_pipeline.mt_languages import UnsupportedLanguage, detect_family, language_code
-from okapi_pipeline.segments import Piece, cut, join, pieces
+from okapi_pipeline.llm.segments import Piece, cut, join, pieces
 
 log = logging.getLogger(__name__)
 

@@ -45,7 +45,7 @@ LOGIT_BYTES = 12  # per token and vocabulary entry, where a language-model loss 
 SEQUENCES_PER_EXAMPLE = {"sft": 1, "reward_model": 2, "dpo": 2, "ppo": 1}
 # Stages whose loss is over the vocabulary (the reward model has a one-logit head).
 LANGUAGE_MODEL_LOSS = {"sft", "dpo", "ppo"}
-# How the stages shard over several GPUs (accelerate/*.yaml, okapi_pipeline.train).
+# How the stages shard over several GPUs (accelerate/*.yaml, okapi_pipeline.training.launch).
 SHARDING = {"sft": "fsdp", "reward_model": "fsdp", "dpo": "fsdp", "ppo": "zero2"}
 
 

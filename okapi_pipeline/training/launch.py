@@ -1,6 +1,6 @@
 """Run a training stage on the devices a job was given.
 
-    python -m okapi_pipeline.train STAGE --args-json FILE
+    python -m okapi_pipeline.training.launch STAGE --args-json FILE
 
 With one GPU or none the stage runs in this process. With N > 1 visible GPUs the same
 command runs under `accelerate launch` with N processes and one of the repository's
@@ -26,12 +26,12 @@ log = logging.getLogger(__name__)
 
 # stage -> (module, function)
 STAGES = {
-    "sft": ("okapi_pipeline.sft", "train_sft"),
-    "reward_model": ("okapi_pipeline.reward_model", "train_reward_model"),
-    "ppo": ("okapi_pipeline.ppo", "train_ppo"),
-    "dpo": ("okapi_pipeline.dpo", "train_dpo"),
+    "sft": ("okapi_pipeline.training.sft", "train_sft"),
+    "reward_model": ("okapi_pipeline.training.reward_model", "train_reward_model"),
+    "ppo": ("okapi_pipeline.training.ppo", "train_ppo"),
+    "dpo": ("okapi_pipeline.training.dpo", "train_dpo"),
 }
-CONFIG_DIR = Path(__file__).resolve().parents[1] / "accelerate"
+CONFIG_DIR = Path(__file__).resolve().parents[2] / "accelerate"
 
 
 def visible_gpus() -> int:
@@ -53,7 +53,7 @@ def accelerate_config(stage: str, settings: dict) -> Path:
 
 def launch_command(stage: str, args_json, settings: dict, processes: int) -> list[str]:
     """The command that runs `stage` on `processes` devices."""
-    command = [sys.executable, "-m", "okapi_pipeline.train", stage, "--args-json", str(args_json)]
+    command = [sys.executable, "-m", "okapi_pipeline.training.launch", stage, "--args-json", str(args_json)]
     if processes <= 1:
         return command
     return [

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from okapi_pipeline.gpu_layout import Layout, Shape, batch_layout
+from okapi_pipeline.cluster.gpu_layout import Layout, Shape, batch_layout
 from okapi_pipeline.jsonl import write_json
-from okapi_pipeline.model_card import add_chat_template
-from okapi_pipeline.modeling import Precision, run_precision, trainable_parameters
-from okapi_pipeline.progress import ProgressLog
+from okapi_pipeline.training.model_card import add_chat_template
+from okapi_pipeline.training.modeling import Precision, run_precision, trainable_parameters
+from okapi_pipeline.training.progress import ProgressLog
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +115,7 @@ def batch_layout_of(args) -> dict:
 
 def training_layout(stage: str, model, settings: dict, precision: Precision) -> Layout:
     """This process's micro-batch, gradient accumulation and checkpointing, for the GPU it
-    runs on (okapi_pipeline.gpu_layout): the effective batch is the recipe's whatever the
+    runs on (okapi_pipeline.cluster.gpu_layout): the effective batch is the recipe's whatever the
     device; on the CPU memory is not the limit."""
     import torch
 

@@ -14,7 +14,7 @@ here from the normalised benchmark file:
 The docs are written already formatted (query, choices, gold) so the YAML needs no
 Python hooks and a reader sees the exact prompt text in the data files. Split names
 and shots come from the benchmark's entry of the `evaluation` config block;
-okapi_pipeline.evaluate runs lm-eval on the tasks written here.
+okapi_pipeline.evaluation.evaluate runs lm-eval on the tasks written here.
 """
 
 import json
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import yaml
 
-from okapi_pipeline.benchmarks import LETTERS, option_texts
+from okapi_pipeline.evaluation.benchmarks import LETTERS, option_texts
 from okapi_pipeline.jsonl import write_jsonl
 
 # ---- the paper's prompts ---------------------------------------------------------

@@ -1,10 +1,10 @@
 """Tiny machine-translation base models (NLLB / M2M100 / MADLAD-400 architectures).
 
 Each gets its own tokenizer with its family's language tokens
-(okapi_pipeline.tiny_tokenizers), random weights, and a short copy pretraining on the
+(okapi_pipeline.tiny.tokenizers), random weights, and a short copy pretraining on the
 bundled corpus that teaches it to stop, so its outputs end and look like text. The
-results are Hugging Face directories the `mt` backend (okapi_pipeline.mt) loads as it
-loads facebook/nllb-200-3.3B; okapi_pipeline.tiny_models.build_tiny_model sends the
+results are Hugging Face directories the `mt` backend (okapi_pipeline.llm.mt) loads as it
+loads facebook/nllb-200-3.3B; okapi_pipeline.tiny.models.build_tiny_model sends the
 translation architectures here.
 """
 
@@ -13,8 +13,8 @@ import time
 from pathlib import Path
 
 from okapi_pipeline.jsonl import write_json
-from okapi_pipeline.mt_languages import UnsupportedLanguage, language_code
-from okapi_pipeline.tiny_tokenizers import MT_MAX_POSITIONS, corpus_files, train_mt_tokenizer
+from okapi_pipeline.llm.mt_languages import UnsupportedLanguage, language_code
+from okapi_pipeline.tiny.tokenizers import MT_MAX_POSITIONS, corpus_files, train_mt_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ def copy_pairs(tokenizer, corpus_dir, family: str, max_length: int, seed: int) -
     target-language token, and to stop: enough for outputs that end and look like text."""
     import random
 
-    from okapi_pipeline.segments import segments
+    from okapi_pipeline.llm.segments import segments
 
     rng = random.Random(seed)
     vocab = tokenizer.get_vocab()

@@ -4,13 +4,13 @@ Both kinds are trained on every *.txt of the bundled multilingual corpus and sav
 Hugging Face fast tokenizers: the causal-LM tokenizer puts BOS before every text, like
 Llama's; the translation tokenizer has its model family's language tokens (FLORES-200
 codes, __xx__ or <2xx>) as special tokens and no added BOS. The position limits here are
-the tiny models' too (okapi_pipeline.tiny_models, okapi_pipeline.tiny_mt_models).
+the tiny models' too (okapi_pipeline.tiny.models, okapi_pipeline.tiny.mt_models).
 """
 
 import logging
 from pathlib import Path
 
-from okapi_pipeline.mt_languages import FLORES, M2M100, MADLAD, language_code
+from okapi_pipeline.llm.mt_languages import FLORES, M2M100, MADLAD, language_code
 
 log = logging.getLogger(__name__)
 

@@ -10,11 +10,11 @@ is the Alpaca prompt followed by the response.
 import logging
 
 from okapi_pipeline.jsonl import read_jsonl
-from okapi_pipeline.modeling import freeze_lower_blocks, load_scorer, load_tokenizer
-from okapi_pipeline.sft import held_out_split
 from okapi_pipeline.template import alpaca_prompt
-from okapi_pipeline.throughput import speed_arguments
-from okapi_pipeline.trainer import Stage, run_trainer, trainer_arguments, training_layout
+from okapi_pipeline.training.modeling import freeze_lower_blocks, load_scorer, load_tokenizer
+from okapi_pipeline.training.sft import held_out_split
+from okapi_pipeline.training.throughput import speed_arguments
+from okapi_pipeline.training.trainer import Stage, run_trainer, trainer_arguments, training_layout
 
 log = logging.getLogger(__name__)
 

@@ -9,10 +9,10 @@ import logging
 import random
 
 from okapi_pipeline.jsonl import read_jsonl
-from okapi_pipeline.modeling import load_causal_lm, load_tokenizer
 from okapi_pipeline.template import alpaca_prompt
-from okapi_pipeline.throughput import padding_free_batches, speed_arguments
-from okapi_pipeline.trainer import Stage, run_trainer, trainer_arguments, training_layout
+from okapi_pipeline.training.modeling import load_causal_lm, load_tokenizer
+from okapi_pipeline.training.throughput import padding_free_batches, speed_arguments
+from okapi_pipeline.training.trainer import Stage, run_trainer, trainer_arguments, training_layout
 
 log = logging.getLogger(__name__)
 

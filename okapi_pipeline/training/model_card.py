@@ -103,7 +103,7 @@ def model_card(
     ]
     usage = (
         "The tokenizer carries the Alpaca prompt as its chat template; chat with "
-        "`python -m okapi_pipeline.chat MODEL_DIR`."
+        "`python -m okapi_pipeline.training.chat MODEL_DIR`."
         if stage != "reward_model"
         else "A sequence-classification model: its logit is the reward of an Alpaca prompt and response."
     )

@@ -73,7 +73,7 @@ def estimate_costs(
     GPU hours: its sentences (segments, counted on the English records) at the stage's
     `segments_per_second`.
     """
-    from okapi_pipeline.self_instruct import EXAMPLES_PER_PROMPT, format_examples, seed_records
+    from okapi_pipeline.data.self_instruct import EXAMPLES_PER_PROMPT, format_examples, seed_records
 
     records = read_jsonl(instructions) if instructions else []
     record_tokens = (
@@ -209,7 +209,7 @@ def _row(stage, language, model, requests, input_tokens, output_tokens, settings
 def _segment_counts(records: list[dict]) -> tuple[float, float, float]:
     """Mean sentences the `mt` backend translates per record and per prompt (instruction +
     input), and the mean characters of a sentence."""
-    from okapi_pipeline.segments import segments
+    from okapi_pipeline.llm.segments import segments
 
     if not records:
         return 0.0, 0.0, 0.0

@@ -1,10 +1,10 @@
 """Tiny causal base models for the offline demo and the tests.
 
 Small Llama-, Qwen2- or BLOOM-architecture models are built from config with the
-tokenizer of okapi_pipeline.tiny_tokenizers and briefly pretrained on the bundled
+tokenizer of okapi_pipeline.tiny.tokenizers and briefly pretrained on the bundled
 multilingual text, so the demo's generations look like words. `build_tiny_model` is the
 one entry for every tiny base model: translation architectures go on to
-okapi_pipeline.tiny_mt_models. The results are ordinary Hugging Face directories: every
+okapi_pipeline.tiny.mt_models. The results are ordinary Hugging Face directories: every
 later stage loads them exactly as it loads a hub model.
 """
 
@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 from okapi_pipeline.jsonl import write_json
-from okapi_pipeline.tiny_mt_models import MT_ARCHITECTURES, build_tiny_mt_model
-from okapi_pipeline.tiny_tokenizers import MAX_POSITIONS, corpus_files
+from okapi_pipeline.tiny.mt_models import MT_ARCHITECTURES, build_tiny_mt_model
+from okapi_pipeline.tiny.tokenizers import MAX_POSITIONS, corpus_files
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ all, and the job spreads over several GPUs where its batch sizes allow.
 import logging
 import random
 
-from okapi_pipeline.gpu_layout import allowed_processes
+from okapi_pipeline.cluster.gpu_layout import allowed_processes
 from okapi_pipeline.jsonl import read_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from okapi_pipeline.jsonl import read_jsonl, write_jsonl
 from okapi_pipeline.template import alpaca_prompt
-from okapi_pipeline.trainer import fingerprint
+from okapi_pipeline.training.trainer import fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -217,7 +217,7 @@ def generate_with_hf(model_dir, records: list[dict], indices: list[int], setting
     batch's answers. A batch that runs out of GPU memory is halved and retried."""
     import torch
 
-    from okapi_pipeline.modeling import load_for_generation
+    from okapi_pipeline.training.modeling import load_for_generation
 
     tokenizer, model, precision = load_for_generation(model_dir, threads)
     k, max_new_tokens = settings["responses_per_prompt"], settings["max_new_tokens"]

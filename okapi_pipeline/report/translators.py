@@ -17,7 +17,7 @@ import random
 import time
 from pathlib import Path
 
-from okapi_pipeline.cost import MESSAGE_TOKENS, TOKEN_FACTOR, tokens, usd
+from okapi_pipeline.data.translate import FIELDS, segment_counts, split_stats
 from okapi_pipeline.jsonl import read_jsonl, write_json
 from okapi_pipeline.languages import language_group, language_name
 from okapi_pipeline.llm.cache import cache_file
@@ -26,7 +26,7 @@ from okapi_pipeline.llm.client import LLMClient
 from okapi_pipeline.llm.job import job_report
 from okapi_pipeline.llm.prompts import field_request, load_prompt
 from okapi_pipeline.llm.requests import Rejected
-from okapi_pipeline.translate import FIELDS, segment_counts, split_stats
+from okapi_pipeline.report.cost import MESSAGE_TOKENS, TOKEN_FACTOR, tokens, usd
 
 log = logging.getLogger(__name__)
 

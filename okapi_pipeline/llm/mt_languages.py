@@ -8,8 +8,8 @@ ISO 639-1 codes meet each family's.
 
 The tables of covered languages, `language_code` (our code to the family's token),
 `detect_family` (the family from a model's vocabulary) and `UnsupportedLanguage` (the
-error for a language a family lacks) serve the `mt` backend (okapi_pipeline.mt) and the
-tiny translation models (okapi_pipeline.tiny_mt_models).
+error for a language a family lacks) serve the `mt` backend (okapi_pipeline.llm.mt) and the
+tiny translation models (okapi_pipeline.tiny.mt_models).
 """
 
 # ISO 639-1 -> FLORES-200 (NLLB-200): English and the 26 Okapi languages, and a few more.
@@ -89,7 +89,7 @@ def language_code(family: str, lang: str) -> str:
     if family == "nllb":
         if lang not in FLORES:
             raise UnsupportedLanguage(
-                f"no FLORES-200 code known for '{lang}' (NLLB-200); add it to okapi_pipeline/mt_languages.py FLORES"
+                f"no FLORES-200 code known for '{lang}' (NLLB-200); add it to okapi_pipeline/llm/mt_languages.py FLORES"
             )
         return FLORES[lang]
     if family == "m2m100":
@@ -99,7 +99,7 @@ def language_code(family: str, lang: str) -> str:
     if family == "madlad":
         if lang not in MADLAD:
             raise UnsupportedLanguage(
-                f"no MADLAD-400 code known for '{lang}'; add it to okapi_pipeline/mt_languages.py MADLAD"
+                f"no MADLAD-400 code known for '{lang}'; add it to okapi_pipeline/llm/mt_languages.py MADLAD"
             )
         return f"<2{lang}>"
     raise ValueError(f"unknown MT model family '{family}' ({', '.join(FAMILIES)})")

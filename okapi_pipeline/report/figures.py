@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from okapi_pipeline.languages import target_languages
-from okapi_pipeline.tables import TITLES, grouped_languages, is_number, mean_or_missing, read_scores
+from okapi_pipeline.report.tables import TITLES, grouped_languages, is_number, mean_or_missing, read_scores
 
 log = logging.getLogger(__name__)
 
@@ -229,7 +229,7 @@ def training_panels(summaries: dict) -> list[tuple[str, str, list[tuple[str, lis
         ]
         name = STAGE_NAMES.get(stage, stage)
         panels.append((f"{name} loss", "loss", [series for series in losses if series[1]]))
-        # PPO keeps its reward and KL per step (okapi_pipeline.ppo.CURVES).
+        # PPO keeps its reward and KL per step (okapi_pipeline.training.ppo.CURVES).
         for key, label in (("reward", "reward-model score"), ("kl", "KL to SFT")):
             if summary.get(key):
                 points = summary[key]

@@ -19,7 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from okapi_pipeline.languages import GROUP_ORDER, OKAPI_GROUPS, language_group, target_languages
-from okapi_pipeline.table_formats import AVERAGE, MISSING, to_html, to_latex, to_markdown
+from okapi_pipeline.report.table_formats import AVERAGE, MISSING, to_html, to_latex, to_markdown
 
 log = logging.getLogger(__name__)
 

@@ -1,7 +1,7 @@
 """Scoring with lm-evaluation-harness under the paper's protocol (mlmm-evaluation).
 
 One lm-eval call (hf or vllm backend, the model loaded once) scores a model on the
-tasks okapi_pipeline.lm_eval_tasks writes for each benchmark of a language; each
+tasks okapi_pipeline.evaluation.lm_eval_tasks writes for each benchmark of a language; each
 benchmark gets a score file with lm-eval's metrics, shots, sample counts, the run's
 settings and its first prompts, and every logged prompt goes beside the task's YAML.
 Backend, batch size, limit and seed come from the `evaluation` config block.
@@ -14,8 +14,8 @@ import os
 from importlib.metadata import version
 from pathlib import Path
 
+from okapi_pipeline.evaluation.lm_eval_tasks import write_task
 from okapi_pipeline.jsonl import write_json, write_jsonl
-from okapi_pipeline.lm_eval_tasks import write_task
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def evaluate_model(
     protocol: the `evaluation` config block. Every logged prompt goes to
     {workdir}/{task}/samples.jsonl beside the task's YAML.
     """
-    from okapi_pipeline.modeling import run_precision
+    from okapi_pipeline.training.modeling import run_precision
 
     check_backend(protocol["backend"])
     # The one device/dtype rule (bf16 on a CUDA GPU that supports it, else float32).

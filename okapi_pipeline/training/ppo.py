@@ -17,17 +17,17 @@ import torch
 from transformers import TrainerCallback
 
 from okapi_pipeline.jsonl import read_jsonl
-from okapi_pipeline.model_card import add_chat_template
-from okapi_pipeline.modeling import (
+from okapi_pipeline.template import alpaca_prompt
+from okapi_pipeline.training.model_card import add_chat_template
+from okapi_pipeline.training.modeling import (
     freeze_lower_blocks,
     load_causal_lm,
     load_scorer,
     load_tokenizer,
 )
-from okapi_pipeline.ppo_checkpoints import ResumablePPOTrainer
-from okapi_pipeline.template import alpaca_prompt
-from okapi_pipeline.throughput import speed_arguments
-from okapi_pipeline.trainer import Stage, run_trainer, world_size
+from okapi_pipeline.training.ppo_checkpoints import ResumablePPOTrainer
+from okapi_pipeline.training.throughput import speed_arguments
+from okapi_pipeline.training.trainer import Stage, run_trainer, world_size
 
 log = logging.getLogger(__name__)
 

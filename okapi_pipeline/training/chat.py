@@ -1,7 +1,7 @@
 """Chat with a trained model in the Alpaca prompt it was trained on.
 
-    python -m okapi_pipeline.chat MODEL_DIR                 # one instruction a line, until EOF
-    python -m okapi_pipeline.chat MODEL_DIR --prompt TEXT   # one answer, then exit
+    python -m okapi_pipeline.training.chat MODEL_DIR                 # one instruction a line, until EOF
+    python -m okapi_pipeline.training.chat MODEL_DIR --prompt TEXT   # one answer, then exit
 
 Sampling as the original's chat script: top_p 0.75, top_k 40, up to 256 new tokens.
 Each instruction is answered on its own (the models were trained on single turns).
@@ -11,8 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from okapi_pipeline.modeling import load_for_generation
 from okapi_pipeline.template import alpaca_prompt
+from okapi_pipeline.training.modeling import load_for_generation
 
 CHAT_SAMPLING = {"do_sample": True, "top_p": 0.75, "top_k": 40, "max_new_tokens": 256}
 

@@ -1,0 +1,1 @@
+"""What each job asks of the cluster: GPUs, memory, runtime."""

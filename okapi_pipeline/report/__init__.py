@@ -1,0 +1,1 @@
+"""The paper's tables and figures, the cost estimate, and the translator comparison."""
