@@ -25,6 +25,14 @@ os.environ.update(
 )
 
 
+# A job the cluster cancels must fail and be retried, not be waited on forever
+# (okapi_pipeline/cluster/slurm_states.py).
+if "snakemake_executor_plugin_slurm" in sys.modules:
+    from okapi_pipeline.cluster.slurm_states import read_first_words
+
+    read_first_words(sys.modules["snakemake_executor_plugin_slurm"])
+
+
 report: "report/workflow.rst"
 
 
@@ -40,6 +48,7 @@ include: "rules/sft.smk"
 include: "rules/ranking.smk"
 include: "rules/reward_model.smk"
 include: "rules/ppo.smk"
+include: "rules/dpo.smk"
 include: "rules/benchmarks.smk"
 include: "rules/evaluate.smk"
 include: "rules/tables.smk"

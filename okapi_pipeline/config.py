@@ -6,27 +6,26 @@ validation fills them in, and code reads `settings["key"]` after that.
 """
 
 import copy
-import functools
 import logging
 import math
 import os
-from pathlib import Path
 
 import jsonschema
-import yaml
 
 from okapi_pipeline.cluster.gpu_jobs import BF16_PEAK_TFLOPS, gpu_class
 from okapi_pipeline.data.okapi_release import DATASETS, missing_languages, read_checksums
 from okapi_pipeline.data.split import source_groups
 from okapi_pipeline.languages import ISO_639_1, SOURCE_LANGUAGE
+from okapi_pipeline.schema import ConfigError, _set_defaults, llm_settings_schema, one_line
+from okapi_pipeline.schema import load_schema as load_schema  # the workflow and the tools load it from here
 
 log = logging.getLogger(__name__)
-
-SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
 SPLITS = ("sft", "rm", "ppo")
 BENCHMARKS = ("arc", "hellaswag", "mmlu")
 LLM_STAGES = ("self_instruct", "translation", "ranking", "back_translation")
+# Backends that run a model on the job's own CPU or GPU (the other, openai, calls an API).
+LOCAL_BACKENDS = ("hf", "mt")
 # A stage whose settings start from another stage's: back-translation uses the ranking
 # judge's translator unless `back_translation.llm` says otherwise.
 STAGE_PARENTS = {"back_translation": "ranking"}
@@ -34,69 +33,9 @@ STAGE_PARENTS = {"back_translation": "ranking"}
 NOT_TRANSLATION = ("self_instruct", "ranking")
 
 
-class ConfigError(ValueError):
-    """A config problem, in one line that names the key."""
-
-
-def _key_path(error: jsonschema.ValidationError) -> str:
-    return ".".join(str(part) for part in error.absolute_path) or "(top level)"
-
-
-def _one_line(error: jsonschema.ValidationError) -> str:
-    if error.validator == "additionalProperties":
-        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-        where = _key_path(error)
-        keys = ", ".join(extra)
-        prefix = "" if where == "(top level)" else where + "."
-        return (
-            f"config: unknown key '{prefix}{extra[0]}'"
-            if len(extra) == 1
-            else (f"config: unknown keys in '{where}': {keys}")
-        )
-    if error.validator == "unevaluatedProperties":
-        return f"config: unknown key in '{_key_path(error)}': {error.message}"
-    if error.validator == "required":
-        missing = error.message.split("'")[1]
-        where = _key_path(error)
-        prefix = "" if where == "(top level)" else where + "."
-        return f"config: missing key '{prefix}{missing}'"
-    return f"config: '{_key_path(error)}': {error.message}"
-
-
-def _set_defaults(instance, schema):
-    """Fill in the `default` values of the schema's inline blocks (recursively), for
-    named properties and for the entries of a mapping (`additionalProperties`).
-
-    A `$ref` block gets none: the stages' `llm` blocks (and the translators) refer to
-    `llm_settings` and hold only what overrides the top-level `llm` block, which
-    `validate_config` fills from that definition itself.
-    """
-    if not isinstance(instance, dict):
-        return
-    properties = schema.get("properties", {})
-    for key, sub in properties.items():
-        if "default" in sub and key not in instance:
-            instance[key] = copy.deepcopy(sub["default"])
-        if key in instance:
-            _set_defaults(instance[key], sub)
-    entries = schema.get("additionalProperties")
-    if isinstance(entries, dict) and "$ref" not in entries:
-        for key in set(instance) - set(properties):
-            _set_defaults(instance[key], entries)
-
-
-@functools.cache
-def _schema_file(path: str) -> dict:
-    return yaml.safe_load(Path(path).read_text())
-
-
-def load_schema(path=SCHEMA_PATH) -> dict:
-    return copy.deepcopy(_schema_file(str(path)))
-
-
 def llm_defaults() -> dict:
     """Every LLM-layer setting with its schema default (those without one left out)."""
-    properties = _schema_file(str(SCHEMA_PATH))["$defs"]["llm_settings"]["properties"]
+    properties = llm_settings_schema()["properties"]
     return {key: copy.deepcopy(sub["default"]) for key, sub in properties.items() if "default" in sub}
 
 
@@ -106,7 +45,7 @@ def answer_settings(settings: dict) -> dict:
     The schema marks the others: `x-operational` ones (limits, cache, prices, budget)
     change no answer, nor do those of another backend (`x-backend`).
     """
-    properties = _schema_file(str(SCHEMA_PATH))["$defs"]["llm_settings"]["properties"]
+    properties = llm_settings_schema()["properties"]
 
     def shapes_answers(key: str) -> bool:
         sub = properties.get(key, {})
@@ -125,7 +64,7 @@ def validate_config(config: dict, schema: dict) -> dict:
     errors = sorted(validator.iter_errors(config), key=lambda e: (len(e.absolute_path), e.path))
     if errors:
         best = jsonschema.exceptions.best_match(errors)
-        raise ConfigError(_one_line(best))
+        raise ConfigError(one_line(best))
     _set_defaults(config, schema)
     if isinstance(config["training"]["scope"], str):
         config["training"]["scope"] = [config["training"]["scope"]]

@@ -4,13 +4,15 @@ import functools
 import os
 import re
 import sys
+from types import SimpleNamespace
 
-from okapi_pipeline.cluster.gpu_jobs import gpu_job, read_measurements
-from okapi_pipeline.data.joint import joint_gpus, joint_settings
+from okapi_pipeline.cluster.gpu_jobs import GPU_RULES, model_gpu_job, read_measurements
+from okapi_pipeline.data.joint import joint_settings
 from okapi_pipeline.training.model_card import STAGE_SPLITS
 from okapi_pipeline.config import (
     BENCHMARKS,
     LLM_STAGES,
+    LOCAL_BACKENDS,
     SPLITS,
     ConfigError,
     answer_settings,
@@ -31,6 +33,7 @@ from okapi_pipeline.config import (
 )
 from okapi_pipeline.languages import SOURCE_LANGUAGE, target_languages
 from okapi_pipeline.data.okapi_release import DATASETS, expected_file, read_checksums
+from okapi_pipeline.tiny.mt_models import MT_ARCHITECTURES
 
 try:
     # Defaults filled in place, so `config` everywhere (scripts included) sees them.
@@ -101,12 +104,9 @@ def model_build_settings(wildcards):
     return config["base_models"][wildcards.model]["build"]
 
 
-# Tiny translation models train their own tokenizer (with language tokens).
-MT_ARCHITECTURES = ("nllb", "m2m100", "madlad")
-
-
 def tiny_model_inputs(wildcards):
-    """The corpus, and the shared tokenizer for a causal model."""
+    """The corpus, and the shared tokenizer for a causal model (a translation model
+    trains its own, with language tokens)."""
     inputs = {"corpus": config["tiny_models"]["corpus"]}
     if model_build_settings(wildcards)["architecture"] not in MT_ARCHITECTURES:
         inputs["tokenizer"] = "resources/tokenizer"
@@ -134,9 +134,8 @@ def base_model_of(wildcards):
 
 
 # ---- what a GPU job asks for -------------------------------------------------------
-# Generally valid needs, sized from the model a job loads, the site's GPUs (config `site`)
-# and the measured rates (okapi_pipeline.cluster.gpu_jobs), so they are on the rules; where jobs
-# run (partitions, account) is slurm/config.yaml's.
+# Sized from the model a job loads, the site's GPUs (config `site`) and the measured rates
+# by okapi_pipeline.cluster.gpu_jobs; where jobs run (partitions, account) is slurm/'s.
 GPU_MEASUREMENTS = read_measurements(
     os.path.join(workflow.basedir, "reference", "gpu_measurements.csv")
 )
@@ -144,57 +143,16 @@ GPU_MEASUREMENTS = read_measurements(
 
 @functools.cache
 def gpu_job_for(stage, model, joint):
-    """What one job of `stage` on `model` asks for; a joint job has the work of
-    every language, on the most GPUs its batches divide by (training.joint_gpus)."""
-    least = 1
-    if joint:
-        least = joint_gpus(stage, config[stage], config["training"]["joint_gpus"])
-    return gpu_job(
-        stage,
-        model_parameters(model),
-        config,
-        GPU_MEASUREMENTS,
-        languages=len(LANGUAGES) if joint else 1,
-        least_gpus=least,
-    )
+    """Computed once per (stage, model, joint): every job of a rule asks the same."""
+    return model_gpu_job(stage, model, config, GPU_MEASUREMENTS, joint)
 
 
-def built_model_parameters(build):
-    """About how many parameters a `build` model has: untied embeddings and head, and
-    per layer attention (4 h^2) and the feed-forward block (3 h i), twice for the
-    encoder-decoder translation models."""
-    hidden = build["hidden_size"]
-    ffn = build.get("intermediate_size") or 4 * hidden
-    layer = 4 * hidden**2 + 3 * hidden * ffn
-    stacks = 2 if build["architecture"] in MT_ARCHITECTURES else 1
-    vocabulary = config["tiny_models"]["vocab_size"]
-    return 2 * vocabulary * hidden + stacks * build["num_layers"] * layer
-
-
-def model_parameters(name):
-    """The parameter count of a base model, a released model or any other
-    model a stage names (a hub id or path of unknown size: sized as the paper's 7B)."""
-    if name in config["base_models"]:
-        entry = config["base_models"][name]
-        if entry["parameters"]:
-            return entry["parameters"]
-        if "build" in entry:
-            return built_model_parameters(entry["build"])
-    elif name in RELEASED_MODELS:
-        entry = RELEASED_MODELS[name]
-        if entry["parameters"]:
-            return entry["parameters"]
-        if "compare_with" in entry:
-            return model_parameters(entry["compare_with"]["model"])
-    return 7e9
-
-
-def job_model(wildcards):
+def model_wildcard(wildcards):
     return wildcards.model
 
 
-def gpu_resources(stage, model_of=job_model):
-    """A GPU rule's resources, sized for the model `model_of(wildcards)` names (the
+def gpu_resources(stage, model_of=model_wildcard):
+    """Resources of a job of `stage`, sized for the model `model_of(wildcards)` names (the
     job's {model} by default); the runtime grows with each attempt."""
 
     def job(wildcards):
@@ -206,6 +164,11 @@ def gpu_resources(stage, model_of=job_model):
         "mem_mb": lambda wildcards: job(wildcards)["mem_mb"],
         "runtime": lambda wildcards, attempt: job(wildcards)["runtime"] * attempt,
     }
+
+
+def gpu_rule_resources(rule):
+    """Resources of one of the GPU rules (GPU_RULES: rule -> stage), for the job's {model}."""
+    return gpu_resources(GPU_RULES[rule])
 
 
 def training_settings(stage):
@@ -268,10 +231,6 @@ def llm_for(stage):
     return local_model_resolved(llm_settings(config, stage))
 
 
-# Backends that run a model on the job's own CPU or GPU.
-LOCAL_BACKENDS = ("hf", "mt")
-
-
 def local_model_resolved(settings):
     if (
         settings["backend"] in LOCAL_BACKENDS
@@ -319,14 +278,31 @@ def local_model_input(settings):
     return []
 
 
-def llm_cost_input(stage):
-    """What a paid (openai) job estimates its stage's cost from before any request.
-
-    Self-instruct needs only its seed tasks; the others the English instructions.
-    """
-    if llm_settings(config, stage)["backend"] == "openai" and stage != "self_instruct":
-        return "results/data/en/instructions.jsonl"
+def cost_tokens_input(stage):
+    """The token counts a paid (openai) job prices its stage's rows of before any request
+    (none for a free one). Taken with a budget or without, so that setting one changes no
+    job's inputs; `ancient`: recounted tokens rerun no job either."""
+    if llm_is_remote(stage):
+        return ancient("results/cost/tokens.csv")
     return []
+
+
+def self_instruct_counts():
+    """What the token counts of self-instruct depend on (None: no split draws on it)."""
+    if not self_instruct_needed(config):
+        return None
+    return {
+        key: config["self_instruct"][key]
+        for key in ("count", "max_attempts", "tasks_per_request")
+    }
+
+
+def ranking_counts():
+    """What the token counts of ranking depend on (K responses of at most max_new_tokens)."""
+    return {
+        key: config["ranking"][key]
+        for key in ("responses_per_prompt", "max_new_tokens")
+    }
 
 
 def llm_is_remote(stage):
@@ -380,11 +356,22 @@ def translated_shards(wildcards):
     )
 
 
+def translation_reports_by_split(wildcards):
+    """Every shard report of one language, by split: the QA counts rejects per split."""
+    return {
+        split: [
+            f"results/data/{wildcards.lang}/{split}/shards/{shard}.report.json"
+            for shard in shard_ids(config, split)
+        ]
+        for split in TRANSLATED_SPLITS
+    }
+
+
 def translation_reports(wildcards):
     return [
-        f"results/data/{wildcards.lang}/{split}/shards/{shard}.report.json"
-        for split in TRANSLATED_SPLITS
-        for shard in shard_ids(config, split)
+        path
+        for paths in translation_reports_by_split(wildcards).values()
+        for path in paths
     ]
 
 
@@ -402,15 +389,23 @@ def self_instruct_inputs(wildcards):
         "seed_tasks": seed_tasks_path(config),
         "prompt": config["self_instruct"]["prompt"],
         "model": llm_model_input("self_instruct"),
+        "token_counts": cost_tokens_input("self_instruct"),
+    }
+
+
+def english_shards_by_split():
+    """The shards of each split made here, by split: what split_instructions writes."""
+    return {
+        split: [
+            f"results/data/en/{split}/shards/{shard}.jsonl"
+            for shard in shard_ids(config, split)
+        ]
+        for split in TRANSLATED_SPLITS
     }
 
 
 def all_english_shards():
-    return [
-        f"results/data/en/{split}/shards/{shard}.jsonl"
-        for split in TRANSLATED_SPLITS
-        for shard in shard_ids(config, split)
-    ]
+    return [path for paths in english_shards_by_split().values() for path in paths]
 
 
 def translation_inputs(wildcards):
@@ -418,7 +413,7 @@ def translation_inputs(wildcards):
         "shard": f"results/data/en/{wildcards.split}/shards/{wildcards.shard}.jsonl",
         "prompt": config["translation"]["prompt"],
         "model": llm_model_input("translation"),
-        "instructions": llm_cost_input("translation"),
+        "token_counts": cost_tokens_input("translation"),
     }
 
 
@@ -439,7 +434,7 @@ def ranking_inputs(wildcards):
             if SEPARATE_BACK_TRANSLATION and wildcards.lang != SOURCE_LANGUAGE
             else []
         ),
-        "instructions": llm_cost_input("ranking") or llm_cost_input("back_translation"),
+        "token_counts": cost_tokens_input("ranking"),
     }
 
 
@@ -455,7 +450,7 @@ def back_translation_inputs(wildcards):
         "responses": shard_responses(wildcards),
         "prompt": config["ranking"]["back_translation_prompt"],
         "model": llm_model_input("back_translation"),
-        "instructions": llm_cost_input("back_translation"),
+        "token_counts": cost_tokens_input("back_translation"),
     }
 
 
@@ -544,7 +539,6 @@ def released_data():
     ]
 
 
-# Where each benchmark's split files live in the released layout.
 # ---- benchmarks -----------------------------------------------------------------
 
 
@@ -626,7 +620,31 @@ def benchmark_translation_inputs(wildcards):
         "english": benchmark_source_files(wildcards),
         "prompt": config["benchmarks"]["prompt"],
         "model": llm_model_input("benchmarks"),
+        "token_counts": cost_tokens_input("benchmarks"),
     }
+
+
+def benchmark_translation_sources():
+    """Each benchmark translated here: its English source and the splits it translates."""
+    english = {
+        bench: SimpleNamespace(bench=bench, lang=SOURCE_LANGUAGE)
+        for bench in TRANSLATED_BENCHMARKS
+    }
+    return {
+        bench: {"source": benchmark_source(w), "splits": benchmark_splits(w)}
+        for bench, w in english.items()
+    }
+
+
+def english_benchmark_files():
+    """The local English files of the benchmarks translated here (the estimate reads them)."""
+    return [
+        path
+        for bench in TRANSLATED_BENCHMARKS
+        for path in benchmark_source_files(
+            SimpleNamespace(bench=bench, lang=SOURCE_LANGUAGE)
+        )
+    ]
 
 
 # ---- choosing a translator ----------------------------------------------------------
@@ -716,10 +734,12 @@ def trained_benchmark_scores(wildcards):
 
 def trained_models(wildcards):
     """Every trained model of one (model, language), by stage: their summaries make the curves."""
-    stages = ["sft"] + (["rm"] if "ppo" in METHODS else []) + METHODS
+    # The reward model's folder is rm/ (rules/reward_model.smk), the others' their stage's name.
+    folders = {"sft": "sft", **({"reward_model": "rm"} if "ppo" in METHODS else {})}
+    folders.update({method: method for method in METHODS})
     return {
-        stage: f"results/models/{wildcards.model}/{wildcards.lang}/{stage}"
-        for stage in stages
+        stage: f"results/models/{wildcards.model}/{wildcards.lang}/{folder}"
+        for stage, folder in folders.items()
     }
 
 

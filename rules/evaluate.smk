@@ -15,7 +15,7 @@ rule evaluate:
         "../envs/eval.yaml"
     threads: 1
     resources:
-        **gpu_resources("evaluate"),
+        **gpu_rule_resources("evaluate"),
     params:
         # Without the released models: adding one reruns no other evaluation.
         protocol={

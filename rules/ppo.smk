@@ -1,4 +1,4 @@
-"""RLHF: PPO from the SFT policy against the reward model; DPO (beyond the paper) on the pairs."""
+"""RLHF: PPO from the SFT policy against the reward model (the paper's method)."""
 
 
 rule train_ppo:
@@ -19,7 +19,7 @@ rule train_ppo:
         "../envs/train.yaml"
     threads: 1
     resources:
-        **gpu_resources("ppo"),
+        **gpu_rule_resources("train_ppo"),
     params:
         settings=training_settings("ppo"),
         checkpoints="results/checkpoints/{model}/{lang}/ppo",
@@ -37,35 +37,3 @@ rule rlhf:
             lang=TRAINING_UNITS,
             method=config["rlhf"]["methods"],
         ),
-
-
-rule train_dpo:
-    """DPO from the SFT model on the same preference pairs as the reward model."""
-    input:
-        sft="results/models/{model}/{lang}/sft",
-        pairs=preference_pairs_for,
-    output:
-        directory("results/models/{model}/{lang}/dpo"),
-    log:
-        "logs/dpo/{model}/{lang}.log",
-    benchmark:
-        "logs/timing/dpo/{model}/{lang}.tsv"
-    wildcard_constraints:
-        lang=LANGUAGE_OR_JOINT,
-    conda:
-        "../envs/train.yaml"
-    threads: 1
-    resources:
-        **gpu_resources("dpo"),
-    params:
-        settings=training_settings("dpo"),
-        checkpoints="results/checkpoints/{model}/{lang}/dpo",
-        card=model_card_facts("dpo"),
-    script:
-        "../scripts/train_dpo.py"
-
-
-rule dpo:
-    """Target: every DPO model."""
-    input:
-        expand("results/models/{model}/{lang}/dpo", model=MODELS, lang=TRAINING_UNITS),

@@ -18,7 +18,7 @@ rule generate_responses:
         "../envs/train.yaml"
     threads: 1
     resources:
-        **gpu_resources("generate_responses"),
+        **gpu_rule_resources("generate_responses"),
     params:
         settings=config["ranking"],
         # Answers so far, outside the output (which Snakemake deletes before a rerun): a

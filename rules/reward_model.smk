@@ -18,7 +18,7 @@ rule train_reward_model:
         "../envs/train.yaml"
     threads: 1
     resources:
-        **gpu_resources("reward_model"),
+        **gpu_rule_resources("train_reward_model"),
     params:
         settings=training_settings("reward_model"),
         checkpoints="results/checkpoints/{model}/{lang}/rm",

@@ -18,7 +18,7 @@ rule train_sft:
         "../envs/train.yaml"
     threads: 1
     resources:
-        **gpu_resources("sft"),
+        **gpu_rule_resources("train_sft"),
     params:
         settings=training_settings("sft"),
         checkpoints="results/checkpoints/{model}/{lang}/sft",

@@ -69,6 +69,9 @@ rule translation_qa:
     localrule: True
     conda:
         "../envs/data.yaml"
+    params:
+        splits=TRANSLATED_SPLITS,
+        reports=translation_reports_by_split,
     script:
         "../scripts/translation_qa.py"
 

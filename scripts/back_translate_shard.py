@@ -3,7 +3,7 @@ import sys
 
 from okapi_pipeline.config import stage_llm_settings
 from okapi_pipeline.data.ranking import back_translate_shard
-from okapi_pipeline.llm import Budget, exit_on_user_error
+from okapi_pipeline.llm import BudgetCheck, exit_on_user_error
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
@@ -16,5 +16,5 @@ with exit_on_user_error():
         llm_settings=stage_llm_settings(snakemake.config, "back_translation", snakemake.params.llm),
         cache_name=snakemake.params.cache_name,
         threads=snakemake.threads,
-        budget=Budget(snakemake.config, ("back_translation",), snakemake.input.instructions),
+        budget=BudgetCheck(snakemake.input.token_counts, ("back_translation",)),
     )

@@ -26,4 +26,9 @@ with exit_on_user_error():
         out_path=snakemake.output[0],
         threads=snakemake.threads,
         gpu_hour_usd=comparison["gpu_hour_usd"],
+        budget_key=(
+            f"translator_comparison.translators.{name}.budget_usd"
+            if name in comparison["translators"]
+            else "llm.budget_usd (or translation.llm.budget_usd)"
+        ),
     )

@@ -1,24 +1,8 @@
 import logging
 import sys
 
-from okapi_pipeline.report.cost import estimate_costs
+from okapi_pipeline.report.cost import price_estimate
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-estimate_costs(
-    instructions=snakemake.input.instructions or None,
-    seed_tasks=snakemake.input.seed_tasks or None,
-    prompts={
-        "translation": snakemake.input.translation_prompt,
-        "self_instruct": snakemake.input.self_instruct_prompt,
-        "rank": snakemake.input.rank_prompt,
-        "back_translation": snakemake.input.back_translation_prompt,
-    },
-    languages=snakemake.params.languages,
-    responders=snakemake.params.responders,
-    sizes=snakemake.params.sizes,
-    self_instruct=snakemake.params.self_instruct,
-    ranking=snakemake.params.ranking,
-    llm=snakemake.params.llm,
-    out_path=snakemake.output[0],
-)
+price_estimate(snakemake.input[0], snakemake.params.llm, snakemake.output[0])

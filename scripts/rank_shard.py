@@ -4,7 +4,7 @@ import sys
 from okapi_pipeline.config import stage_llm_settings
 from okapi_pipeline.data.ranking import rank_shard
 from okapi_pipeline.languages import SOURCE_LANGUAGE
-from okapi_pipeline.llm import Budget, exit_on_user_error
+from okapi_pipeline.llm import BudgetCheck, exit_on_user_error
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
@@ -25,5 +25,5 @@ with exit_on_user_error():
         cache_name=snakemake.params.cache_name,
         threads=snakemake.threads,
         back_translated_path=snakemake.input.back_translated or None,
-        budget=Budget(snakemake.config, stages, snakemake.input.instructions),
+        budget=BudgetCheck(snakemake.input.token_counts, stages),
     )

@@ -3,7 +3,7 @@ import sys
 
 from okapi_pipeline.config import stage_llm_settings
 from okapi_pipeline.data.self_instruct import self_instruct
-from okapi_pipeline.llm import Budget, exit_on_user_error
+from okapi_pipeline.llm import BudgetCheck, exit_on_user_error
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
@@ -21,5 +21,5 @@ with exit_on_user_error():
         report_path=snakemake.output.report,
         cache_name=snakemake.params.cache_name,
         threads=snakemake.threads,
-        budget=Budget(snakemake.config, ("self_instruct",)),
+        budget=BudgetCheck(snakemake.input.token_counts, ("self_instruct",)),
     )

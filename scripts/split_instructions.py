@@ -1,14 +1,18 @@
 import logging
 import sys
-from pathlib import Path
 
+from okapi_pipeline.config import shard_count
 from okapi_pipeline.data.split import split_instructions
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-# The splits made here, in plan order; shard paths are results/data/en/{split}/shards/{shard}.jsonl.
+# The splits made here, in plan order: output.splits has one file each, output.shards
+# each split's shards in turn (rules/common.smk, english_shards_by_split).
 splits = list(snakemake.params.plan)
-shards = {split: [p for p in snakemake.output.shards if Path(p).parents[1].name == split] for split in splits}
+shards, start = {}, 0
+for split in splits:
+    count = shard_count(snakemake.config, split)
+    shards[split], start = snakemake.output.shards[start : start + count], start + count
 split_instructions(
     sources=dict(snakemake.input.items()),
     plan=snakemake.params.plan,

@@ -3,7 +3,7 @@ import sys
 
 from okapi_pipeline.config import stage_llm_settings
 from okapi_pipeline.data.translate import translate_shard
-from okapi_pipeline.llm import Budget, exit_on_user_error
+from okapi_pipeline.llm import BudgetCheck, exit_on_user_error
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
@@ -19,5 +19,5 @@ with exit_on_user_error():
         cache_name=snakemake.params.cache_name,
         threads=snakemake.threads,
         # Before any request: a paid stage over its budget refuses to start.
-        budget=Budget(snakemake.config, ("translation",), snakemake.input.instructions),
+        budget=BudgetCheck(snakemake.input.token_counts, ("translation",)),
     )

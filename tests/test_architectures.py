@@ -31,7 +31,7 @@ from tests.test_evaluate import PROTOCOL, prepare_all
 from tests.test_training import (
     DPO_SETTINGS,
     PPO_SETTINGS,
-    RM_SETTINGS,
+    REWARD_MODEL_SETTINGS,
     SFT_SETTINGS,
     changed_blocks,
     instruction_records,
@@ -59,7 +59,9 @@ def stages(tmp_path_factory, tiny_qwen2_dir):
     write_jsonl(root / "pairs.jsonl", marker_pairs(16))
     settings = {**SFT_SETTINGS, "epochs": 2}
     train_sft(tiny_qwen2_dir, root / "sft.jsonl", root / "sft", settings, root / "ck-sft", threads=1)
-    train_reward_model(root / "sft", root / "pairs.jsonl", root / "rm", RM_SETTINGS, root / "ck-rm", threads=1)
+    train_reward_model(
+        root / "sft", root / "pairs.jsonl", root / "rm", REWARD_MODEL_SETTINGS, root / "ck-rm", threads=1
+    )
     return root, root / "sft", root / "rm"
 
 
@@ -154,18 +156,22 @@ def test_qwen2_sft_lowers_the_loss(stages, tiny_qwen2_dir):
 
 
 def test_qwen2_reward_model_trains_only_its_top_blocks(stages):
-    _, sft_dir, rm = stages
-    result = summary(rm)
+    _, sft_dir, reward_model_dir = stages
+    result = summary(reward_model_dir)
     assert all(math.isfinite(loss) for loss in losses(result)) and losses(result)[-1] < losses(result)[0]
     assert result["held_out_accuracy"] > 0.9
-    changed = changed_blocks(state(sft_dir), state(rm, AutoModelForSequenceClassification, num_labels=1), "model.")
+    changed = changed_blocks(
+        state(sft_dir), state(reward_model_dir, AutoModelForSequenceClassification, num_labels=1), "model."
+    )
     assert block_indices(changed) == {"2", "3"}  # layers 0 and 1 bit-identical
     assert all(name.startswith(("layers.2.", "layers.3.", "norm.", "embed_tokens.")) for name in changed)
 
 
 def test_qwen2_ppo_trains_only_the_top_block(stages, tmp_path):
-    root, sft_dir, rm = stages
-    train_ppo(sft_dir, rm, root / "sft.jsonl", tmp_path / "rlhf", PPO_SETTINGS, tmp_path / "ck", threads=1)
+    root, sft_dir, reward_model_dir = stages
+    train_ppo(
+        sft_dir, reward_model_dir, root / "sft.jsonl", tmp_path / "rlhf", PPO_SETTINGS, tmp_path / "ck", threads=1
+    )
     result = summary(tmp_path / "rlhf")
     assert result["episodes"] == 16 and all(math.isfinite(p["value"]) for p in result["reward"] + result["kl"])
     policy = AutoModelForCausalLM.from_pretrained(tmp_path / "rlhf")

@@ -376,13 +376,17 @@ def test_gather_and_translation_qa(tmp_path):
     write_jsonl(tmp_path / "s0.jsonl", vi[:2])
     write_jsonl(tmp_path / "s1.jsonl", vi[2:])
     write_jsonl(tmp_path / "s2.jsonl", [])
-    assert gather([tmp_path / f"s{i}.jsonl" for i in range(3)], tmp_path / "vi" / "sft.jsonl") == 3
-    assert read_jsonl(tmp_path / "vi" / "sft.jsonl") == vi
-    report = tmp_path / "vi" / "sft" / "shards" / "0001.report.json"
-    report.parent.mkdir(parents=True)
+    assert gather([tmp_path / f"s{i}.jsonl" for i in range(3)], tmp_path / "translated-a.jsonl") == 3
+    assert read_jsonl(tmp_path / "translated-a.jsonl") == vi
+    # Named by the split they are given under, not by where they lie.
+    report = tmp_path / "report-b.json"
     report.write_text(json.dumps({"total": 2, "accepted": 1, "rejected": 1, "reasons": {"not JSON": 1}}))
     qa = translation_qa(
-        [tmp_path / "en" / "sft.jsonl"], [tmp_path / "vi" / "sft.jsonl"], [report], tmp_path / "qa.json", "vi"
+        {"sft": tmp_path / "en" / "sft.jsonl"},
+        {"sft": tmp_path / "translated-a.jsonl"},
+        {"sft": [report]},
+        tmp_path / "qa.json",
+        "vi",
     )
     sft = qa["splits"]["sft"]
     assert (sft["english"], sft["translated"], sft["missing"], sft["rejected"]) == (4, 3, 1, 1)
@@ -531,12 +535,11 @@ def test_generate_and_rank_with_the_local_model(tiny_llama_dir, tmp_path):
 
 
 def test_every_stage_job_refuses_over_budget_before_any_request(fake_openai, openai_settings, tmp_path):
-    from okapi_pipeline.llm import Budget, run_llm_job
-    from okapi_pipeline.report.cost import BudgetExceeded
+    from okapi_pipeline.llm import BudgetCheck, BudgetExceeded, run_llm_job
 
     paid = dict(openai_settings, budget_usd=0.0, price_input_per_1k=1.0)
     worked = []
-    budget = Budget(requests=[JsonRequest("Translate.", "hello " * 200, ("text",))], budget_key="x.llm.budget_usd")
+    budget = BudgetCheck(requests=[JsonRequest("Translate.", "hello " * 200, ("text",))], budget_key="x.llm.budget_usd")
     with pytest.raises(BudgetExceeded, match=r"^job: the estimated cost \$.* set x.llm.budget_usd to at least 1 "):
         run_llm_job("job", paid, "job", lambda clients: worked.append(clients) or (0, []), budget=budget)
     write_jsonl(tmp_path / "en.jsonl", english(3))
@@ -568,9 +571,8 @@ def test_every_stage_job_refuses_over_budget_before_any_request(fake_openai, ope
 
 
 def test_user_fixable_errors_end_a_script_in_one_line_and_others_keep_their_traceback():
-    from okapi_pipeline.llm import TooManyRejects, exit_on_user_error
+    from okapi_pipeline.llm import BudgetExceeded, TooManyRejects, exit_on_user_error
     from okapi_pipeline.llm.mt_languages import UnsupportedLanguage
-    from okapi_pipeline.report.cost import BudgetExceeded
 
     for error in (TooManyRejects("too many"), BudgetExceeded("over budget"), UnsupportedLanguage("no code")):
         with pytest.raises(SystemExit) as exit_:

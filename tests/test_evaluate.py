@@ -160,6 +160,45 @@ def test_score_files_hold_metrics_and_what_produced_them(scored):
         assert len(score["example_prompts"]) == 3
 
 
+def test_a_killed_evaluation_answers_only_the_rest_and_scores_the_same(scored, tiny_llama_dir, tmp_path, monkeypatch):
+    """The first run dies after 10 answered requests; the second asks the model only for the rest."""
+    from lm_eval.api.model import CacheHook
+    from lm_eval.models.huggingface import HFLM
+
+    files = prepare_all(tmp_path / "okapi", tmp_path / "benchmark_data")
+    out_paths = {bench: tmp_path / "scores" / f"{bench}.json" for bench in files}
+    store = CacheHook.add_partial
+    answered = []
+
+    def killed_after_10(self, attr, request, result):
+        store(self, attr, request, result)
+        self.dbdict.commit()
+        answered.append(request)
+        if len(answered) == 10:
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(CacheHook, "add_partial", killed_after_10)
+    with pytest.raises(KeyboardInterrupt):
+        evaluate_model(tiny_llama_dir, files, PROTOCOL, out_paths, tmp_path / "work", threads=2)
+    assert not any(path.exists() for path in out_paths.values())
+    monkeypatch.setattr(CacheHook, "add_partial", store)
+
+    asked = []
+    loglikelihood = HFLM.loglikelihood
+    monkeypatch.setattr(
+        HFLM,
+        "loglikelihood",
+        lambda self, requests, **kw: asked.extend(requests) or loglikelihood(self, requests, **kw),
+    )
+    evaluate_model(tiny_llama_dir, files, PROTOCOL, out_paths, tmp_path / "work", threads=2)
+    requests = sum(len(sample["continuations"]) for samples in scored[1].values() for sample in samples)
+    assert len(asked) == requests - 10  # one request per choice of each item
+    resumed = {bench: json.loads(path.read_text(encoding="utf-8")) for bench, path in out_paths.items()}
+    for bench, score in scored[0].items():
+        assert resumed[bench]["metrics"] == score["metrics"]
+    assert not (tmp_path / "work" / "lm_eval_cache").exists()
+
+
 # ---- model backends ---------------------------------------------------------------------
 
 

@@ -14,7 +14,7 @@ JOB_SCRIPT = """\
 import json, logging, sys
 sys.stderr = open({log!r}, "w", buffering=1)
 logging.basicConfig(level=logging.INFO, stream=sys.stderr)
-from okapi_pipeline.llm import Budget, JsonRequest, exit_on_user_error, run_llm_job
+from okapi_pipeline.llm import BudgetCheck, JsonRequest, exit_on_user_error, run_llm_job
 settings = json.loads({settings!r})
 requests = [JsonRequest("Into German.", {{"instruction": f"Hello {{i}}"}}, ("instruction",)) for i in range(2)]
 
@@ -61,7 +61,7 @@ def test_batches_that_keep_expiring_end_in_one_line_that_says_rerun(fake_openai,
 
 def test_a_budget_reached_ends_in_one_line_that_names_the_key_to_raise(fake_openai, openai_settings, tmp_path):
     openai_settings.update(price_input_per_1k=100.0, price_output_per_1k=100.0, budget_usd=0.01)
-    work = 'run_llm_job("job", settings, "job", work, budget=Budget(requests=requests))'
+    work = 'run_llm_job("job", settings, "job", work, budget=BudgetCheck(requests=requests))'
     result, log = run_job(tmp_path, openai_settings, work)
     assert_one_line(result, log, "exceeds budget_usd $0.01", "set llm.budget_usd to at least")
     assert fake_openai.count == 0  # refused before any request

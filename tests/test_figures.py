@@ -122,7 +122,7 @@ def test_training_curves_plot_losses_and_ppo_reward_and_kl(tmp_path):
     paths = {}
     for stage, data in (
         ("sft", summary("sft", 6)),
-        ("rm", summary("reward_model", 3)),
+        ("reward_model", summary("reward_model", 3)),
         ("ppo", ppo),
         ("dpo", summary("dpo", 2)),
     ):

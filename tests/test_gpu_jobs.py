@@ -8,9 +8,13 @@ import pytest
 from okapi_pipeline.cluster.gpu_jobs import (
     MARGIN,
     SCALING_EFFICIENCY,
+    UNKNOWN_MODEL_PARAMETERS,
     append_measurements,
+    built_model_parameters,
     gpu_job,
     measurement_rows,
+    model_gpu_job,
+    model_parameters,
     read_measurements,
     runtime,
     stage_rate,
@@ -83,6 +87,45 @@ def test_a_job_longer_than_the_site_allows_asks_for_more_gpus(paper):
     assert short["basis"].startswith("extrapolated from llama-1b reward_model")
     # 7B SFT on 80 GB cards: sharded over two.
     assert gpu_job("sft", 6.74e9, paper, measurements)["gpu"] == 2
+
+
+TINY = {"architecture": "llama", "hidden_size": 64, "intermediate_size": 128, "num_layers": 4, "num_heads": 4}
+
+
+def test_a_built_model_is_sized_from_its_build():
+    # Embeddings and head 2 x 2000 x 64; 4 layers of attention 4 x 64^2 and feed-forward 3 x 64 x 128.
+    assert built_model_parameters(TINY, vocab_size=2000) == 2 * 2000 * 64 + 4 * (4 * 64**2 + 3 * 64 * 128)
+    # A translation model has an encoder and a decoder; no intermediate_size: 4 x the width.
+    nllb = {**TINY, "architecture": "nllb", "intermediate_size": None}
+    assert built_model_parameters(nllb, vocab_size=2000) == 2 * 2000 * 64 + 2 * 4 * (4 * 64**2 + 3 * 64 * 256)
+
+
+def test_a_model_is_sized_by_its_count_its_build_or_the_model_it_is_compared_with(paper):
+    config = {
+        **paper,
+        "base_models": {**paper["base_models"], "tiny": {"build": TINY, "parameters": None}},
+        "tiny_models": {**paper["tiny_models"], "vocab_size": 2000},
+        "evaluation": {
+            **paper["evaluation"],
+            "released_models": {
+                "okapi-7b": {"parameters": None, "compare_with": {"model": "llama-7b", "variant": "ppo"}},
+                "other": {"parameters": 1.3e9},
+            },
+        },
+    }
+    assert model_parameters("llama-7b", config) == 6.74e9
+    assert model_parameters("tiny", config) == built_model_parameters(TINY, 2000)
+    assert model_parameters("okapi-7b", config) == 6.74e9 and model_parameters("other", config) == 1.3e9
+    assert model_parameters("facebook/nllb-200-3.3B", config) == UNKNOWN_MODEL_PARAMETERS == 7e9
+
+
+def test_a_joint_job_has_every_languages_work_on_the_most_gpus_its_batches_divide_by(paper):
+    measurements = read_measurements(REPO / "reference" / "gpu_measurements.csv")
+    assert model_gpu_job("ppo", "llama-7b", paper, measurements) == gpu_job("ppo", 6.74e9, paper, measurements)
+    joint = model_gpu_job("ppo", "llama-7b", paper, measurements, joint=True)
+    # PPO's batches of 896 and 7 divide by 7 GPUs (training.joint_gpus: 8 at most); 26 languages' rounds.
+    assert joint == gpu_job("ppo", 6.74e9, paper, measurements, languages=26, least_gpus=7)
+    assert joint["gpu"] == 7 and joint["runtime"] > model_gpu_job("ppo", "llama-7b", paper, measurements)["runtime"]
 
 
 def test_every_measured_row_is_complete():

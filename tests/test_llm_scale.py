@@ -16,8 +16,9 @@ from okapi_pipeline.data.translate import translate_shard, translation_qa
 from okapi_pipeline.jsonl import read_jsonl, write_jsonl
 from okapi_pipeline.llm import JsonRequest, LLMClient, TooManyRejects
 from okapi_pipeline.llm.batch import request_lines
+from okapi_pipeline.llm.budget import BudgetExceeded, check_stage_budget
 from okapi_pipeline.llm.checks import translation_problem
-from okapi_pipeline.report.cost import BudgetExceeded, check_budget, config_estimate, estimate_costs
+from okapi_pipeline.report.cost import TOKEN_COLUMNS, config_estimate, estimate_costs, write_rows
 from tests.fake_openai import CANARY_KEY, FakeOpenAI, fake_translation, files_containing
 from tests.workflow import REPO, copy_workflow, snakemake
 
@@ -234,26 +235,28 @@ def test_cost_estimate_and_the_budget_gate(fake_openai, openai_settings, tmp_pat
     assert rows[3]["usd"] == 0.0 and rows[3]["input_tokens"] > 0  # hf is free
 
 
-def test_a_paid_stage_over_budget_refuses_with_a_line_that_says_how_to_raise_it():
+def test_a_paid_stage_over_budget_refuses_with_a_line_that_says_how_to_raise_it(tmp_path):
     from okapi_pipeline.config import llm_settings, load_schema, validate_config
 
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["llm"] = {"backend": "openai", "model": "gpt", "price_input_per_1k": 0.5, "price_output_per_1k": 1.5}
     config["ranking"]["llm"] = {"backend": "hf", "model": "tiny-llama"}
     config = validate_config(config, load_schema(REPO / "schemas/config.schema.yaml"))
-    instructions = REPO / "demo/instructions.jsonl"
-    cost = sum(r["usd"] for r in config_estimate(config, instructions) if r["stage"] == "translation")
+    rows = config_estimate(config, REPO / "demo/instructions.jsonl")
+    estimate = tmp_path / "tokens.csv"
+    write_rows(estimate, rows, TOKEN_COLUMNS)
+    cost = sum(r["usd"] for r in rows if r["stage"] == "translation")
     settings = llm_settings(config, "translation")
     with pytest.raises(BudgetExceeded) as failure:
-        check_budget(config, "translation", dict(settings, budget_usd=cost / 2), instructions)
+        check_stage_budget(estimate, "translation", dict(settings, budget_usd=cost / 2))
     message = str(failure.value)
     assert "\n" not in message and message.startswith(f"translation: the estimated cost ${cost:,.2f}")
     assert "set llm.budget_usd (or translation.llm.budget_usd) to at least" in message
-    check_budget(config, "translation", dict(settings, budget_usd=cost + 0.01), instructions)
-    check_budget(config, "translation", dict(settings, budget_usd=None), instructions)
-    check_budget(config, "ranking", dict(llm_settings(config, "ranking"), budget_usd=0), instructions)  # hf: free
+    check_stage_budget(estimate, "translation", dict(settings, budget_usd=cost + 0.01))
+    check_stage_budget(estimate, "translation", dict(settings, budget_usd=None))
+    check_stage_budget(estimate, "ranking", dict(llm_settings(config, "ranking"), budget_usd=0))  # hf: free
     with pytest.raises(BudgetExceeded, match="self_instruct"):
-        check_budget(config, "self_instruct", llm_settings(config, "self_instruct"))
+        check_stage_budget(estimate, "self_instruct", llm_settings(config, "self_instruct"))
 
 
 def test_translation_qa_language_share_and_broken_code(tmp_path):
@@ -279,7 +282,7 @@ def test_translation_qa_language_share_and_broken_code(tmp_path):
     write_jsonl(tmp_path / "en" / "sft.jsonl", en)
     write_jsonl(tmp_path / "vi" / "sft.jsonl", vi)
     qa = translation_qa(
-        [tmp_path / "en" / "sft.jsonl"], [tmp_path / "vi" / "sft.jsonl"], [], tmp_path / "qa.json", "vi"
+        {"sft": tmp_path / "en" / "sft.jsonl"}, {"sft": tmp_path / "vi" / "sft.jsonl"}, {}, tmp_path / "qa.json", "vi"
     )
     sft = qa["splits"]["sft"]
     assert sft["broken_code"] == 1 and sft["broken_code_ids"] == ["a-1"]

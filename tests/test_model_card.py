@@ -69,16 +69,16 @@ def test_a_model_from_the_released_data_carries_its_non_commercial_licence():
 
 
 def test_a_card_passes_its_licence_on_to_the_models_trained_from_it(tmp_path):
-    sft, rm = tmp_path / "sft", tmp_path / "rm"
-    for directory in (sft, rm):
+    sft, reward_model_dir = tmp_path / "sft", tmp_path / "rm"
+    for directory in (sft, reward_model_dir):
         directory.mkdir()
         (directory / "training_summary.json").write_text(json.dumps(SUMMARY))
     (tmp_path / "base").mkdir()
     (tmp_path / "base" / "README.md").write_text("---\nlicense: apache-2.0\n---\n# a hub model\n")
     facts = {"base_model": "Qwen/Qwen2.5-7B", "languages": ["vi"], "data_sources": {"sft": "pipeline"}}
     write_model_card(sft, stage="sft", base_dir=tmp_path / "base", **facts)
-    write_model_card(rm, stage="reward_model", base_dir=sft, **facts)
-    assert base_license_of(rm) == "apache-2.0"
+    write_model_card(reward_model_dir, stage="reward_model", base_dir=sft, **facts)
+    assert base_license_of(reward_model_dir) == "apache-2.0"
     assert base_license_of(tmp_path) is None  # no card: unknown
 
 

@@ -321,12 +321,9 @@ def test_modern_config_trains_the_two_modern_models_with_the_papers_recipe():
 
 
 def test_gpu_check_has_the_modern_shapes():
-    import importlib.util
+    from okapi_pipeline.gpu_check.shapes import SHAPES
 
-    spec = importlib.util.spec_from_file_location("gpu_check_shapes", REPO / "tools" / "gpu_check.py")
-    tool = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(tool)
-    shapes = tool.SHAPES["7b"]
+    shapes = SHAPES["7b"]
     assert set(modern_config()["models"]) <= set(shapes)
     assert shapes["qwen2.5-7b"]["architecture"] == "qwen2" and shapes["llama-3.1-8b"]["vocab_size"] == 128256
     assert json.dumps(shapes)  # plain settings, as the stage specs carry them

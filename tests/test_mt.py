@@ -171,8 +171,13 @@ def test_a_field_with_code_and_a_url_comes_back_with_both_byte_identical(tiny_nl
     assert "```python\ndef add(a, b):\n    return a - b\n```" in answer["output"]
     assert "https://docs.python.org/3/tutorial/index.html" in answer["output"]
     assert "{name}" in answer["output"] and "`pytest -q`" in answer["output"]
-    assert answer["_mt"] == {"segments": 7, "cut": 0}
+    # The counts travel in the answer's own field (into the stage's report), not in its JSON.
+    assert "_mt" not in answer and client.mt_counts == {"segments": 7, "cut": 0}
     assert client.backend.stats["translated"] == 7
+    reread = LLMClient.from_settings(mt_settings(tiny_nllb_dir, tmp_path), tmp_path / "c.jsonl")
+    reread.json_requests([mt_request({"output": CODE_AND_URL, "instruction": "Fix it."})])
+    reread.close()
+    assert reread.mt_counts == {"segments": 7, "cut": 0} and reread.backend.stats["translated"] == 0
 
 
 def test_long_sentences_are_cut_and_counted(tiny_nllb_dir, tmp_path):
@@ -180,7 +185,7 @@ def test_long_sentences_are_cut_and_counted(tiny_nllb_dir, tmp_path):
     long = "The cat sits on the mat and the dog runs in the park while the sun is hot and water is wet"
     [result] = client.json_requests([mt_request({"output": long})])
     client.close()
-    assert json.loads(result.answer)["_mt"]["cut"] == 1 and client.backend.stats["cut"] == 1
+    assert client.mt_counts["cut"] == 1 and client.backend.stats["cut"] == 1
     assert client.backend.stats["segments"] > 2
     # A tokenizer without offsets (M2M100's SentencePiece) cuts at word boundaries too.
     backend = client.backend
@@ -235,7 +240,7 @@ def test_the_ctranslate2_engine_translates_the_same_segments_from_a_converted_co
     answer = json.loads(result.answer)
     assert "```python\ndef add(a, b):\n    return a - b\n```" in answer["output"]
     assert "https://docs.python.org/3/tutorial/index.html" in answer["output"]
-    assert answer["_mt"]["segments"] == 6 and client.backend.stats["translated"] == 6
+    assert client.mt_counts["segments"] == 6 and client.backend.stats["translated"] == 6
     # Its segments are cached apart from the transformers engine's.
     other = LLMClient.from_settings(mt_settings(tiny_nllb_dir, tmp_path), tmp_path / "c.jsonl")
     other.json_requests([mt_request({"output": CODE_AND_URL})])

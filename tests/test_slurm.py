@@ -7,10 +7,15 @@ through `slurm/` to the end; every sbatch call is logged with what SLURM recorde
 
 import ast
 import importlib.util
+import json
 import os
 import shutil
+import subprocess
+import time
 
 import pytest
+import torch
+import yaml
 
 from okapi_pipeline.cluster.gpu_jobs import GPU_RULES, gpu_job, read_measurements
 from okapi_pipeline.config import load_schema, shard_ids, validate_config
@@ -195,6 +200,74 @@ def test_a_rerun_of_the_demo_submits_nothing(demo_run, slurm_cluster):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Nothing to be done" in result.stdout + result.stderr
     assert len(slurm_cluster.submissions()) == before
+
+
+# ---- jobs the cluster stops ------------------------------------------------------------
+RUNS = ("uninterrupted", "cancelled", "requeued", "timeout")
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(slurm_cluster, tmp_path_factory, tiny_llama_dir):
+    """tests/slurm/interrupted run to the end with job states from sacct: one tiny SFT job
+    four times, `cancelled` scancelled and `requeued` requeued (scontrol requeue) after
+    their 4th step's checkpoint, `timeout` stopped by its 1-minute limit."""
+    from okapi_pipeline.jsonl import write_jsonl
+    from tests.test_training import SFT_SETTINGS, instruction_records
+
+    workdir = tmp_path_factory.mktemp("slurm-interrupted")
+    shutil.copy(REPO / "tests/slurm/interrupted/Snakefile", workdir / "Snakefile")
+    shutil.copytree(REPO / "slurm", workdir / "slurm")
+    write_jsonl(workdir / "sft.jsonl", instruction_records(40))
+    settings = {**SFT_SETTINGS, "epochs": 8, "save_steps": 2}  # 40 steps, a checkpoint every 2
+    config = dict(base=str(tiny_llama_dir), data="sft.jsonl", settings=settings, seconds_per_step=3.0)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    before = len(slurm_cluster.submissions())
+    command = slurm_cluster.snakemake_command("--slurm-status-command", "sacct", timeout=1200)
+    log = open(workdir / "snakemake.log", "w")
+    snakemake = subprocess.Popen(command, cwd=workdir, env=slurm_cluster.env, stdout=log, stderr=subprocess.STDOUT)
+    stop = {"cancelled": ["scancel"], "requeued": ["scontrol", "requeue"]}
+    while stop and snakemake.poll() is None:
+        for run in [run for run in stop if (workdir / f"checkpoints/{run}/checkpoint-4/trainer_state.json").exists()]:
+            subprocess.run([*stop.pop(run), slurm_cluster.job_id(f"rule_train_wildcards_{run}")], check=True)
+        time.sleep(0.5)
+    snakemake.wait()
+    output = (workdir / "snakemake.log").read_text()
+    assert snakemake.returncode == 0, output[-6000:]
+    return workdir, output, slurm_cluster.submissions()[before:]
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_jobs_the_cluster_stops_fail_and_are_retried_or_requeued(interrupted_run):
+    _, output, submissions = interrupted_run
+    # sacct says "CANCELLED by 0"; the workflow reads CANCELLED, fails the job and retries it.
+    assert "SLURM status is: 'CANCELLED'" in output
+    assert "SLURM status is: 'TIMEOUT'" in output
+    submitted = {run: [s for s in submissions if rule_of(s) == f"rule_train_wildcards_{run}"] for run in RUNS}
+    assert {run: len(jobs) for run, jobs in submitted.items()} == {
+        "uninterrupted": 1,
+        "cancelled": 2,
+        "requeued": 1,  # SLURM ran the same job again
+        "timeout": 2,
+    }
+    assert [job["job"]["TimeLimit"] for job in submitted["timeout"]] == ["00:01:00", "00:15:00"]
+
+
+@pytest.mark.slow
+@pytest.mark.slurm
+def test_a_stopped_training_job_resumes_from_its_checkpoint_to_the_same_model(interrupted_run):
+    from safetensors.torch import load_file
+
+    workdir, _, _ = interrupted_run
+    summary = {run: json.loads((workdir / f"models/{run}/training_summary.json").read_text()) for run in RUNS}
+    assert summary["uninterrupted"]["resumed_from_step"] == 0
+    for run in ("cancelled", "requeued", "timeout"):
+        assert 4 <= summary[run]["resumed_from_step"] < 40, run
+        assert [point["step"] for point in summary[run]["loss"]] == list(range(1, 41))
+    whole = load_file(workdir / "models/uninterrupted/model.safetensors")
+    for run in ("cancelled", "requeued", "timeout"):
+        resumed = load_file(workdir / f"models/{run}/model.safetensors")
+        assert all(torch.equal(resumed[name], tensor) for name, tensor in whole.items()), run
 
 
 def load_plan_cluster():

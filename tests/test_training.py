@@ -46,7 +46,7 @@ SFT_SETTINGS = {
     "save_steps": 500,
     "kernels": "auto",
 }
-RM_SETTINGS = {
+REWARD_MODEL_SETTINGS = {
     "report_to": "none",
     "epochs": 3,
     "learning_rate": 1e-2,
@@ -227,13 +227,13 @@ def reward_model(sft_model, tmp_path_factory):
     architecture, _, sft = sft_model
     root = tmp_path_factory.mktemp(f"rm-{architecture}")
     write_jsonl(root / "pairs.jsonl", marker_pairs(16))
-    train_reward_model(sft, root / "pairs.jsonl", root / "rm", RM_SETTINGS, root / "checkpoints", threads=1)
+    train_reward_model(sft, root / "pairs.jsonl", root / "rm", REWARD_MODEL_SETTINGS, root / "checkpoints", threads=1)
     return architecture, sft, root / "rm"
 
 
 def test_reward_model_learns_a_separable_preference(reward_model):
-    _, _, rm = reward_model
-    result = summary(rm)
+    _, _, reward_model_dir = reward_model
+    result = summary(reward_model_dir)
     assert SUMMARY_FIELDS <= set(result)
     assert result["held_out_pairs"] == 12  # 4 of 16 prompts, 3 pairs each
     assert result["held_out_accuracy"] > 0.9
@@ -241,9 +241,9 @@ def test_reward_model_learns_a_separable_preference(reward_model):
 
 
 def test_reward_model_trains_embeddings_and_top_blocks_while_lower_blocks_stay_identical(reward_model):
-    architecture, sft, rm = reward_model
+    architecture, sft, reward_model_dir = reward_model
     prefix = BACKBONE[architecture]
-    before, after = state(sft), state(rm, AutoModelForSequenceClassification, num_labels=1)
+    before, after = state(sft), state(reward_model_dir, AutoModelForSequenceClassification, num_labels=1)
     changed = changed_blocks(before, after, prefix)
     blocks = "layers" if architecture == "llama" else "h"
     assert {name.split(".")[1] for name in changed if name.startswith(blocks + ".")} == {"2", "3"}
@@ -251,7 +251,7 @@ def test_reward_model_trains_embeddings_and_top_blocks_while_lower_blocks_stay_i
     # As in the original (layers[:-12] frozen, nothing else): the embeddings train too.
     assert any(name.startswith(EMBEDDINGS) for name in changed)
     assert "score.weight" in after
-    config = AutoModelForSequenceClassification.from_pretrained(rm, num_labels=1).config
+    config = AutoModelForSequenceClassification.from_pretrained(reward_model_dir, num_labels=1).config
     assert config.pad_token_id is not None
 
 
@@ -259,8 +259,8 @@ def test_reward_model_trains_embeddings_and_top_blocks_while_lower_blocks_stay_i
 
 
 def test_ppo_trains_the_top_blocks_and_saves_a_causal_lm(reward_model, sft_data, tmp_path):
-    architecture, sft, rm = reward_model
-    train_ppo(sft, rm, sft_data, tmp_path / "ppo", PPO_SETTINGS, tmp_path / "checkpoints", threads=1)
+    architecture, sft, reward_model_dir = reward_model
+    train_ppo(sft, reward_model_dir, sft_data, tmp_path / "ppo", PPO_SETTINGS, tmp_path / "checkpoints", threads=1)
     policy = AutoModelForCausalLM.from_pretrained(tmp_path / "ppo")
     assert policy.generate(torch.tensor([[1, 5, 6]]), max_new_tokens=3).shape[1] >= 4
     prefix = BACKBONE[architecture]
@@ -348,9 +348,9 @@ def test_ppo_whitens_advantages_per_minibatch_when_asked(reward_model, sft_data,
         return real(values, mask, group_size, all_reduce)
 
     monkeypatch.setattr(ppo, "whiten_in_groups", spy)
-    _, sft, rm = reward_model
+    _, sft, reward_model_dir = reward_model
     settings = {**PPO_SETTINGS, "advantage_whitening": "minibatch"}
-    train_ppo(sft, rm, sft_data, tmp_path / "ppo", settings, tmp_path / "ck", threads=1)
+    train_ppo(sft, reward_model_dir, sft_data, tmp_path / "ppo", settings, tmp_path / "ck", threads=1)
     # 2 rounds of 8 rollouts, whitened in groups of the minibatch's 4.
     assert [(shape[0], size) for shape, size in groups] == [(8, 4), (8, 4)]
     from trl.experimental.ppo import ppo_trainer
@@ -421,7 +421,7 @@ def test_one_device_runs_in_process_and_several_launch_through_accelerate(tmp_pa
     assert eight[eight.index("--config_file") + 1].endswith("accelerate/fsdp.yaml")
     assert eight[-5:] == single[1:]  # the same stage command, once per process
     config = lambda stage, settings: Path(launch_command(stage, "a.json", settings, 8)[4]).name  # noqa: E731
-    assert config("reward_model", RM_SETTINGS) == "fsdp.yaml"
+    assert config("reward_model", REWARD_MODEL_SETTINGS) == "fsdp.yaml"
     assert config("sft", {**SFT_SETTINGS, "finetuning": "lora"}) == "ddp.yaml"
     assert config("dpo", DPO_SETTINGS) == "fsdp.yaml"  # trl shards DPO's frozen reference alike
     assert config("ppo", PPO_SETTINGS) == "deepspeed_zero2.yaml"
@@ -491,11 +491,11 @@ def test_sft_killed_resumes_from_its_last_checkpoint(tmp_path, tiny_llama_dir, s
 
 @pytest.mark.parametrize("sft_model", ["llama"], indirect=True)  # the checkpoints do not depend on it
 def test_ppo_killed_resumes_from_its_last_checkpoint(tmp_path, reward_model, sft_data):
-    _, sft, rm = reward_model
+    _, sft, reward_model_dir = reward_model
     settings = {**PPO_SETTINGS, "rounds": 12}  # 12 updates, a checkpoint after each
     arguments = dict(
         sft_dir=str(sft),
-        reward_model_dir=str(rm),
+        reward_model_dir=str(reward_model_dir),
         prompts_path=str(sft_data),
         out_dir=str(tmp_path / "ppo"),
         settings=settings,
@@ -511,7 +511,7 @@ def test_ppo_killed_resumes_from_its_last_checkpoint(tmp_path, reward_model, sft
     coefs = [point["value"] for point in result["kl_coef"]]
     assert coefs[result["resumed_from_step"]] != 0.1
     assert not (tmp_path / "checkpoints").exists()
-    train_ppo(sft, rm, sft_data, tmp_path / "whole", PPO_SETTINGS, tmp_path / "ck2", threads=1)
+    train_ppo(sft, reward_model_dir, sft_data, tmp_path / "whole", PPO_SETTINGS, tmp_path / "ck2", threads=1)
     same_format(tmp_path / "ppo", tmp_path / "whole")
 
 
@@ -688,9 +688,11 @@ def test_ppo_computes_in_bf16_where_the_run_is_bf16_and_keeps_fp32_weights(
 
     hook = torch.nn.modules.module.register_module_forward_hook(record)
     try:
-        _, sft, rm = reward_model
+        _, sft, reward_model_dir = reward_model
         settings = {**PPO_SETTINGS, "rounds": 1}
-        result = train_ppo(sft, rm, sft_data, tmp_path / "ppo", settings, tmp_path / "checkpoints", threads=1)
+        result = train_ppo(
+            sft, reward_model_dir, sft_data, tmp_path / "ppo", settings, tmp_path / "checkpoints", threads=1
+        )
     finally:
         hook.remove()
     # Rollouts, reference, reward and value forwards (no grad), and the training forward.

@@ -23,11 +23,11 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
-from okapi_pipeline import generation  # noqa: E402
 from okapi_pipeline.config import load_schema, validate_config  # noqa: E402
+from okapi_pipeline.data import generation  # noqa: E402
+from okapi_pipeline.gpu_check.instruments import GenerationCounter  # noqa: E402
 from okapi_pipeline.jsonl import read_jsonl, write_jsonl  # noqa: E402
 from okapi_pipeline.template import alpaca_prompt  # noqa: E402
-from tools.gpu_check import GenerationCounter  # noqa: E402
 
 PREVIOUS_BATCH = 8
 

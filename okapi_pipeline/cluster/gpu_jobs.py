@@ -13,6 +13,8 @@ import math
 from dataclasses import dataclass
 
 from okapi_pipeline.cluster.gpu_layout import allowed_processes, gpus_for
+from okapi_pipeline.data.joint import joint_gpus
+from okapi_pipeline.tiny.mt_models import MT_ARCHITECTURES
 
 # The rule of each GPU stage (one list: the rules, plan_cluster and the tests read it).
 GPU_RULES = {
@@ -242,6 +244,53 @@ def gpu_job(
     minutes, basis = runtime(stage, parameters, work, gpus, site, measurements)
     memory_mb = BASE_MEMORY_MB + HOST_BYTES_PER_PARAMETER[stage] * parameters / 1e6
     return {"gpu": gpus, "mem_mb": 1000 * math.ceil(memory_mb / 1000), "runtime": minutes, "basis": basis}
+
+
+# ---- the model a job loads ----------------------------------------------------------------
+
+# A model of unknown size (a hub id or path no config entry describes) is sized as the paper's 7B.
+UNKNOWN_MODEL_PARAMETERS = 7e9
+
+
+def built_model_parameters(build: dict, vocab_size: int) -> float:
+    """About how many parameters a tiny `build` model has: untied embeddings and head, and
+    per layer attention (4 h^2) and the feed-forward block (3 h i), twice for the
+    encoder-decoder translation models."""
+    hidden = build["hidden_size"]
+    ffn = build.get("intermediate_size") or 4 * hidden
+    layer = 4 * hidden**2 + 3 * hidden * ffn
+    stacks = 2 if build["architecture"] in MT_ARCHITECTURES else 1
+    return 2 * vocab_size * hidden + stacks * build["num_layers"] * layer
+
+
+def model_parameters(name: str, config: dict) -> float:
+    """The parameter count of a base model, a released model or any other model a stage
+    names: the configured count, else estimated from its `build`, else that of the model a
+    released one is compared with, else UNKNOWN_MODEL_PARAMETERS."""
+    released = config["evaluation"]["released_models"]
+    if name in config["base_models"]:
+        entry = config["base_models"][name]
+        if entry["parameters"]:
+            return entry["parameters"]
+        if "build" in entry:
+            return built_model_parameters(entry["build"], config["tiny_models"]["vocab_size"])
+    elif name in released:
+        entry = released[name]
+        if entry["parameters"]:
+            return entry["parameters"]
+        if "compare_with" in entry:
+            return model_parameters(entry["compare_with"]["model"], config)
+    return UNKNOWN_MODEL_PARAMETERS
+
+
+def model_gpu_job(stage: str, model: str, config: dict, measurements, joint: bool = False) -> dict:
+    """`gpu_job` for one job of `stage` on the model named `model`. A joint job has the work
+    of every language, on the most GPUs its batches divide by (training.joint_gpus)."""
+    languages, least = 1, 1
+    if joint:
+        languages = len(config["languages"])
+        least = joint_gpus(stage, config[stage], config["training"]["joint_gpus"])
+    return gpu_job(stage, model_parameters(model, config), config, measurements, languages=languages, least_gpus=least)
 
 
 # ---- rows from a gpu_check report ----------------------------------------------------------

@@ -12,7 +12,7 @@ from okapi_pipeline.jsonl import iter_jsonl, read_jsonl, write_jsonl
 from okapi_pipeline.languages import SOURCE_LANGUAGE, language_name
 from okapi_pipeline.llm.checks import strict_checks, translation_check
 from okapi_pipeline.llm.client import LLMClient
-from okapi_pipeline.llm.job import Budget, job_report, run_llm_job
+from okapi_pipeline.llm.job import BudgetCheck, job_report, run_llm_job
 from okapi_pipeline.llm.prompts import field_request, load_prompt
 from okapi_pipeline.llm.requests import JsonRequest, Rejected
 from okapi_pipeline.template import alpaca_prompt
@@ -51,7 +51,7 @@ def rank_shard(
     cache_name: str,
     threads: int = 1,
     back_translated_path=None,
-    budget: Budget | None = None,
+    budget: BudgetCheck | None = None,
 ) -> dict:
     """Back-translate and rank the items of one shard's responses file (`generate_responses`'s).
 
@@ -133,7 +133,7 @@ def back_translate_shard(
     llm_settings: dict,
     cache_name: str,
     threads: int = 1,
-    budget: Budget | None = None,
+    budget: BudgetCheck | None = None,
 ) -> int:
     """Back-translation alone, for a `back_translation` translator of its own: one line per
     item, {"item", "english"} or {"item", "reject"}; rank_shard ranks and reports them

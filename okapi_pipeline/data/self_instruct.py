@@ -16,7 +16,7 @@ from array import array
 from pathlib import Path
 
 from okapi_pipeline.jsonl import read_jsonl, write_jsonl
-from okapi_pipeline.llm.job import Budget, job_report, run_llm_job
+from okapi_pipeline.llm.job import BudgetCheck, job_report, run_llm_job
 from okapi_pipeline.llm.requests import JsonRequest, Rejected
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,7 @@ class RougeFilter:
     """
 
     def __init__(self, threshold: float, instructions: list[str]):
-        from rouge_score import tokenizers
+        from rouge_score import tokenizers  # lazy: it loads nltk, and only the filter needs it
 
         self.tokenizer = tokenizers.DefaultTokenizer(use_stemmer=False)
         self.threshold = threshold
@@ -127,6 +127,7 @@ class RougeFilter:
 
     def scores(self, instruction: str):
         """ROUGE-L F of `instruction` against every kept instruction, in the order kept."""
+        # Lazy, as rouge_score: importing this module (e.g. for the cost estimate) loads neither.
         import numpy as np
         from rapidfuzz import process
         from rapidfuzz.distance import LCSseq
@@ -187,7 +188,7 @@ def self_instruct(
     report_path,
     cache_name: str = "self_instruct",
     threads: int = 1,
-    budget: Budget | None = None,
+    budget: BudgetCheck | None = None,
 ) -> dict:
     """Generate until `target_count` tasks pass the filters or `max_attempts` tasks were asked for.
 

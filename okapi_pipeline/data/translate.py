@@ -7,15 +7,14 @@ from pathlib import Path
 
 from okapi_pipeline.jsonl import iter_jsonl, read_jsonl, write_json, write_jsonl
 from okapi_pipeline.languages import language_name
-from okapi_pipeline.llm.checks import (  # noqa: F401 - PROTECTED: segments keeps the same spans
-    PROTECTED,
+from okapi_pipeline.llm.checks import (
     detected_language,
     lingua_language,
     protected_spans,
     strict_checks,
     translation_check,
 )
-from okapi_pipeline.llm.job import Budget, job_report, run_llm_job
+from okapi_pipeline.llm.job import BudgetCheck, job_report, run_llm_job
 from okapi_pipeline.llm.prompts import field_request, load_prompt
 from okapi_pipeline.llm.requests import Rejected
 
@@ -24,21 +23,6 @@ log = logging.getLogger(__name__)
 FIELDS = ("instruction", "input", "output")
 # Translated/English length ratios outside this band are flagged by the QA report.
 LENGTH_RATIO_BAND = (0.33, 3.0)
-
-
-def segment_counts(results) -> dict:
-    """What the `mt` backend reports with its answers: segments translated and sentences
-    cut to the model's limit (absent for the other backends)."""
-    counts = Counter()
-    for result in results:
-        if isinstance(result, Rejected):
-            try:
-                result = json.loads(result.answer)
-            except json.JSONDecodeError:
-                continue
-        if isinstance(result, dict):
-            counts.update(result.get("_mt", {}))
-    return dict(counts)
 
 
 def translate_shard(
@@ -51,7 +35,7 @@ def translate_shard(
     llm_settings: dict,
     cache_name: str,
     threads: int = 1,
-    budget: Budget | None = None,
+    budget: BudgetCheck | None = None,
 ) -> dict:
     """Translate one shard: instruction, input and output of a record in one request.
 
@@ -74,7 +58,7 @@ def translate_shard(
                     {"id": record["id"], **{key: result.get(key, "") if record[key] else "" for key in FIELDS}}
                 )
         write_jsonl(translated_path, translated)
-        segments.update(segment_counts(results))
+        segments.update(clients.mt_counts(cache_name))
         return len(records), rejects
 
     def report(total, rejects):
@@ -132,23 +116,24 @@ def split_stats(english: list[dict], translated: list[dict], language: str) -> d
     }
 
 
-def translation_qa(english_paths, translated_paths, report_paths, out_path, language: str | None = None) -> dict:
+def translation_qa(english_paths: dict, translated_paths: dict, report_paths: dict, out_path, language: str) -> dict:
     """Per split: counts, rejects by reason, outputs left in English, length-ratio outliers,
     broken code, and the share of records an offline identifier finds in the target language.
 
-    Splits are named after the English files (results/data/en/{split}.jsonl); shard
-    reports after their folder (.../{split}/shards/{shard}.report.json).
+    english_paths, translated_paths: each split's file, by split name; report_paths: each
+    split's shard reports (translate_shard's), by split name.
     """
-    language = language or Path(translated_paths[0]).parent.name
-    splits = {}
-    for english_path, translated_path in zip(english_paths, translated_paths):
-        splits[Path(english_path).stem] = split_stats(read_jsonl(english_path), read_jsonl(translated_path), language)
+    splits = {
+        name: split_stats(read_jsonl(english_paths[name]), read_jsonl(translated_paths[name]), language)
+        for name in english_paths
+    }
     rejected = {name: Counter() for name in splits}
     segmented = {name: Counter() for name in splits}
-    for path in report_paths:
-        report = json.loads(Path(path).read_text(encoding="utf-8"))
-        rejected[Path(path).parents[1].name].update(report["reasons"])
-        segmented[Path(path).parents[1].name].update(report.get("segments", {}))
+    for name, paths in report_paths.items():
+        for path in paths:
+            report = json.loads(Path(path).read_text(encoding="utf-8"))
+            rejected[name].update(report["reasons"])
+            segmented[name].update(report.get("segments", {}))
     for name, reasons in rejected.items():
         splits[name]["rejected"] = sum(reasons.values())
         splits[name]["reasons"] = dict(reasons)

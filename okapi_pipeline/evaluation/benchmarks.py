@@ -14,7 +14,7 @@ import logging
 from okapi_pipeline.jsonl import write_json
 from okapi_pipeline.languages import language_name
 from okapi_pipeline.llm.checks import strict_checks, translation_check
-from okapi_pipeline.llm.job import Budget, job_report, run_llm_job
+from okapi_pipeline.llm.job import BudgetCheck, job_report, run_llm_job
 from okapi_pipeline.llm.prompts import field_request, load_prompt
 from okapi_pipeline.llm.requests import Rejected
 
@@ -187,6 +187,7 @@ def translate_benchmark(
     out_path,
     qa_path,
     threads: int = 1,
+    budget: BudgetCheck | None = None,
 ) -> dict:
     """Translate the English splits of one benchmark into `lang` through the LLM layer.
 
@@ -261,9 +262,7 @@ def translate_benchmark(
         f"benchmarks/{bench}/{lang}",
         work,
         threads=threads,
-        budget=Budget(
-            requests=[r for split in requests.values() for r in split], budget_key="benchmarks.llm.budget_usd"
-        ),
+        budget=budget,
         report_path=qa_path,
         report=qa_report,
     )

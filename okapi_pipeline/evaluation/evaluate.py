@@ -11,6 +11,7 @@ import importlib.util
 import json
 import logging
 import os
+import shutil
 from importlib.metadata import version
 from pathlib import Path
 
@@ -70,8 +71,14 @@ class TruncationCounter(logging.Filter):
         return True
 
 
-def run_lm_eval(model_dir, tasks: list[str], workdir, protocol: dict, device: str, dtype: str) -> tuple[dict, int]:
-    """One lm-eval call for all tasks (the model is loaded once); also the truncation count."""
+def run_lm_eval(
+    model_dir, tasks: list[str], workdir, protocol: dict, device: str, dtype: str, cache: Path
+) -> tuple[dict, int]:
+    """One lm-eval call for all tasks (the model is loaded once); also the truncation count.
+
+    lm-eval keeps each answered request in the sqlite file `cache`*.db as it goes, so a
+    run killed halfway answers only the rest when run again.
+    """
     # The generated tasks read local files; nothing may reach the hub.
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["HF_DATASETS_OFFLINE"] = "1"
@@ -87,6 +94,7 @@ def run_lm_eval(model_dir, tasks: list[str], workdir, protocol: dict, device: st
         results = lm_eval.simple_evaluate(
             model=backend,
             model_args=model_arguments(backend, model_dir, dtype, protocol),
+            use_cache=str(cache),
             tasks=tasks,
             num_fewshot=None,  # global in lm-eval: each task YAML carries its own
             device=device,
@@ -170,7 +178,9 @@ def evaluate_model(
     protocol: the `evaluation` config block. Every logged prompt goes to
     {workdir}/{task}/samples.jsonl beside the task's YAML.
     """
+    # They load torch: only a scoring run needs it, not the task files' writers and tests.
     from okapi_pipeline.training.modeling import run_precision
+    from okapi_pipeline.training.trainer import fingerprint
 
     check_backend(protocol["backend"])
     # The one device/dtype rule (bf16 on a CUDA GPU that supports it, else float32).
@@ -198,8 +208,12 @@ def evaluate_model(
         return scores
     device, dtype = precision.device, precision.dtype_name
     log.info("scoring %s on %s (%s, %s)", model_dir, ", ".join(t[0] for t in tasks.values()), device, dtype)
+    # Answers of a killed run of this model, run the same way, are reused (lm-eval's cache);
+    # a retrained model or another dtype starts a new cache.
+    caches = Path(workdir) / "lm_eval_cache"
+    cache = caches / fingerprint(model_dir, model_arguments(protocol["backend"], model_dir, dtype, protocol), device)
     results, truncated = run_lm_eval(
-        model_dir, [name for name, _, _ in tasks.values()], workdir, protocol, device, dtype
+        model_dir, [name for name, _, _ in tasks.values()], workdir, protocol, device, dtype, cache
     )
     run = {
         "model": model,
@@ -227,4 +241,5 @@ def evaluate_model(
             scores[bench]["n_samples"],
             scores[bench]["n_shot"],
         )
+    shutil.rmtree(caches)
     return scores

@@ -10,20 +10,23 @@ llm.job.run_llm_job: budget, requests, accepted vs rejected, report, reject shar
     requests  JsonRequest, Answer, Rejected
     cache     ResponseCache: append-only JSONL, group commits off the event loop
     client    LLMClient: requests through the cache, asked again when unusable
-    job       run_llm_job, Budget, the report and the reject-share check
+    job       run_llm_job, BudgetCheck (which estimate a job's budget gate compares), the report
+    budget    token and USD estimates, the budget gate, BudgetExceeded
     prompts   prompt files and field requests; checks: the translation answer checks
     errors    UserError (and the user-fixable errors a script reports in one line)
 """
 
+from okapi_pipeline.llm.budget import BudgetExceeded
 from okapi_pipeline.llm.cache import ResponseCache, cache_file
 from okapi_pipeline.llm.client import LLMClient
 from okapi_pipeline.llm.errors import TooManyRejects, UserError, exit_on_user_error
-from okapi_pipeline.llm.job import Budget, run_llm_job
+from okapi_pipeline.llm.job import BudgetCheck, run_llm_job
 from okapi_pipeline.llm.requests import Answer, JsonRequest, Rejected
 
 __all__ = [
     "Answer",
-    "Budget",
+    "BudgetCheck",
+    "BudgetExceeded",
     "JsonRequest",
     "LLMClient",
     "Rejected",

@@ -33,7 +33,7 @@ def request_lines(bodies: list[dict], keys: list[str]) -> list[dict]:
 def answer_in_batches(
     client_options: dict, bodies: list[dict], keys: list[str], cache: ResponseCache, settings: dict
 ) -> None:
-    from openai import OpenAI
+    from openai import OpenAI  # lazy: openai loads only in a job that sends requests
 
     client = OpenAI(**client_options)
     input_path = cache.path.with_name(cache.path.stem + ".batch-input.jsonl")
@@ -68,7 +68,7 @@ def answer_in_batches(
 
 def _saved_batch(client, state_path: Path) -> str | None:
     """The batch a killed job submitted, if this server still knows it; else forget it."""
-    from openai import NotFoundError
+    from openai import NotFoundError  # lazy, as above
 
     if not state_path.exists():
         return None

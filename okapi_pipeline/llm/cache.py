@@ -63,7 +63,7 @@ class ResponseCache:
         for number, line in enumerate(lines, 1):
             try:
                 entry = json.loads(line)
-                self.answers[entry["key"]] = Answer(entry["content"], entry["finish_reason"])
+                self.answers[entry["key"]] = Answer(entry["content"], entry["finish_reason"], entry.get("mt_counts"))
             except (json.JSONDecodeError, KeyError, TypeError):
                 # A job killed mid-write leaves a partial last line; its request is asked again.
                 log.warning("cache %s: ignoring unreadable line %d", self.path, number)
@@ -126,14 +126,7 @@ class ResponseCache:
                 batch = [self._pending.popleft() for _ in range(len(self._pending))]
                 if batch:
                     handle.write(
-                        "".join(
-                            json.dumps(
-                                {"key": key, "content": answer.content, "finish_reason": answer.finish_reason},
-                                ensure_ascii=False,
-                            )
-                            + "\n"
-                            for key, answer in batch
-                        )
+                        "".join(json.dumps(_entry(key, answer), ensure_ascii=False) + "\n" for key, answer in batch)
                     )
                     handle.flush()
                     os.fsync(handle.fileno())
@@ -152,6 +145,13 @@ class ResponseCache:
     def _raise_writer_error(self) -> None:
         if self._error is not None:
             raise OSError(f"cache {self.path}: writing answers failed: {self._error}") from self._error
+
+
+def _entry(key: str, answer: Answer) -> dict:
+    entry = {"key": key, "content": answer.content, "finish_reason": answer.finish_reason}
+    if answer.mt_counts is not None:
+        entry["mt_counts"] = answer.mt_counts
+    return entry
 
 
 @atexit.register

@@ -65,7 +65,7 @@ def language_detector():
     Low-accuracy (trigram) mode: loads in about a second instead of a dozen, and is
     reliable on sentences; shorter texts are not judged.
     """
-    from lingua import LanguageDetectorBuilder
+    from lingua import LanguageDetectorBuilder  # lazy: lingua's models load only for strict checks
 
     languages = [
         lang
@@ -82,7 +82,7 @@ def language_detector():
 
 def lingua_language(code: str):
     """The lingua Language of an ISO 639-1 code, or None where lingua has no model."""
-    from lingua import IsoCode639_1, Language
+    from lingua import IsoCode639_1, Language  # lazy, as above
 
     iso = getattr(IsoCode639_1, code.upper(), None)
     return Language.from_iso_code_639_1(iso) if iso is not None else None

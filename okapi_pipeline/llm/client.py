@@ -5,12 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+from collections import Counter
 from typing import Sequence
 
 from okapi_pipeline.llm.backend import Backend
 from okapi_pipeline.llm.cache import ResponseCache
 from okapi_pipeline.llm.hf import HFBackend
-from okapi_pipeline.llm.requests import Check, JsonRequest, Rejected, messages, parse_json_answer
+from okapi_pipeline.llm.mt import MTBackend
+from okapi_pipeline.llm.openai_api import OpenAIBackend
+from okapi_pipeline.llm.requests import Answer, Check, JsonRequest, Rejected, messages, parse_json_answer
 
 log = logging.getLogger(__name__)
 
@@ -23,20 +26,18 @@ class LLMClient:
         self.cache = ResponseCache(cache_path)
         self.backend = backend
         self.sent = 0
+        # The mt backend's counts over the last answer of every request asked (see Answer).
+        self.mt_counts: Counter = Counter()
 
     @classmethod
     def from_settings(cls, settings: dict, cache_path, threads: int = 1) -> "LLMClient":
         """`threads`: CPU threads of a local model (the rule's threads)."""
         kind = settings["backend"]
         if kind == "openai":
-            from okapi_pipeline.llm.openai_api import OpenAIBackend
-
             backend = OpenAIBackend(settings)
         elif kind == "hf":
             backend = HFBackend(settings, threads)
         elif kind == "mt":
-            from okapi_pipeline.llm.mt import MTBackend
-
             backend = MTBackend(settings, threads)
         else:
             raise ValueError(f"unknown LLM backend '{kind}' (openai, hf or mt)")
@@ -65,6 +66,7 @@ class LLMClient:
         """
         results: list[dict | Rejected | None] = [None] * len(requests)
         pending = list(range(len(requests)))
+        last: dict[int, Answer] = {}
         for attempt in range(self._attempts()):
             if not pending:
                 break
@@ -82,6 +84,7 @@ class LLMClient:
             still = []
             for index in pending:
                 answer = self.cache.get(keys[index])
+                last[index] = answer
                 value, reason = parse_json_answer(answer, requests[index].keys)
                 if reason is None and check is not None:
                     reason = check(requests[index], value)
@@ -91,6 +94,8 @@ class LLMClient:
                     results[index] = Rejected(reason, answer.content)
                     still.append(index)
             pending = still
+        for answer in last.values():
+            self.mt_counts.update(answer.mt_counts or {})
         return results
 
     def _attempts(self) -> int:

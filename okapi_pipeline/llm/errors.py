@@ -14,7 +14,8 @@ RERUN = "rerun: answered requests are cached"
 
 
 class UserError(Exception):
-    """A job stopped for a reason the user fixes: the message says what to change."""
+    """A job stopped for a reason the user fixes: the message says what to change (also
+    llm.budget.BudgetExceeded and llm.mt_languages.UnsupportedLanguage)."""
 
 
 class TooManyRejects(UserError, RuntimeError):
@@ -31,14 +32,6 @@ class BatchFailed(UserError, RuntimeError):
 
 class MissingApiKey(UserError, RuntimeError):
     """The environment variable that holds the API key is not set."""
-
-
-def user_errors() -> tuple[type[BaseException], ...]:
-    """Every user-fixable error: the package's own, a stage over budget, a language the MT model lacks."""
-    from okapi_pipeline.llm.mt_languages import UnsupportedLanguage
-    from okapi_pipeline.report.cost import BudgetExceeded
-
-    return UserError, BudgetExceeded, UnsupportedLanguage
 
 
 def server_failure(error: BaseException) -> str | None:
@@ -73,7 +66,7 @@ def server_failure(error: BaseException) -> str | None:
 
 def failure_line(error: BaseException) -> str | None:
     """The one line that reports an expected failure, or None for any other error (a bug)."""
-    if isinstance(error, user_errors()):
+    if isinstance(error, UserError):
         return str(error)
     return server_failure(error)
 

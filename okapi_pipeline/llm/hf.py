@@ -27,6 +27,7 @@ class HFBackend(Backend):
     def _load(self) -> None:
         if self.model is not None:
             return
+        # Lazy: torch and transformers load only when an answer is not in the cache.
         import torch
 
         from okapi_pipeline.training.modeling import load_for_generation
@@ -54,7 +55,7 @@ class HFBackend(Backend):
         """One line of visible text after each prompt (up to max_new_tokens), batched."""
         self._load()
         torch = self.torch
-        from transformers import LogitsProcessorList, StoppingCriteriaList
+        from transformers import LogitsProcessorList, StoppingCriteriaList  # lazy, as torch
 
         torch.manual_seed(seed)
         sample = self.settings["temperature"] > 0
@@ -103,7 +104,7 @@ def _one_line_controls(tokenizer, prompt_length: int):
     """A logits processor and a stopping criterion for one line of visible text: no end of
     sequence before the first visible character (a weak model often ends at once), and a
     stop at the first newline after it. Returns them with the function that cuts the line."""
-    import torch
+    import torch  # lazy, as in HFBackend._load
     from transformers import LogitsProcessor, StoppingCriteria
 
     def line(row) -> str:

@@ -14,9 +14,11 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Sequence
 
 from okapi_pipeline.jsonl import write_json, write_jsonl
+from okapi_pipeline.llm.budget import check_stage_budget, enforce_budget, is_budgeted, translation_requests_usd
 from okapi_pipeline.llm.cache import cache_file
 from okapi_pipeline.llm.client import LLMClient
 from okapi_pipeline.llm.errors import TooManyRejects
@@ -26,34 +28,32 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
-class Budget:
-    """What a job's budget check estimates: its `stages` in the workflow `config` (the
-    estimate of `snakemake cost_estimate`, with the English `instructions` where they
-    exist), or else its own `requests`, against the setting named `budget_key`."""
+class BudgetCheck:
+    """Which estimate a job's budget check compares with which setting (not an amount).
 
-    config: dict | None = None
+    A workflow stage's job names the `token_counts` file (`snakemake cost_tokens`) and
+    its `stages` there: each stage's USD at the job's prices is compared with its
+    budget_usd. A job with no stage of its own there gives its own translation `requests`
+    (into `language`), priced at the job's settings, checked against the setting `budget_key`.
+    """
+
+    token_counts: str | Path | None = None
     stages: tuple[str, ...] = ()
-    instructions: str | None = None
     requests: Sequence[JsonRequest] = ()
+    language: str | None = None
     budget_key: str = "llm.budget_usd"
 
 
-def check_budget(settings: dict, what: str, budget: Budget | None) -> None:
+def check_budget(settings: dict, what: str, budget: BudgetCheck | None) -> None:
     """Refuse to start a paid (openai) job whose estimate is over budget_usd; the local backends are free."""
-    from okapi_pipeline.report.cost import check_budget as check_stage
-    from okapi_pipeline.report.cost import enforce_budget, is_budgeted, tokens, usd
-
     if budget is None or not is_budgeted(settings):
         return
-    if budget.config is not None:
+    if budget.stages:
         for stage in budget.stages:
-            check_stage(budget.config, stage, settings, budget.instructions)
+            check_stage_budget(budget.token_counts, stage, settings)
         return
-    input_tokens = sum(tokens(r.system) + tokens(r.user_text()) for r in budget.requests)
-    output_tokens = sum(tokens(r.user_text()) for r in budget.requests)
-    enforce_budget(
-        usd(input_tokens, output_tokens, settings), settings, f"{what}: the estimated cost", budget.budget_key
-    )
+    cost = translation_requests_usd(budget.requests, budget.language, settings)
+    enforce_budget(cost, settings, f"{what}: the estimated cost", budget.budget_key)
 
 
 class Clients:
@@ -73,6 +73,11 @@ class Clients:
     def ask(self, cache_name: str, requests: Sequence[JsonRequest], check: Check | None = None) -> list:
         """One result per request (dict or Rejected); no client is opened for no requests."""
         return self(cache_name).json_requests(requests, check=check) if requests else []
+
+    def mt_counts(self, cache_name: str) -> dict:
+        """The mt backend's counts (segments, cut) over what the client `cache_name` was asked
+        (empty for the other backends, or when nothing was asked)."""
+        return dict(self.open[cache_name].mt_counts) if cache_name in self.open else {}
 
     def close(self) -> None:
         for client in self.open.values():
@@ -118,7 +123,7 @@ def run_llm_job(
     work: Work,
     *,
     threads: int = 1,
-    budget: Budget | None = None,
+    budget: BudgetCheck | None = None,
     rejects_path=None,
     report_path=None,
     report: Callable[[int, list[dict]], dict] | None = None,

@@ -63,7 +63,7 @@ class MTBackend(Backend):
     def _load_tokenizer(self) -> None:
         if self.tokenizer is not None:
             return
-        from transformers import AutoConfig, AutoTokenizer
+        from transformers import AutoConfig, AutoTokenizer  # lazy: a rerun from the cache loads no transformers
 
         self.tokenizer = AutoTokenizer.from_pretrained(self.settings["model"])
         config = AutoConfig.from_pretrained(self.settings["model"])
@@ -87,13 +87,13 @@ class MTBackend(Backend):
         self._load_tokenizer()
         if self.model is not None:
             return
-        import torch
+        import torch  # lazy, as transformers
 
         self.torch = torch
         torch.set_num_threads(self.threads)
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         if self.engine == "ctranslate2":
-            import ctranslate2
+            import ctranslate2  # lazy: only the ctranslate2 engine needs it
 
             converted = self.settings.get("ctranslate2_dir")
             if not converted:
@@ -108,7 +108,7 @@ class MTBackend(Backend):
                 intra_threads=self.threads,
             )
             return
-        from transformers import AutoModelForSeq2SeqLM
+        from transformers import AutoModelForSeq2SeqLM  # lazy, as above
 
         dtype = torch.bfloat16 if self.device == "cuda" and torch.cuda.is_bf16_supported() else torch.float32
         self.model = AutoModelForSeq2SeqLM.from_pretrained(self.settings["model"], dtype=dtype).to(self.device)
@@ -190,9 +190,8 @@ class MTBackend(Backend):
                 truncated = truncated or any(a.finish_reason == "length" for a in answers)
                 values[name] = join(parts, [a.content for a in answers])
                 count += len(segment_keys)
-            # `_mt` travels with the answer into the stage's report (segments, cuts).
-            values["_mt"] = {"segments": count, "cut": cuts}
-            cache.put(key, Answer(json.dumps(values, ensure_ascii=False), "length" if truncated else "stop"))
+            content = json.dumps(values, ensure_ascii=False)
+            cache.put(key, Answer(content, "length" if truncated else "stop", {"segments": count, "cut": cuts}))
 
     def translate_segments(self, missing: dict[str, tuple[str, str, str]], cache: ResponseCache) -> None:
         """Translate every missing segment, grouped by language pair, longest first in
@@ -288,7 +287,7 @@ class MTBackend(Backend):
 def convert_ctranslate2(model_dir, out_dir) -> None:
     """Convert a transformers translation model once for the ctranslate2 engine (weights
     in fp16; int8 on CPU and fp16 on GPU are chosen when it loads)."""
-    from ctranslate2.converters import TransformersConverter
+    from ctranslate2.converters import TransformersConverter  # lazy: only the ctranslate2 engine needs it
 
     TransformersConverter(str(model_dir)).convert(str(out_dir), quantization="float16", force=True)
     log.info("%s converted for CTranslate2 -> %s", model_dir, out_dir)

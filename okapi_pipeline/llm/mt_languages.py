@@ -12,6 +12,8 @@ error for a language a family lacks) serve the `mt` backend (okapi_pipeline.llm.
 tiny translation models (okapi_pipeline.tiny.mt_models).
 """
 
+from okapi_pipeline.llm.errors import UserError
+
 # ISO 639-1 -> FLORES-200 (NLLB-200): English and the 26 Okapi languages, and a few more.
 FLORES = {
     "en": "eng_Latn",
@@ -79,7 +81,7 @@ MADLAD = set(FLORES)
 FAMILIES = ("nllb", "m2m100", "madlad")
 
 
-class UnsupportedLanguage(ValueError):
+class UnsupportedLanguage(UserError, ValueError):
     """The MT model (family) has no code or token for a language."""
 
 

@@ -15,6 +15,7 @@ import os
 import sys
 
 from okapi_pipeline.llm.backend import Backend
+from okapi_pipeline.llm.batch import answer_in_batches
 from okapi_pipeline.llm.errors import MissingApiKey
 from okapi_pipeline.llm.requests import Answer, JsonRequest, messages
 
@@ -53,8 +54,6 @@ class OpenAIBackend(Backend):
 
     def answer(self, requests, keys, cache) -> None:
         if self.settings["mode"] == "batch":
-            from okapi_pipeline.llm.batch import answer_in_batches
-
             answer_in_batches(self.client_options(), [self.body(r) for r in requests], keys, cache, self.settings)
         else:
             asyncio.run(self._answer_all(requests, keys, cache))
@@ -68,6 +67,7 @@ class OpenAIBackend(Backend):
         clients of up to CONNECTIONS_PER_CLIENT connections each: a connection pool scans
         all of its connections for every request it sends.
         """
+        # Lazy: the HTTP stack loads only in a job that sends requests.
         import httpx2
         from openai import AsyncOpenAI, BadRequestError, DefaultAsyncHttpxClient
         from tqdm import tqdm
@@ -156,7 +156,7 @@ def _per_second(per_minute: float | None):
     """A bucket of `burst` that refills at (per_minute - burst) a minute: any window of t
     seconds holds at most burst + (per_minute - burst) * t / 60, so a minute at most
     per_minute. (At most 1 a minute: the first at once, then one each 60 / per_minute s.)"""
-    from aiolimiter import AsyncLimiter
+    from aiolimiter import AsyncLimiter  # lazy, as the HTTP stack
 
     if not per_minute:
         return None

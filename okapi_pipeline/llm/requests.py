@@ -42,6 +42,9 @@ class Rejected:
 class Answer:
     content: str
     finish_reason: str
+    # The mt backend's counts for the request (segments translated, sentences cut to the
+    # model's limit): they go into the stage's report. None from the other backends.
+    mt_counts: dict[str, int] | None = None
 
 
 # A stage-level check of a parsed answer: None when usable, else the reason.

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import sentencex
 
-from okapi_pipeline.data.translate import PROTECTED
+from okapi_pipeline.llm.checks import PROTECTED
 
 FENCE = re.compile(r"```.*?```", re.S)
 # Leading indentation and a list marker (-, *, •, >, 1., 2), a.) stay as they are.

@@ -1,9 +1,11 @@
-"""Token and cost estimates of the API stages, and the budget gate in front of them.
+"""Token and cost estimates of the API stages.
 
-Tokens are estimated without a tokenizer: about 4 characters a token for English
-text (OpenAI's rule of thumb), times a factor for scripts that split into more
-tokens. It is meant to catch an order-of-magnitude surprise before money is spent,
-not to match the invoice; retries of unusable answers are not included.
+`count_tokens` gives one row per (stage, language, model) from the English records, the
+seed tasks and the prompts (tokens counted as okapi_pipeline.llm.budget counts them):
+`snakemake cost_tokens` writes it once, and every paid job's budget gate prices its
+stage's rows at its own settings (okapi_pipeline.llm.budget.check_stage_budget).
+`price` adds USD (and GPU hours of an `mt` stage) at the configured prices: the file
+`snakemake cost_estimate` writes.
 """
 
 import csv
@@ -13,40 +15,28 @@ import math
 from pathlib import Path
 from statistics import mean
 
+from okapi_pipeline.config import (
+    LLM_STAGES,
+    llm_settings,
+    ranking_responders,
+    seed_tasks_path,
+    self_instruct_needed,
+    split_sizes,
+)
+from okapi_pipeline.data.self_instruct import EXAMPLES_PER_PROMPT, format_examples, seed_records
+from okapi_pipeline.evaluation.benchmarks import load_split, translatable_fields
 from okapi_pipeline.jsonl import read_jsonl
 from okapi_pipeline.languages import SOURCE_LANGUAGE, target_languages
+from okapi_pipeline.llm.budget import CHARS_PER_TOKEN, MESSAGE_TOKENS, TOKEN_FACTOR, tokens, usd
+from okapi_pipeline.llm.segments import segments
 
 log = logging.getLogger(__name__)
 
-CHARS_PER_TOKEN = 4
-# Tokens per English-equivalent token for languages outside the Latin script (rough).
-TOKEN_FACTOR = {
-    "ru": 2.0,
-    "uk": 2.0,
-    "sr": 2.0,
-    "ar": 2.0,
-    "zh": 1.5,
-    "hi": 4.0,
-    "bn": 4.0,
-    "mr": 4.0,
-    "ne": 4.0,
-    "ta": 4.0,
-    "te": 4.0,
-    "ml": 4.0,
-    "kn": 4.0,
-}
-MESSAGE_TOKENS = 8  # the chat format's overhead per request
 RANKING_ANSWER_TOKENS = 20
+# The token counts file (what a paid job's budget gate reads) and the estimate file (priced).
+TOKEN_COLUMNS = ("stage", "language", "model", "requests", "input_tokens", "output_tokens", "segments")
 COLUMNS = ("stage", "language", "model", "requests", "input_tokens", "output_tokens", "usd", "segments", "gpu_hours")
 SECONDS_PER_HOUR = 3600
-
-
-class BudgetExceeded(RuntimeError):
-    """A paid stage's estimated cost is above its `budget_usd`."""
-
-
-def tokens(text: str) -> int:
-    return math.ceil(len(text) / CHARS_PER_TOKEN)
 
 
 def estimate_costs(
@@ -60,21 +50,55 @@ def estimate_costs(
     ranking: dict,
     llm: dict,
     out_path=None,
+    benchmark_fields: dict | None = None,
 ) -> list[dict]:
-    """One row per (stage, language, model): requests, tokens and USD at the stage's prices.
+    """One row per (stage, language, model): requests, tokens and USD at the stage's prices
+    (the token counts of `count_tokens`, priced by `price`), written to `out_path` if given."""
+    counts = count_tokens(
+        instructions,
+        seed_tasks,
+        prompts,
+        languages,
+        responders,
+        sizes,
+        self_instruct,
+        ranking,
+        tuple(llm),
+        benchmark_fields,
+    )
+    rows = price(counts, llm)
+    if out_path is not None:
+        write_rows(out_path, rows, COLUMNS)
+        log_estimate(rows, llm)
+    return rows
+
+
+def count_tokens(
+    instructions,
+    seed_tasks,
+    prompts: dict,
+    languages: list[str],
+    responders: list[str],
+    sizes: dict,
+    self_instruct: dict,
+    ranking: dict,
+    stages: tuple[str, ...],
+    benchmark_fields: dict | None = None,
+) -> list[dict]:
+    """One row per (stage, language, model): requests, input and output tokens, segments.
 
     `instructions` gives the average English record; `prompts` maps translation,
     self_instruct, rank and back_translation to their prompt files; `responders` are
     the models whose responses are ranked (none: the released pairs); `sizes` the sizes
     of the splits translated here (a released split costs nothing); `self_instruct` the
-    stage's settings (None: no split draws on it, no request); `llm` maps each
-    stage to its LLM settings. With a `back_translation` stage in `llm`, back-translation
-    has rows of its own (else it counts in the ranking rows). An `mt` stage is priced in
-    GPU hours: its sentences (segments, counted on the English records) at the stage's
-    `segments_per_second`.
+    stage's settings (None: no split draws on it, no request). With `back_translation`
+    among the `stages`, back-translation has rows of its own (else it counts in the
+    ranking rows). Segments are the sentences an `mt` backend would translate, counted on
+    the English records. `benchmark_fields` maps each benchmark translated here to the
+    texts of its English records (one request each, into every language but English, with
+    the prompt `prompts["benchmarks"]`). No prices: a job's budget gate prices its stage's
+    rows at its own settings (okapi_pipeline.llm.budget).
     """
-    from okapi_pipeline.data.self_instruct import EXAMPLES_PER_PROMPT, format_examples, seed_records
-
     records = read_jsonl(instructions) if instructions else []
     record_tokens = (
         mean(
@@ -103,7 +127,6 @@ def estimate_costs(
             requests,
             requests * (tokens(text["self_instruct"]) + examples + MESSAGE_TOKENS),
             requests * per_request * task_tokens,
-            llm["self_instruct"],
         )
     )
 
@@ -119,7 +142,6 @@ def estimate_costs(
                 items,
                 items * (tokens(text["translation"]) + record_tokens + MESSAGE_TOKENS),
                 items * record_tokens * factor,
-                llm["translation"],
                 items * record_segments,
             )
         )
@@ -131,7 +153,7 @@ def estimate_costs(
             english = prompt_tokens + k * response_tokens
             back_in = tokens(text["back_translation"]) + english * factor + MESSAGE_TOKENS
             rank_in = tokens(text["rank"]) + english + MESSAGE_TOKENS
-            if lang != SOURCE_LANGUAGE and "back_translation" not in llm:
+            if lang != SOURCE_LANGUAGE and "back_translation" not in stages:
                 # One back-translation and one ranking request per item, both the judge's.
                 rows.append(
                     _row(
@@ -141,7 +163,6 @@ def estimate_costs(
                         2 * sizes["rm"],
                         sizes["rm"] * (back_in + rank_in),
                         sizes["rm"] * (english + RANKING_ANSWER_TOKENS),
-                        llm["ranking"],
                     )
                 )
                 continue
@@ -156,7 +177,6 @@ def estimate_costs(
                         sizes["rm"],
                         sizes["rm"] * back_in,
                         sizes["rm"] * english,
-                        llm["back_translation"],
                         sizes["rm"] * (prompt_segments + response_segments),
                     )
                 )
@@ -169,17 +189,70 @@ def estimate_costs(
                     sizes["rm"],
                     sizes["rm"] * rank_in,
                     sizes["rm"] * RANKING_ANSWER_TOKENS,
-                    llm["ranking"],
                 )
             )
 
-    if out_path is None:
-        return rows
-    with open(out_path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+    benchmark_requests = [fields for records in (benchmark_fields or {}).values() for fields in records]
+    if benchmark_requests:
+        prompt = tokens(text["benchmarks"]) + MESSAGE_TOKENS
+        fields_tokens = sum(tokens(json.dumps(fields, ensure_ascii=False)) for fields in benchmark_requests)
+        for lang in target_languages(languages):
+            rows.append(
+                _row(
+                    "benchmarks",
+                    lang,
+                    "",
+                    len(benchmark_requests),
+                    len(benchmark_requests) * prompt + fields_tokens,
+                    fields_tokens * TOKEN_FACTOR.get(lang, 1.0),
+                )
+            )
+
+    return rows
+
+
+def price(rows: list[dict], llm: dict) -> list[dict]:
+    """The rows with USD at each stage's prices and GPU hours of an `mt` stage (at its
+    `segments_per_second`); `llm` maps each stage to its LLM settings."""
+    return [
+        {
+            **row,
+            "usd": usd(row["input_tokens"], row["output_tokens"], llm[row["stage"]]),
+            "gpu_hours": gpu_hours(row["segments"], llm[row["stage"]]),
+        }
+        for row in rows
+    ]
+
+
+def price_estimate(token_counts, llm: dict, out_path) -> list[dict]:
+    """The estimate file (COLUMNS) from the token counts file at the configured prices."""
+    rows = price(read_token_counts(token_counts), llm)
+    write_rows(out_path, rows, COLUMNS)
+    log_estimate(rows, llm)
+    return rows
+
+
+def read_token_counts(path) -> list[dict]:
+    with open(path, newline="", encoding="utf-8") as handle:
+        return [
+            {
+                **row,
+                **{key: int(row[key]) for key in ("requests", "input_tokens", "output_tokens")},
+                "segments": int(row["segments"]) if row["segments"] else None,
+            }
+            for row in csv.DictReader(handle)
+        ]
+
+
+def write_rows(path, rows: list[dict], columns) -> None:
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
-    for stage in llm:
+
+
+def log_estimate(rows: list[dict], llm: dict) -> None:
+    for stage in dict.fromkeys(row["stage"] for row in rows):
         hours = [r["gpu_hours"] for r in rows if r["stage"] == stage and r["gpu_hours"] is not None]
         log.info(
             "%s: about $%.2f%s (%s backend)",
@@ -188,29 +261,23 @@ def estimate_costs(
             f" and {sum(hours):,.0f} GPU hours" if hours else "",
             llm[stage]["backend"],
         )
-    return rows
 
 
-def _row(stage, language, model, requests, input_tokens, output_tokens, settings, segments=None) -> dict:
-    input_tokens, output_tokens = round(input_tokens), round(output_tokens)
+def _row(stage, language, model, requests, input_tokens, output_tokens, segments=None) -> dict:
     return {
         "stage": stage,
         "language": language,
         "model": model,
         "requests": requests,
-        "input_tokens": input_tokens,
-        "output_tokens": output_tokens,
-        "usd": usd(input_tokens, output_tokens, settings),
+        "input_tokens": round(input_tokens),
+        "output_tokens": round(output_tokens),
         "segments": round(segments) if segments is not None else None,
-        "gpu_hours": gpu_hours(segments, settings),
     }
 
 
 def _segment_counts(records: list[dict]) -> tuple[float, float, float]:
     """Mean sentences the `mt` backend translates per record and per prompt (instruction +
     input), and the mean characters of a sentence."""
-    from okapi_pipeline.llm.segments import segments
-
     if not records:
         return 0.0, 0.0, 0.0
     per_field = [[segments(r[key]) for key in ("instruction", "input", "output")] for r in records]
@@ -230,35 +297,31 @@ def gpu_hours(segments, settings: dict) -> float | None:
     return round(segments / rate / SECONDS_PER_HOUR, 2)
 
 
-def usd(input_tokens: int, output_tokens: int, settings: dict) -> float:
-    """The local backends (hf, mt) cost no dollars (mt: see gpu_hours)."""
-    if settings["backend"] != "openai":
-        return 0.0
-    return round(
-        input_tokens / 1000 * settings["price_input_per_1k"] + output_tokens / 1000 * settings["price_output_per_1k"],
-        4,
-    )
+def benchmark_fields(sources: dict) -> dict:
+    """The texts a benchmark translation sends, per English record: `sources` maps each
+    benchmark to its English `source` (files or hub mirror) and `splits`."""
+    return {
+        bench: [
+            translatable_fields(bench, record)
+            for split in entry["splits"]
+            for record in load_split(bench, SOURCE_LANGUAGE, split, entry["source"])
+        ]
+        for bench, entry in sources.items()
+    }
 
 
-def config_estimate(config: dict, instructions=None) -> list[dict]:
+def config_estimate(config: dict, instructions=None, benchmark_sources: dict | None = None) -> list[dict]:
     """The estimate of every stage from the workflow config (the rows the CSV holds).
 
-    Without `instructions` (self-instruct runs before them) records count as empty.
+    Without `instructions` (self-instruct runs before them) records count as empty;
+    `benchmark_sources` as `benchmark_fields` takes them (none: no benchmark is translated).
     """
-    from okapi_pipeline.config import (
-        LLM_STAGES,
-        llm_settings,
-        ranking_responders,
-        seed_tasks_path,
-        self_instruct_needed,
-        split_sizes,
-    )
-
     prompts = {
         "translation": config["translation"]["prompt"],
         "self_instruct": config["self_instruct"]["prompt"],
         "rank": config["ranking"]["prompt"],
         "back_translation": config["ranking"]["back_translation_prompt"],
+        "benchmarks": config["benchmarks"]["prompt"],
     }
     return estimate_costs(
         instructions,
@@ -269,39 +332,6 @@ def config_estimate(config: dict, instructions=None) -> list[dict]:
         split_sizes(config),
         config["self_instruct"] if self_instruct_needed(config) else None,
         config["ranking"],
-        {stage: llm_settings(config, stage) for stage in LLM_STAGES},
+        {stage: llm_settings(config, stage) for stage in (*LLM_STAGES, "benchmarks")},
+        benchmark_fields=benchmark_fields(benchmark_sources or {}),
     )
-
-
-def check_budget(config: dict, stage: str, settings: dict, instructions=None) -> None:
-    """Refuse to start a paid stage whose estimate (all its languages and models) is over budget.
-
-    Called by the stage's jobs before any request, with the same estimate as
-    `snakemake cost_estimate`; the hf backend is free and never checked.
-    """
-    if not is_budgeted(settings):
-        return
-    cost = sum(row["usd"] for row in config_estimate(config, instructions) if row["stage"] == stage)
-    enforce_budget(
-        cost,
-        settings,
-        f"{stage}: the estimated cost",
-        f"llm.budget_usd (or {stage}.llm.budget_usd)",
-        source=" (see `snakemake cost_estimate`)",
-    )
-
-
-def is_budgeted(settings: dict) -> bool:
-    """Only a paid (openai) backend with a budget is checked."""
-    return settings["backend"] == "openai" and settings["budget_usd"] is not None
-
-
-def enforce_budget(cost: float, settings: dict, what: str, budget_key: str, source: str = "") -> None:
-    """Raise BudgetExceeded, in one line saying which key to raise, when `cost` is over budget."""
-    budget = settings["budget_usd"]
-    if cost > budget:
-        raise BudgetExceeded(
-            f"{what} ${cost:,.2f}{source} exceeds budget_usd ${budget:,.2f}; "
-            f"to allow it, set {budget_key} to at least {math.ceil(cost)} in your config file and run again"
-        )
-    log.info("%s $%.2f is within the budget of $%s", what, cost, budget)

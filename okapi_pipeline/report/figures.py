@@ -18,7 +18,7 @@ log = logging.getLogger(__name__)
 
 VARIANT_COLOURS = {"sft": "#7f9fc6", "ppo": "#d9822b", "dpo": "#6aa56a"}
 VARIANT_LABELS = {"sft": "SFT", "ppo": "RLHF (PPO)", "dpo": "DPO"}
-STAGE_NAMES = {"sft": "SFT", "rm": "Reward model", "ppo": "PPO policy", "dpo": "DPO"}
+STAGE_NAMES = {"sft": "SFT", "reward_model": "Reward model", "ppo": "PPO policy", "dpo": "DPO"}
 
 
 def variant_label(variant: str) -> str:
@@ -219,7 +219,7 @@ def joint_figure(
 def training_panels(summaries: dict) -> list[tuple[str, str, list[tuple[str, list, list]]]]:
     """(stage, y label, [(series label, steps, values)]) for each panel with data.
 
-    summaries: stage name (sft, rm, ppo, dpo) -> the parsed training_summary.json.
+    summaries: stage name (sft, reward_model, ppo, dpo) -> the parsed training_summary.json.
     """
     panels = []
     for stage, summary in summaries.items():

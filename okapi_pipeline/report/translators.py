@@ -17,16 +17,15 @@ import random
 import time
 from pathlib import Path
 
-from okapi_pipeline.data.translate import FIELDS, segment_counts, split_stats
+from okapi_pipeline.data.translate import FIELDS, split_stats
 from okapi_pipeline.jsonl import read_jsonl, write_json
 from okapi_pipeline.languages import language_group, language_name
+from okapi_pipeline.llm.budget import translation_requests_usd
 from okapi_pipeline.llm.cache import cache_file
 from okapi_pipeline.llm.checks import strict_checks, translation_check
-from okapi_pipeline.llm.client import LLMClient
-from okapi_pipeline.llm.job import job_report
+from okapi_pipeline.llm.job import BudgetCheck, job_report, run_llm_job
 from okapi_pipeline.llm.prompts import field_request, load_prompt
 from okapi_pipeline.llm.requests import Rejected
-from okapi_pipeline.report.cost import MESSAGE_TOKENS, TOKEN_FACTOR, tokens, usd
 
 log = logging.getLogger(__name__)
 
@@ -60,29 +59,19 @@ def sample(records: list[dict], size: int, seed: int) -> list[dict]:
     return [records[index] for index in chosen]
 
 
-def _translate(
-    records: list[dict],
-    system: str,
-    languages: tuple[str, str],
-    settings: dict,
-    cache_name: str,
-    threads: int,
-    timing: bool = False,
-):
+def _requests(records: list[dict], system: str, languages: tuple[str, str]) -> list:
+    return [field_request(system, {key: record[key] for key in FIELDS}, languages) for record in records]
+
+
+def _forward(clients, cache_name: str, requests: list, check):
     """Results (dict or Rejected) per record and the seconds the sent requests took
     (None when nothing was sent: every answer came from the cache)."""
-    requests = [field_request(system, {key: record[key] for key in FIELDS}, languages) for record in records]
-    client = LLMClient.from_settings(settings, cache_file(settings, cache_name), threads)
-    try:
-        if timing:
-            client.backend.prepare()  # loading a model is not translating
-        started = time.monotonic()
-        results = client.json_requests(requests, check=translation_check(languages[1], strict_checks(settings)))
-        seconds = time.monotonic() - started
-        sent = client.sent
-    finally:
-        client.close()
-    return results, (seconds, sent) if sent else None
+    client = clients(cache_name)
+    client.backend.prepare()  # loading a model is not translating
+    started = time.monotonic()
+    results = client.json_requests(requests, check=check)
+    seconds = time.monotonic() - started
+    return results, (seconds, client.sent) if client.sent else None
 
 
 def _device() -> str:
@@ -130,36 +119,52 @@ def compare_translator(
     out_path,
     threads: int = 1,
     gpu_hour_usd: float | None = None,
+    budget_key: str = "llm.budget_usd",
 ) -> dict:
-    """One (translator, language) row of the comparison, written as JSON."""
+    """One (translator, language) row of the comparison, written as JSON.
+
+    Through the job runner: a paid translator over its budget_usd (the setting
+    `budget_key` names) refuses to start before any request."""
     records = sample(read_jsonl(english_path), size, seed)
     forward_cache = f"translators/{name}/{language}/forward"
-    forward, measured = _translate(
-        records,
-        load_prompt(prompt_file, language=language_name(language)),
-        ("en", language),
+    back_cache = f"translators/{name}/{language}/back"
+    requests = _requests(records, load_prompt(prompt_file, language=language_name(language)), ("en", language))
+    back_system = load_prompt(back_prompt_file, language=language_name(language))
+    translated, rejects, back, counts = [], [], [], {}
+
+    def work(clients):
+        forward, measured = _forward(
+            clients, forward_cache, requests, translation_check(language, strict_checks(settings))
+        )
+        counts.update(measured=measured, mt=clients.mt_counts(forward_cache))
+        for record, result in zip(records, forward):
+            if isinstance(result, Rejected):
+                rejects.append({"id": record["id"], "reason": result.reason})
+            else:
+                translated.append(
+                    {"id": record["id"], **{key: result.get(key, "") if record[key] else "" for key in FIELDS}}
+                )
+        back.extend(
+            clients.ask(
+                back_cache,
+                _requests(translated, back_system, (language, "en")),
+                check=translation_check("en", strict_checks(settings)),
+            )
+        )
+        return len(records), rejects
+
+    run_llm_job(
+        f"translator comparison {name} {language}",
         settings,
         forward_cache,
-        threads,
-        timing=True,
+        work,
+        threads=threads,
+        # There and back: the way back sends about what the forward requests send.
+        budget=BudgetCheck(requests=requests * 2, language=language, budget_key=budget_key),
+        # A measurement: its rejects are a column of the table, not a failure.
+        check_share=False,
     )
-    timing = _timing(settings, forward_cache, measured)
-    translated, rejects = [], []
-    for record, result in zip(records, forward):
-        if isinstance(result, Rejected):
-            rejects.append({"id": record["id"], "reason": result.reason})
-        else:
-            translated.append(
-                {"id": record["id"], **{key: result.get(key, "") if record[key] else "" for key in FIELDS}}
-            )
-    back, _ = _translate(
-        translated,
-        load_prompt(back_prompt_file, language=language_name(language)),
-        (language, "en"),
-        settings,
-        f"translators/{name}/{language}/back",
-        threads,
-    )
+    timing = _timing(settings, forward_cache, counts["measured"])
     source = {record["id"]: record for record in records}
     hypotheses, references = [], []
     for record, result in zip(translated, back):
@@ -187,10 +192,10 @@ def compare_translator(
         "length_ratio_outliers": qa["length_ratio_outliers"],
         "broken_code": qa["broken_code"],
         "in_target_language_share": qa["in_target_language_share"],
-        "segments_cut": segment_counts(forward).get("cut") if local and settings["backend"] == "mt" else None,
+        "segments_cut": counts["mt"].get("cut") if settings["backend"] == "mt" else None,
         "chrf_round_trip": chrf(hypotheses, references),
         "seconds_per_1k": seconds_per_1k,
-        "usd_per_1k": _usd_per_1k(records, prompt_file, language, settings)
+        "usd_per_1k": _usd_per_1k(requests, language, settings)
         if not local
         else (round(gpu_hours * gpu_hour_usd, 4) if gpu_hours is not None and gpu_hour_usd is not None else 0.0),
         "gpu_hours_per_1k": gpu_hours,
@@ -213,16 +218,11 @@ def _reasons(rejects: list[dict]) -> dict:
     return job_report(len(rejects), rejects)["reasons"]
 
 
-def _usd_per_1k(records: list[dict], prompt_file, language: str, settings: dict) -> float:
+def _usd_per_1k(requests: list, language: str, settings: dict) -> float:
     """The forward translation's price per 1K records, estimated as `cost_estimate` does."""
-    if not records:
+    if not requests:
         return 0.0
-    system = load_prompt(prompt_file, language=language_name(language))
-    requests = [field_request(system, {key: record[key] for key in FIELDS}) for record in records]
-    factor = TOKEN_FACTOR.get(language, 1.0)
-    input_tokens = sum(tokens(r.system) + tokens(r.user_text()) + MESSAGE_TOKENS for r in requests)
-    output_tokens = sum(tokens(r.user_text()) * factor for r in requests)
-    return round(usd(input_tokens, output_tokens, settings) * 1000 / len(records), 4)
+    return round(translation_requests_usd(requests, language, settings) * 1000 / len(requests), 4)
 
 
 def comparison_table(row_paths, csv_path, markdown_path, figure_path) -> list[dict]:

@@ -18,9 +18,9 @@ from okapi_pipeline.tiny.tokenizers import MT_MAX_POSITIONS, corpus_files, train
 
 log = logging.getLogger(__name__)
 
-# Encoder-decoder builds: NLLB (m2m_100 architecture, FLORES-200 language tokens), M2M100
-# (m2m_100, __xx__ tokens) and MADLAD-400 (T5, <2xx> tokens).
-MT_ARCHITECTURES = {"nllb": "nllb", "m2m100": "m2m100", "madlad": "madlad"}
+# Encoder-decoder builds, each its own language-token family: NLLB (m2m_100 architecture,
+# FLORES-200 language tokens), M2M100 (m2m_100, __xx__ tokens) and MADLAD-400 (T5, <2xx> tokens).
+MT_ARCHITECTURES = ("nllb", "m2m100", "madlad")
 # The copy pretraining needs about this many epochs before outputs end with EOS; with
 # fewer, the tiny model repeats a token until the length cap and every answer is
 # rejected as truncated. 0 in tiny_models.pretrain_epochs keeps the random weights.
@@ -141,7 +141,7 @@ def build_tiny_mt_model(corpus_dir, out_dir, build: dict, pretraining: dict, thr
 
     started = time.time()
     torch.set_num_threads(threads)
-    family = MT_ARCHITECTURES[build["architecture"]]
+    family = build["architecture"]
     out_dir = Path(out_dir)
     tokenizer = train_mt_tokenizer(corpus_dir, out_dir, pretraining.get("vocab_size", 1000), family)
     config = mt_model_config(build, tokenizer)

@@ -55,28 +55,27 @@ class SlurmCluster:
         )
 
     # There is no accounting database: job states come from squeue (the cluster keeps
-    # finished jobs for MinJobAge=300 s, over 3 x the wait before the first check).
+    # finished jobs for MinJobAge=300 s, over 3 x the wait before the first check), or
+    # from bin/sacct, which answers from squeue in sacct's words.
     snakemake_args = ("--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "2")
 
-    def snakemake(self, workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-        """`snakemake --profile slurm ARGS` in `workdir` on this cluster.
+    def snakemake_command(self, *args: str, timeout: int = 900) -> list[str]:
+        """`snakemake --profile slurm ARGS` on this cluster, killed at the timeout.
 
-        Snakemake ignores SIGTERM while it waits on cluster jobs, so it is killed at the timeout.
+        Snakemake ignores SIGTERM while it waits on cluster jobs, so it is killed with SIGKILL.
         """
-        command = [
-            "timeout",
-            "-s",
-            "KILL",
-            str(timeout),
-            sys.executable,
-            "-m",
-            "snakemake",
-            "--profile",
-            "slurm",
-            *self.snakemake_args,
-            *args,
-        ]
+        profile_args = ("--profile", "slurm", *self.snakemake_args, *args)
+        return ["timeout", "-s", "KILL", str(timeout), sys.executable, "-m", "snakemake", *profile_args]
+
+    def snakemake(self, workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
+        """Run `snakemake --profile slurm ARGS` in `workdir` to its end."""
+        command = self.snakemake_command(*args, timeout=timeout)
         return subprocess.run(command, cwd=workdir, env=self.env, capture_output=True, text=True)
+
+    def job_id(self, comment: str) -> str:
+        """The SLURM id of the last job submitted with --comment `comment` (rule and wildcards)."""
+        [*_, last] = [s for s in self.submissions() if s["args"][s["args"].index("--comment") + 1] == comment]
+        return last["stdout"].strip().split(";")[0]
 
     def submissions(self) -> list[dict]:
         """Every sbatch call so far: args, returncode, stdout, stderr and SLURM's `job` record."""
