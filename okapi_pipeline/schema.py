@@ -13,6 +13,11 @@ import yaml
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
+# The `build.architecture`s that are encoder-decoder translation models (tiny/mt_models.py),
+# each its own language-token family: NLLB (m2m_100 architecture, FLORES-200 language
+# tokens), M2M100 (m2m_100, __xx__ tokens) and MADLAD-400 (T5, <2xx> tokens).
+MT_ARCHITECTURES = ("nllb", "m2m100", "madlad")
+
 
 class ConfigError(ValueError):
     """A config problem, in one line that names the key."""

@@ -33,7 +33,7 @@ from okapi_pipeline.config import (
 )
 from okapi_pipeline.languages import SOURCE_LANGUAGE, target_languages
 from okapi_pipeline.data.okapi_release import DATASETS, expected_file, read_checksums
-from okapi_pipeline.tiny.mt_models import MT_ARCHITECTURES
+from okapi_pipeline.schema import MT_ARCHITECTURES
 
 try:
     # Defaults filled in place, so `config` everywhere (scripts included) sees them.

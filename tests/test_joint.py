@@ -2,8 +2,9 @@
 
 import yaml
 
+from okapi_pipeline.cluster.gpu_layout import joint_gpus
 from okapi_pipeline.config import load_schema, validate_config
-from okapi_pipeline.data.joint import joint_gpus, joint_settings, mix_languages
+from okapi_pipeline.data.joint import joint_settings, mix_languages
 from okapi_pipeline.jsonl import read_jsonl, write_jsonl
 from tests.workflow import REPO, merged_config
 

@@ -12,9 +12,8 @@ have no measurement yet: the local translation models).
 import math
 from dataclasses import dataclass
 
-from okapi_pipeline.cluster.gpu_layout import allowed_processes, gpus_for
-from okapi_pipeline.data.joint import joint_gpus
-from okapi_pipeline.tiny.mt_models import MT_ARCHITECTURES
+from okapi_pipeline.cluster.gpu_layout import allowed_processes, gpus_for, joint_gpus
+from okapi_pipeline.schema import MT_ARCHITECTURES
 
 # The rule of each GPU stage (one list: the rules, plan_cluster and the tests read it).
 GPU_RULES = {

@@ -211,6 +211,12 @@ def allowed_processes(stage: str, settings: dict, most: int) -> list[int]:
     return [n for n in range(1, most + 1) if all(size % n == 0 for size in sizes)]
 
 
+def joint_gpus(stage: str, settings: dict, most: int) -> int:
+    """The GPUs a joint job of `stage` asks for: the most, up to `most`, that its batches
+    divide by (PPO's rollout and minibatch sizes; the others' effective batch)."""
+    return allowed_processes(stage, settings, most)[-1]
+
+
 def smallest_fit(stage: str, shape: Shape, settings: dict, memory_gb: float, most: int) -> tuple[int, float]:
     """(GPUs, modelled GB a GPU) of the fewest GPUs on which the stage fits with micro-batch 1
     and checkpointing; the most allowed (and its estimate) if none fits."""

@@ -8,7 +8,6 @@ all, and the job spreads over several GPUs where its batch sizes allow.
 import logging
 import random
 
-from okapi_pipeline.cluster.gpu_layout import allowed_processes
 from okapi_pipeline.jsonl import read_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -46,9 +45,3 @@ def joint_settings(stage: str, settings: dict, languages: int) -> dict:
     if stage == "ppo" and settings["rounds"]:
         return {**settings, "rounds": settings["rounds"] * languages}
     return settings
-
-
-def joint_gpus(stage: str, settings: dict, most: int) -> int:
-    """The GPUs a joint job of `stage` asks for: the most, up to `most`, that its batches
-    divide by (PPO's rollout and minibatch sizes; the others' effective batch)."""
-    return allowed_processes(stage, settings, most)[-1]

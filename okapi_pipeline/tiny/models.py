@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from okapi_pipeline.jsonl import write_json
-from okapi_pipeline.tiny.mt_models import MT_ARCHITECTURES, build_tiny_mt_model
+from okapi_pipeline.schema import MT_ARCHITECTURES
+from okapi_pipeline.tiny.mt_models import build_tiny_mt_model
 from okapi_pipeline.tiny.tokenizers import MAX_POSITIONS, corpus_files
 
 log = logging.getLogger(__name__)

@@ -18,9 +18,6 @@ from okapi_pipeline.tiny.tokenizers import MT_MAX_POSITIONS, corpus_files, train
 
 log = logging.getLogger(__name__)
 
-# Encoder-decoder builds, each its own language-token family: NLLB (m2m_100 architecture,
-# FLORES-200 language tokens), M2M100 (m2m_100, __xx__ tokens) and MADLAD-400 (T5, <2xx> tokens).
-MT_ARCHITECTURES = ("nllb", "m2m100", "madlad")
 # The copy pretraining needs about this many epochs before outputs end with EOS; with
 # fewer, the tiny model repeats a token until the length cap and every answer is
 # rejected as truncated. 0 in tiny_models.pretrain_epochs keeps the random weights.
