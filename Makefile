@@ -25,8 +25,9 @@ report: demo
 test: install
 	$(PY) -m pytest -q
 
+# The unit layer: the package in process, under a minute on 2 cores.
 test-fast: install
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q tests/unit
 
 lint: install
 	$(SNAKEMAKE) --lint

@@ -33,6 +33,7 @@ from okapi_pipeline.config import (
 )
 from okapi_pipeline.languages import SOURCE_LANGUAGE, target_languages
 from okapi_pipeline.data.okapi_release import DATASETS, expected_file, read_checksums
+from okapi_pipeline.llm.budget import counting_model
 from okapi_pipeline.schema import MT_ARCHITECTURES
 
 try:
@@ -159,8 +160,12 @@ def gpu_resources(stage, model_of=model_wildcard):
         joint = getattr(wildcards, "lang", None) == "joint"
         return gpu_job_for(stage, model_of(wildcards), joint)
 
+    if config["site"]["gpu_request"] == "gres":
+        gpus = {"gres": lambda wildcards: f"gpu:{job(wildcards)['gpu']}"}
+    else:
+        gpus = {"gpu": lambda wildcards: job(wildcards)["gpu"]}
     return {
-        "gpu": lambda wildcards: job(wildcards)["gpu"],
+        **gpus,
         "mem_mb": lambda wildcards: job(wildcards)["mem_mb"],
         "runtime": lambda wildcards, attempt: job(wildcards)["runtime"] * attempt,
     }
@@ -302,6 +307,16 @@ def ranking_counts():
     return {
         key: config["ranking"][key]
         for key in ("responses_per_prompt", "max_new_tokens")
+    }
+
+
+def token_count_models():
+    """The model whose tokenizer counts each API stage's tokens (None: a local backend,
+    4 characters a token): another API model counts differently, so it reruns cost_tokens.
+    """
+    return {
+        stage: counting_model(llm_settings(config, stage))
+        for stage in (*LLM_STAGES, "benchmarks")
     }
 
 

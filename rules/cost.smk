@@ -28,6 +28,8 @@ rule cost_tokens:
         sizes=split_sizes(config),
         self_instruct=self_instruct_counts(),
         ranking=ranking_counts(),
+        # The API model of each stage: tiktoken counts with its encoding.
+        models=token_count_models(),
         stages=[*LLM_STAGES, "benchmarks"],
         benchmarks=benchmark_translation_sources(),
     script:

@@ -22,5 +22,6 @@ rows = count_tokens(
     ranking=snakemake.params.ranking,
     stages=tuple(snakemake.params.stages),
     benchmark_fields=benchmark_fields(snakemake.params.benchmarks),
+    models=snakemake.params.models,
 )
 write_rows(snakemake.output[0], rows, TOKEN_COLUMNS)

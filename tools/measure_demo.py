@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from tests.workflow import copy_workflow, snakemake  # noqa: E402
+from tests.support.workflow import copy_workflow, snakemake  # noqa: E402
 
 
 def per_job_table(workdir: Path) -> pd.DataFrame:

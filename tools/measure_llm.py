@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from okapi_pipeline.llm import JsonRequest, LLMClient  # noqa: E402
-from tests.fake_openai import CANARY_KEY, KEY_VARIABLE, FakeOpenAI  # noqa: E402
+from tests.support.fake_openai import CANARY_KEY, KEY_VARIABLE, FakeOpenAI  # noqa: E402
 
 SYSTEM = "Translate every string value of the JSON object in the user message from English into German."
 

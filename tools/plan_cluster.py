@@ -131,6 +131,14 @@ def profile_groups(profile: str) -> tuple[dict[str, str], dict[str, int]]:
     return groups, {group: int(n) for group, n in components.items()}
 
 
+def gpus_asked(resources: dict) -> int:
+    """The GPUs of a job's resources: `gpu: N`, or `gres: gpu:N` / `gpu:TYPE:N` (site.gpu_request: gres)."""
+    gres = resources.get("gres", "")
+    if gres.startswith("gpu:"):
+        return int(gres.rsplit(":", 1)[1])
+    return int(resources.get("gpu", 0) or 0)
+
+
 def plan(profile: str, configfiles: list[str], forceall: bool = True) -> list[RulePlan]:
     rules, config = workflow_rules(configfiles)
     bases = runtime_bases(config)
@@ -144,7 +152,7 @@ def plan(profile: str, configfiles: list[str], forceall: bool = True) -> list[Ru
         entry.jobs += 1
         if local:
             continue
-        gpus = int(resources.get("gpu", 0) or 0)
+        gpus = gpus_asked(resources)
         hours = int(resources.get("runtime", 0) or 0) / 60
         entry.gpus.add(gpus)
         entry.runtimes_h.add(hours)

@@ -1,9 +1,14 @@
 """What a paid request costs and the budget gate in front of a paid job.
 
-Tokens are estimated without a tokenizer: about 4 characters a token for English
-text (OpenAI's rule of thumb), times a factor for scripts that split into more
-tokens. It is meant to catch an order-of-magnitude surprise before money is spent,
-not to match the invoice; retries of unusable answers are not included.
+Tokens are counted with tiktoken, the tokenizer of OpenAI's models, where it has an
+encoding for the stage's model (gpt-3.5-turbo and gpt-4: cl100k_base, gpt-4o:
+o200k_base); otherwise (a local backend, a model tiktoken does not know, tiktoken not
+installed, or its encoding file not loadable: it downloads each file once into
+TIKTOKEN_CACHE_DIR) at about 4 characters a token, OpenAI's rule of thumb for English.
+Text that does not exist yet (a translation, a back-translated response) is counted as
+its English source times a factor for scripts that split into more tokens. It is meant
+to catch an order-of-magnitude surprise before money is spent, not to match the
+invoice; retries of unusable answers are not included.
 
 A workflow stage's job prices its stage's rows of the token counts file that
 `snakemake cost_tokens` writes (okapi_pipeline.report.cost) at its own settings and
@@ -15,9 +20,10 @@ requests.
 from __future__ import annotations
 
 import csv
+import functools
 import logging
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 from okapi_pipeline.llm.errors import UserError
 from okapi_pipeline.llm.requests import JsonRequest
@@ -25,7 +31,8 @@ from okapi_pipeline.llm.requests import JsonRequest
 log = logging.getLogger(__name__)
 
 CHARS_PER_TOKEN = 4
-# Tokens per English-equivalent token for languages outside the Latin script (rough).
+# Tokens of a text in a language outside the Latin script per token of its English
+# source (rough): what an output or a back-translation input is counted at before it exists.
 TOKEN_FACTOR = {
     "ru": 2.0,
     "uk": 2.0,
@@ -48,8 +55,53 @@ class BudgetExceeded(UserError, RuntimeError):
     """A paid job's estimated cost is above its `budget_usd`."""
 
 
-def tokens(text: str) -> int:
+def tokens(text: str, model: str | None = None) -> int:
+    """Tokens of `text` as `model`'s tokenizer counts them (None: 4 characters a token)."""
+    return token_counter(model)(text)
+
+
+def counting_model(settings: dict) -> str | None:
+    """The model whose tokenizer counts a stage's tokens: an API model's name; None for the
+    local backends (hf, mt), which cost no dollars."""
+    return settings["model"] if settings["backend"] == "openai" else None
+
+
+def characters_tokens(text: str) -> int:
     return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+
+def encoding_for_model(model: str):
+    """tiktoken's encoding of an OpenAI model (KeyError: a model it does not know). Its
+    file loads from TIKTOKEN_CACHE_DIR, downloaded there on first use."""
+    import tiktoken
+
+    return tiktoken.encoding_for_model(model)
+
+
+@functools.cache
+def token_counter(model: str | None) -> Callable[[str], int]:
+    """A function counting tokens of text for `model`: tiktoken's encoding, or 4 characters
+    a token where there is none (said once per model in the log, with the reason)."""
+    if model is None:
+        return characters_tokens
+    try:
+        encoding = encoding_for_model(model)
+    except ImportError:
+        reason = "tiktoken is not installed"
+    except KeyError:
+        reason = "tiktoken has no encoding for this model"
+    except (OSError, ValueError) as error:
+        # Offline, tiktoken fails to download the file (requests' errors are OSErrors).
+        reason = (
+            f"tiktoken cannot load its encoding ({type(error).__name__}); "
+            "load it once where there is network, into TIKTOKEN_CACHE_DIR"
+        )
+    else:
+        log.info("%s: tokens counted with tiktoken's %s encoding", model, encoding.name)
+        # encode_ordinary: text that looks like a special token is counted as text, never refused.
+        return lambda text: len(encoding.encode_ordinary(text))
+    log.warning("%s: tokens counted at %d characters a token: %s", model, CHARS_PER_TOKEN, reason)
+    return characters_tokens
 
 
 def usd(input_tokens: int, output_tokens: int, settings: dict) -> float:
@@ -65,9 +117,9 @@ def usd(input_tokens: int, output_tokens: int, settings: dict) -> float:
 def translation_requests_usd(requests: Sequence[JsonRequest], language: str, settings: dict) -> float:
     """USD of translation requests into `language`: prompt, fields and the message overhead
     in, the fields again out (in the target script's tokens), as the estimate counts them."""
-    factor = TOKEN_FACTOR.get(language, 1.0)
-    input_tokens = sum(tokens(r.system) + tokens(r.user_text()) + MESSAGE_TOKENS for r in requests)
-    output_tokens = sum(tokens(r.user_text()) * factor for r in requests)
+    factor, count = TOKEN_FACTOR.get(language, 1.0), token_counter(counting_model(settings))
+    input_tokens = sum(count(r.system) + count(r.user_text()) + MESSAGE_TOKENS for r in requests)
+    output_tokens = sum(count(r.user_text()) * factor for r in requests)
     return usd(input_tokens, output_tokens, settings)
 
 

@@ -16,6 +16,7 @@ import sys
 
 from okapi_pipeline.llm.backend import Backend
 from okapi_pipeline.llm.batch import answer_in_batches
+from okapi_pipeline.llm.budget import token_counter
 from okapi_pipeline.llm.errors import MissingApiKey
 from okapi_pipeline.llm.requests import Answer, JsonRequest, messages
 
@@ -82,7 +83,7 @@ class OpenAIBackend(Backend):
         ]
         limits = _Limits(self.settings["requests_per_minute"], self.settings["tokens_per_minute"])
         work = [
-            (body, key, estimate_tokens(body["messages"]) + body["max_completion_tokens"])
+            (body, key, estimate_tokens(body["messages"], self.model_id) + body["max_completion_tokens"])
             for body, key in zip((self.body(r) for r in requests), keys)
         ]
         prompt_tokens = sum(cost - body["max_completion_tokens"] for body, _, cost in work)
@@ -127,9 +128,11 @@ class OpenAIBackend(Backend):
             log.info("tokens used: %d prompt, %d completion", usage["prompt_tokens"], usage["completion_tokens"])
 
 
-def estimate_tokens(messages: list[dict]) -> int:
-    """A tokenizer-free estimate: about 4 characters a token, plus a few per message."""
-    return sum(len(m["content"]) // 4 + 4 for m in messages)
+def estimate_tokens(messages: list[dict], model: str) -> int:
+    """The prompt's tokens as `model`'s tokenizer counts them (tiktoken, else about 4
+    characters a token; okapi_pipeline.llm.budget), plus a few per message."""
+    count = token_counter(model)
+    return sum(count(m["content"]) + 4 for m in messages)
 
 
 class _Limits:

@@ -1,7 +1,8 @@
 """Token and cost estimates of the API stages.
 
 `count_tokens` gives one row per (stage, language, model) from the English records, the
-seed tasks and the prompts (tokens counted as okapi_pipeline.llm.budget counts them):
+seed tasks and the prompts (tokens counted as okapi_pipeline.llm.budget counts them, with
+the tokenizer of each stage's API model where tiktoken has one):
 `snakemake cost_tokens` writes it once, and every paid job's budget gate prices its
 stage's rows at its own settings (okapi_pipeline.llm.budget.check_stage_budget).
 `price` adds USD (and GPU hours of an `mt` stage) at the configured prices: the file
@@ -9,6 +10,7 @@ stage's rows at its own settings (okapi_pipeline.llm.budget.check_stage_budget).
 """
 
 import csv
+import functools
 import json
 import logging
 import math
@@ -27,7 +29,14 @@ from okapi_pipeline.data.self_instruct import EXAMPLES_PER_PROMPT, format_exampl
 from okapi_pipeline.evaluation.benchmarks import load_split, translatable_fields
 from okapi_pipeline.jsonl import read_jsonl
 from okapi_pipeline.languages import SOURCE_LANGUAGE, target_languages
-from okapi_pipeline.llm.budget import CHARS_PER_TOKEN, MESSAGE_TOKENS, TOKEN_FACTOR, tokens, usd
+from okapi_pipeline.llm.budget import (
+    CHARS_PER_TOKEN,
+    MESSAGE_TOKENS,
+    TOKEN_FACTOR,
+    counting_model,
+    token_counter,
+    usd,
+)
 from okapi_pipeline.llm.segments import segments
 
 log = logging.getLogger(__name__)
@@ -65,6 +74,7 @@ def estimate_costs(
         ranking,
         tuple(llm),
         benchmark_fields,
+        {stage: counting_model(settings) for stage, settings in llm.items()},
     )
     rows = price(counts, llm)
     if out_path is not None:
@@ -84,6 +94,7 @@ def count_tokens(
     ranking: dict,
     stages: tuple[str, ...],
     benchmark_fields: dict | None = None,
+    models: dict | None = None,
 ) -> list[dict]:
     """One row per (stage, language, model): requests, input and output tokens, segments.
 
@@ -96,26 +107,35 @@ def count_tokens(
     ranking rows). Segments are the sentences an `mt` backend would translate, counted on
     the English records. `benchmark_fields` maps each benchmark translated here to the
     texts of its English records (one request each, into every language but English, with
-    the prompt `prompts["benchmarks"]`). No prices: a job's budget gate prices its stage's
-    rows at its own settings (okapi_pipeline.llm.budget).
+    the prompt `prompts["benchmarks"]`). `models` maps a stage to the model whose tokenizer
+    counts its tokens (okapi_pipeline.llm.budget.counting_model; a stage not there, or
+    None: 4 characters a token). No prices: a job's budget gate prices its stage's rows
+    at its own settings (okapi_pipeline.llm.budget).
     """
     records = read_jsonl(instructions) if instructions else []
-    record_tokens = (
-        mean(
-            tokens(json.dumps({k: r[k] for k in ("instruction", "input", "output") if r[k]}, ensure_ascii=False))
-            for r in records
-        )
-        if records
-        else 0
-    )
-    prompt_tokens = mean(tokens(r["instruction"] + r["input"]) for r in records) if records else 0
     record_segments, prompt_segments, segment_chars = _segment_counts(records)
     text = {name: Path(path).read_text(encoding="utf-8") for name, path in prompts.items()}
     rows = []
 
+    def counter(stage: str):
+        return token_counter((models or {}).get(stage))
+
+    @functools.cache
+    def record_means(count) -> tuple[float, float]:
+        """Mean tokens of a record as translation sends it (JSON) and of its prompt
+        (instruction + input), for one tokenizer: stages that share a model count once."""
+        if not records:
+            return 0, 0
+        fields = ("instruction", "input", "output")
+        return (
+            mean(count(json.dumps({k: r[k] for k in fields if r[k]}, ensure_ascii=False)) for r in records),
+            mean(count(r["instruction"] + r["input"]) for r in records),
+        )
+
+    count = counter("self_instruct")
     seeds = seed_records(seed_tasks) if self_instruct else []
-    examples = tokens(format_examples(seeds[:EXAMPLES_PER_PROMPT]))
-    task_tokens = mean(tokens(json.dumps(s, ensure_ascii=False)) for s in seeds) if seeds else 0
+    examples = count(format_examples(seeds[:EXAMPLES_PER_PROMPT]))
+    task_tokens = mean(count(json.dumps(s, ensure_ascii=False)) for s in seeds) if seeds else 0
     # Every request shows 3 seed tasks and asks for tasks_per_request new ones.
     per_request = self_instruct["tasks_per_request"] if self_instruct else 1
     requests = math.ceil(self_instruct["max_attempts"] / per_request) if self_instruct and self_instruct["count"] else 0
@@ -125,12 +145,14 @@ def count_tokens(
             "en",
             "",
             requests,
-            requests * (tokens(text["self_instruct"]) + examples + MESSAGE_TOKENS),
+            requests * (count(text["self_instruct"]) + examples + MESSAGE_TOKENS),
             requests * per_request * task_tokens,
         )
     )
 
     items = sum(sizes.values())
+    count = counter("translation")
+    record_tokens = record_means(count)[0]
     # English (the control) is not translated, and its responses are ranked as they are.
     for lang in target_languages(languages):
         factor = TOKEN_FACTOR.get(lang, 1.0)
@@ -140,19 +162,24 @@ def count_tokens(
                 lang,
                 "",
                 items,
-                items * (tokens(text["translation"]) + record_tokens + MESSAGE_TOKENS),
+                items * (count(text["translation"]) + record_tokens + MESSAGE_TOKENS),
                 items * record_tokens * factor,
                 items * record_segments,
             )
         )
 
     k, response_tokens = ranking["responses_per_prompt"], ranking["max_new_tokens"]
+    rank_count = counter("ranking")
+    # Without a stage of its own, back-translation is the judge's (its model, its tokenizer).
+    back_count = counter("back_translation" if "back_translation" in stages else "ranking")
     for model in responders:
+        # An item in English: its prompt and K responses (at most max_new_tokens each).
+        english = record_means(rank_count)[1] + k * response_tokens
+        english_back = record_means(back_count)[1] + k * response_tokens
         for lang in languages:
             factor = TOKEN_FACTOR.get(lang, 1.0)
-            english = prompt_tokens + k * response_tokens
-            back_in = tokens(text["back_translation"]) + english * factor + MESSAGE_TOKENS
-            rank_in = tokens(text["rank"]) + english + MESSAGE_TOKENS
+            back_in = back_count(text["back_translation"]) + english_back * factor + MESSAGE_TOKENS
+            rank_in = rank_count(text["rank"]) + english + MESSAGE_TOKENS
             if lang != SOURCE_LANGUAGE and "back_translation" not in stages:
                 # One back-translation and one ranking request per item, both the judge's.
                 rows.append(
@@ -176,7 +203,7 @@ def count_tokens(
                         model,
                         sizes["rm"],
                         sizes["rm"] * back_in,
-                        sizes["rm"] * english,
+                        sizes["rm"] * english_back,
                         sizes["rm"] * (prompt_segments + response_segments),
                     )
                 )
@@ -194,8 +221,9 @@ def count_tokens(
 
     benchmark_requests = [fields for records in (benchmark_fields or {}).values() for fields in records]
     if benchmark_requests:
-        prompt = tokens(text["benchmarks"]) + MESSAGE_TOKENS
-        fields_tokens = sum(tokens(json.dumps(fields, ensure_ascii=False)) for fields in benchmark_requests)
+        count = counter("benchmarks")
+        prompt = count(text["benchmarks"]) + MESSAGE_TOKENS
+        fields_tokens = sum(count(json.dumps(fields, ensure_ascii=False)) for fields in benchmark_requests)
         for lang in target_languages(languages):
             rows.append(
                 _row(

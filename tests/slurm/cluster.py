@@ -67,10 +67,12 @@ class SlurmCluster:
         profile_args = ("--profile", "slurm", *self.snakemake_args, *args)
         return ["timeout", "-s", "KILL", str(timeout), sys.executable, "-m", "snakemake", *profile_args]
 
-    def snakemake(self, workdir: Path, *args: str, timeout: int = 900) -> subprocess.CompletedProcess:
-        """Run `snakemake --profile slurm ARGS` in `workdir` to its end."""
+    def snakemake(
+        self, workdir: Path, *args: str, timeout: int = 900, env: dict | None = None
+    ) -> subprocess.CompletedProcess:
+        """Run `snakemake --profile slurm ARGS` in `workdir` to its end (in `env`, else self.env)."""
         command = self.snakemake_command(*args, timeout=timeout)
-        return subprocess.run(command, cwd=workdir, env=self.env, capture_output=True, text=True)
+        return subprocess.run(command, cwd=workdir, env=env or self.env, capture_output=True, text=True)
 
     def job_id(self, comment: str) -> str:
         """The SLURM id of the last job submitted with --comment `comment` (rule and wildcards)."""

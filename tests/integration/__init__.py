@@ -1,0 +1,1 @@
+"""Integration layer: tiny models trained, lm-eval runs, the package's commands in subprocesses."""

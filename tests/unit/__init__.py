@@ -1,0 +1,1 @@
+"""Unit layer: the package's functions in process; no subprocess, no training, no Snakemake run."""

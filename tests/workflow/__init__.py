@@ -1,0 +1,1 @@
+"""Workflow layer: Snakemake plans and runs the workflow (dry runs and whole runs)."""
