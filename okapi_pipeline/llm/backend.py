@@ -20,6 +20,11 @@ class Backend:
         """Load what answering needs (a local model), e.g. before timing it."""
 
 
+# What a model directory records about how it was made (timings, its card, where it came
+# from): not the model, so not its identity (else each fresh run would sample anew).
+RUN_RECORDS = frozenset({"build_summary.json", "training_summary.json", "README.md", "source.json"})
+
+
 def model_fingerprint(model: str) -> str:
     """A local model directory's identity for the cache: a rebuilt model is a new model.
 
@@ -30,7 +35,7 @@ def model_fingerprint(model: str) -> str:
     if not path.is_dir():
         return model
     digest = hashlib.sha256()
-    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+    for file in sorted(p for p in path.rglob("*") if p.is_file() and p.name not in RUN_RECORDS):
         digest.update(f"{file.relative_to(path)}:{file.stat().st_size}:".encode())
         with open(file, "rb") as handle:
             digest.update(handle.read(1 << 20))

@@ -213,3 +213,18 @@ def test_hf_score_prefers_likely_continuations(hf_settings, tmp_path):
     assert len(scores) == 3 and all(math.isfinite(s) for s in scores[:2])
     assert scores[0] > scores[1]
     assert scores[2] == float("-inf")
+
+
+def test_a_local_models_identity_is_its_weights_and_tokenizer_not_its_run_records(tmp_path):
+    from okapi_pipeline.llm.backend import model_fingerprint
+
+    (tmp_path / "model.safetensors").write_bytes(b"weights")
+    (tmp_path / "tokenizer.json").write_text("{}")
+    (tmp_path / "build_summary.json").write_text('{"wall_time_s": 4.56}')
+    first = model_fingerprint(str(tmp_path))
+    # A fresh build of the same model takes another time: the same model, the same samples.
+    (tmp_path / "build_summary.json").write_text('{"wall_time_s": 4.26}')
+    (tmp_path / "README.md").write_text("a card")
+    assert model_fingerprint(str(tmp_path)) == first
+    (tmp_path / "model.safetensors").write_bytes(b"other weights")
+    assert model_fingerprint(str(tmp_path)) != first

@@ -156,27 +156,30 @@ def test_a_rerun_submits_nothing(small_run, slurm_cluster):
 
 
 # The rules that run on GPUs on a cluster (their resources), and how many jobs of each
-# the demo has: one per (model, language) or per (model, variant, language); responses
-# are generated once per (language, rm shard) (one shared ranking set).
+# the demo has in one language with one model (what the local workflow tests run whole):
+# one per stage, one per variant scored, one per rm shard of responses.
 DEMO_RM_SHARDS = len(shard_ids(merged_config(), "rm"))
 DEMO_GPU_JOBS = {
-    "train_sft": 6,
-    "train_reward_model": 6,
-    "train_ppo": 6,
-    "generate_responses": 3 * DEMO_RM_SHARDS,
-    "evaluate": 18,
+    "train_sft": 1,
+    "train_reward_model": 1,
+    "train_ppo": 1,
+    "generate_responses": DEMO_RM_SHARDS,
+    "evaluate": 3,
 }
+ONE_LANGUAGE_ONE_MODEL = ("--config", "languages=[vi]", "models=[tiny-llama]")
 
 
 @pytest.fixture(scope="module")
 def demo_run(slurm_cluster, tmp_path_factory):
-    """The embedded demo run to the end through the profile on the small node (8 CPUs,
-    16 GB, one GPU); its workdir and submissions."""
+    """The embedded demo in one language with one model, run to the end through the
+    profile on the small node (8 CPUs, 16 GB, one GPU); its workdir and submissions."""
     workdir = copy_workflow(tmp_path_factory.mktemp("slurm-demo"))
     before = len(slurm_cluster.submissions())
     # Two jobs at a time on this 2-core machine, one torch thread each.
     one_thread = [f"{rule}=1" for rule in DEMO_GPU_JOBS]
-    result = slurm_cluster.snakemake(workdir, "--jobs", "2", "--set-threads", *one_thread, timeout=1800)
+    result = slurm_cluster.snakemake(
+        workdir, "--jobs", "2", "--set-threads", *one_thread, *ONE_LANGUAGE_ONE_MODEL, timeout=1800
+    )
     assert result.returncode == 0, f"{result.stdout[-3000:]}\n{result.stderr[-6000:]}"
     return workdir, slurm_cluster.submissions()[before:]
 
@@ -210,7 +213,7 @@ def test_the_demo_runs_through_sbatch_with_gpus_for_the_gpu_rules(demo_run):
 def test_a_rerun_of_the_demo_submits_nothing(demo_run, slurm_cluster):
     workdir, _ = demo_run
     before = len(slurm_cluster.submissions())
-    result = slurm_cluster.snakemake(workdir, "--jobs", "2")
+    result = slurm_cluster.snakemake(workdir, "--jobs", "2", *ONE_LANGUAGE_ONE_MODEL)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Nothing to be done" in result.stdout + result.stderr
     assert len(slurm_cluster.submissions()) == before
