@@ -157,10 +157,11 @@ def test_a_rerun_submits_nothing(small_run, slurm_cluster):
 
 # The rules that run on GPUs on a cluster (their resources), and how many jobs of each
 # the demo has in one language with one model (what the local workflow tests run whole):
-# one per stage, one per variant scored, one per rm shard of responses.
+# one per stage, one per variant scored, one per rm shard of responses, and the SFT of
+# the model whose responses are ranked (ranking.responses_from: tiny-bloom).
 DEMO_RM_SHARDS = len(shard_ids(merged_config(), "rm"))
 DEMO_GPU_JOBS = {
-    "train_sft": 1,
+    "train_sft": 2,
     "train_reward_model": 1,
     "train_ppo": 1,
     "generate_responses": DEMO_RM_SHARDS,
