@@ -48,35 +48,12 @@ COLUMNS = ("stage", "language", "model", "requests", "input_tokens", "output_tok
 SECONDS_PER_HOUR = 3600
 
 
-def estimate_costs(
-    instructions,
-    seed_tasks,
-    prompts: dict,
-    languages: list[str],
-    responders: list[str],
-    sizes: dict,
-    self_instruct: dict,
-    ranking: dict,
-    llm: dict,
-    out_path=None,
-    benchmark_fields: dict | None = None,
-) -> list[dict]:
-    """One row per (stage, language, model): requests, tokens and USD at the stage's prices
-    (the token counts of `count_tokens`, priced by `price`), written to `out_path` if given."""
-    counts = count_tokens(
-        instructions,
-        seed_tasks,
-        prompts,
-        languages,
-        responders,
-        sizes,
-        self_instruct,
-        ranking,
-        tuple(llm),
-        benchmark_fields,
-        {stage: counting_model(settings) for stage, settings in llm.items()},
-    )
-    rows = price(counts, llm)
+def estimate_costs(llm: dict, out_path=None, **inputs) -> list[dict]:
+    """One row per (stage, language, model): requests, tokens and USD at the prices of the
+    stages' `llm` settings, written to `out_path` if given. `inputs` are `count_tokens`'
+    (the stages and the models that count their tokens follow from `llm`)."""
+    models = {stage: counting_model(settings) for stage, settings in llm.items()}
+    rows = price(count_tokens(**inputs, stages=tuple(llm), models=models), llm)
     if out_path is not None:
         write_rows(out_path, rows, COLUMNS)
         log_estimate(rows, llm)
@@ -352,14 +329,14 @@ def config_estimate(config: dict, instructions=None, benchmark_sources: dict | N
         "benchmarks": config["benchmarks"]["prompt"],
     }
     return estimate_costs(
-        instructions,
-        seed_tasks_path(config),
-        prompts,
-        config["languages"],
-        ranking_responders(config),
-        split_sizes(config),
-        config["self_instruct"] if self_instruct_needed(config) else None,
-        config["ranking"],
         {stage: llm_settings(config, stage) for stage in (*LLM_STAGES, "benchmarks")},
+        instructions=instructions,
+        seed_tasks=seed_tasks_path(config),
+        prompts=prompts,
+        languages=config["languages"],
+        responders=ranking_responders(config),
+        sizes=split_sizes(config),
+        self_instruct=config["self_instruct"] if self_instruct_needed(config) else None,
+        ranking=config["ranking"],
         benchmark_fields=benchmark_fields(benchmark_sources or {}),
     )

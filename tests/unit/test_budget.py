@@ -110,16 +110,16 @@ def test_the_estimate_prices_benchmark_translation_as_the_job_sends_it(tmp_path)
     }
     free = {**PAID, "backend": "hf"}
     rows = estimate_costs(
-        None,
-        None,
-        prompts,
-        ["en", "vi", "bn"],
-        [],
-        {},
-        None,
-        {"responses_per_prompt": 2, "max_new_tokens": 8},
         {"self_instruct": free, "translation": free, "ranking": free, "back_translation": free, "benchmarks": PAID},
         tmp_path / "estimate.csv",
+        instructions=None,
+        seed_tasks=None,
+        prompts=prompts,
+        languages=["en", "vi", "bn"],
+        responders=[],
+        sizes={},
+        self_instruct=None,
+        ranking={"responses_per_prompt": 2, "max_new_tokens": 8},
         benchmark_fields=fields,
     )
     benchmark_rows = {row["language"]: row for row in rows if row["stage"] == "benchmarks"}

@@ -64,15 +64,15 @@ def test_english_costs_no_translation_and_one_ranking_request_per_item(tmp_path)
         "price_output_per_1k": 1.5,
     }
     rows = estimate_costs(
-        tmp_path / "instructions.jsonl",
-        None,
-        prompts,
-        ["en", "vi"],
-        ["m"],
-        {"sft": 60, "rm": 30, "ppo": 10},
-        None,
-        {"responses_per_prompt": 4, "max_new_tokens": 256},
         {"self_instruct": llm, "translation": llm, "ranking": llm},
+        instructions=tmp_path / "instructions.jsonl",
+        seed_tasks=None,
+        prompts=prompts,
+        languages=["en", "vi"],
+        responders=["m"],
+        sizes={"sft": 60, "rm": 30, "ppo": 10},
+        self_instruct=None,
+        ranking={"responses_per_prompt": 4, "max_new_tokens": 256},
     )
     by_key = {(row["stage"], row["language"]): row for row in rows if row["stage"] != "self_instruct"}
     assert set(by_key) == {("translation", "vi"), ("ranking", "vi"), ("ranking", "en")}

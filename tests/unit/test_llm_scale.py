@@ -211,16 +211,16 @@ def test_cost_estimate_and_the_budget_gate(fake_openai, openai_settings, tmp_pat
     }
     stages = {"self_instruct": llm(), "translation": llm(), "ranking": llm("hf")}
     rows = estimate_costs(
-        tmp_path / "instructions.jsonl",
-        tmp_path / "seeds.jsonl",
-        prompts,
-        ["vi", "bn"],
-        ["m"],
-        {"sft": 600, "rm": 300, "ppo": 100},
-        {"count": 10, "max_attempts": 40, "tasks_per_request": 8},
-        {"responses_per_prompt": 4, "max_new_tokens": 256},
         stages,
         tmp_path / "estimate.csv",
+        instructions=tmp_path / "instructions.jsonl",
+        seed_tasks=tmp_path / "seeds.jsonl",
+        prompts=prompts,
+        languages=["vi", "bn"],
+        responders=["m"],
+        sizes={"sft": 600, "rm": 300, "ppo": 100},
+        self_instruct={"count": 10, "max_attempts": 40, "tasks_per_request": 8},
+        ranking={"responses_per_prompt": 4, "max_new_tokens": 256},
     )
     with open(tmp_path / "estimate.csv") as handle:
         table = list(csv.DictReader(handle))

@@ -277,15 +277,15 @@ def test_the_cost_estimate_gives_an_mt_stage_gpu_hours_instead_of_dollars():
     }
     mt = {**llm_defaults(), "backend": "mt", "segments_per_second": 40}
     rows = estimate_costs(
-        REPO / "demo/instructions.jsonl",
-        REPO / "demo/seed_tasks.jsonl",
-        prompts,
-        ["vi"],
-        ["m"],
-        {"sft": 1000, "rm": 500, "ppo": 500},
-        {"count": 0, "max_attempts": 0, "tasks_per_request": 1},
-        {"responses_per_prompt": 4, "max_new_tokens": 256},
         {"self_instruct": api, "translation": mt, "ranking": api, "back_translation": mt},
+        instructions=REPO / "demo/instructions.jsonl",
+        seed_tasks=REPO / "demo/seed_tasks.jsonl",
+        prompts=prompts,
+        languages=["vi"],
+        responders=["m"],
+        sizes={"sft": 1000, "rm": 500, "ppo": 500},
+        self_instruct={"count": 0, "max_attempts": 0, "tasks_per_request": 1},
+        ranking={"responses_per_prompt": 4, "max_new_tokens": 256},
     )
     by_stage = {row["stage"]: row for row in rows}
     translation = by_stage["translation"]
