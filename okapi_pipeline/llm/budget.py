@@ -23,6 +23,7 @@ import csv
 import functools
 import logging
 import math
+import threading
 from typing import Callable, Sequence
 
 from okapi_pipeline.llm.errors import UserError
@@ -49,6 +50,7 @@ TOKEN_FACTOR = {
     "kn": 4.0,
 }
 MESSAGE_TOKENS = 8  # the chat format's overhead per request
+ENCODING_DOWNLOAD_TIMEOUT_S = 20
 
 
 class BudgetExceeded(UserError, RuntimeError):
@@ -72,10 +74,30 @@ def characters_tokens(text: str) -> int:
 
 def encoding_for_model(model: str):
     """tiktoken's encoding of an OpenAI model (KeyError: a model it does not know). Its
-    file loads from TIKTOKEN_CACHE_DIR, downloaded there on first use."""
+    file loads from TIKTOKEN_CACHE_DIR, downloaded there on first use.
+
+    tiktoken downloads without a timeout: behind a firewall that drops packets the job (or
+    plan_cluster) would hang instead of falling back, so the load is waited on for at most
+    ENCODING_DOWNLOAD_TIMEOUT_S (TimeoutError) in a thread left behind if it stalls.
+    """
     import tiktoken
 
-    return tiktoken.encoding_for_model(model)
+    loaded: dict = {}
+
+    def load():
+        try:
+            loaded["encoding"] = tiktoken.encoding_for_model(model)
+        except Exception as error:
+            loaded["error"] = error
+
+    thread = threading.Thread(target=load, daemon=True)
+    thread.start()
+    thread.join(ENCODING_DOWNLOAD_TIMEOUT_S)
+    if thread.is_alive():
+        raise TimeoutError(f"no encoding file after {ENCODING_DOWNLOAD_TIMEOUT_S} s")
+    if "error" in loaded:
+        raise loaded["error"]
+    return loaded["encoding"]
 
 
 @functools.cache

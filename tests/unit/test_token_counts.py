@@ -5,6 +5,7 @@ standing in for o200k_base and cl100k_base behind tiktoken's model lookup."""
 import json
 import logging
 import sys
+import time
 
 import pytest
 import requests
@@ -179,3 +180,15 @@ def test_without_an_encoding_the_counts_are_4_characters_a_token_said_once(monke
         "load it once where there is network, into TIKTOKEN_CACHE_DIR",
         "gpt-4: tokens counted at 4 characters a token: tiktoken is not installed",
     ]
+
+
+def test_a_stalled_encoding_download_falls_back_after_its_timeout(monkeypatch, caplog):
+    from okapi_pipeline.llm import budget
+
+    # tiktoken's download without a timeout, behind a firewall that drops packets.
+    monkeypatch.setattr(tiktoken, "encoding_for_model", lambda model: time.sleep(30))
+    monkeypatch.setattr(budget, "ENCODING_DOWNLOAD_TIMEOUT_S", 0.2)
+    started = time.monotonic()
+    assert tokens("x" * 41, "gpt-4-0613") == 11
+    assert time.monotonic() - started < 5
+    assert "tiktoken cannot load its encoding (TimeoutError)" in caplog.text
