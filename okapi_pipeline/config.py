@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 SPLITS = ("sft", "rm", "ppo")
 BENCHMARKS = ("arc", "hellaswag", "mmlu")
 LLM_STAGES = ("self_instruct", "translation", "ranking", "back_translation")
+# Every stage with LLM settings of its own: the LLM stages and benchmark translation.
+STAGES_WITH_LLM = (*LLM_STAGES, "benchmarks")
 # Backends that run a model on the job's own CPU or GPU (the other, openai, calls an API).
 LOCAL_BACKENDS = ("hf", "mt")
 # A stage whose settings start from another stage's: back-translation uses the ranking
@@ -124,8 +126,7 @@ def _check_cross_keys(config: dict) -> None:
             raise ConfigError(f"config: 'evaluation.{bench}.fewshot_split' is needed for num_fewshot > 0")
     _check_released_models(config)
     # The benchmark translation is an LLM stage too (benchmarks.llm overrides llm).
-    for stage in (*LLM_STAGES, "benchmarks"):
-        llm = llm_settings(config, stage)
+    for stage, llm in llm_settings_by_stage(config).items():
         if llm["backend"] == "openai" and not llm.get("api_key_env"):
             raise ConfigError(f"config: '{stage}.llm.api_key_env' is needed for the openai backend")
         if llm["backend"] != "openai" and llm["mode"] == "batch":
@@ -187,6 +188,11 @@ def _check_released_models(config: dict) -> None:
                 raise ConfigError(
                     f"config: 'evaluation.released_models.{name}.languages': '{lang}' is not in languages"
                 )
+
+
+def llm_settings_by_stage(config: dict) -> dict:
+    """The LLM settings of every stage that has its own (STAGES_WITH_LLM)."""
+    return {stage: llm_settings(config, stage) for stage in STAGES_WITH_LLM}
 
 
 def llm_settings(config: dict, stage: str) -> dict:
@@ -260,7 +266,7 @@ def account_share(config: dict, settings: dict) -> dict:
 
 def _check_account_settings(config: dict) -> None:
     """api_jobs and api_jobs_at_once hold for every stage: a stage's block may not set them."""
-    overrides = {f"{stage}.llm": config.get(stage, {}).get("llm") or {} for stage in (*LLM_STAGES, "benchmarks")}
+    overrides = {f"{stage}.llm": config.get(stage, {}).get("llm") or {} for stage in STAGES_WITH_LLM}
     for name, entry in config["translator_comparison"]["translators"].items():
         overrides[f"translator_comparison.translators.{name}"] = entry
     for path, block in overrides.items():

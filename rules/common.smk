@@ -11,13 +11,14 @@ from okapi_pipeline.data.joint import joint_settings
 from okapi_pipeline.training.model_card import STAGE_SPLITS
 from okapi_pipeline.config import (
     BENCHMARKS,
-    LLM_STAGES,
     LOCAL_BACKENDS,
+    STAGES_WITH_LLM,
     SPLITS,
     ConfigError,
     answer_settings,
     check_files,
     llm_settings,
+    llm_settings_by_stage,
     load_schema,
     ranking_responders,
     released_splits,
@@ -33,7 +34,7 @@ from okapi_pipeline.config import (
 )
 from okapi_pipeline.languages import SOURCE_LANGUAGE, target_languages
 from okapi_pipeline.data.okapi_release import DATASETS, expected_file, read_checksums
-from okapi_pipeline.llm.budget import counting_model
+from okapi_pipeline.report.cost import counting_models
 from okapi_pipeline.schema import MT_ARCHITECTURES
 
 try:
@@ -307,16 +308,6 @@ def ranking_counts():
     return {
         key: config["ranking"][key]
         for key in ("responses_per_prompt", "max_new_tokens")
-    }
-
-
-def token_count_models():
-    """The model whose tokenizer counts each API stage's tokens (None: a local backend,
-    4 characters a token): another API model counts differently, so it reruns cost_tokens.
-    """
-    return {
-        stage: counting_model(llm_settings(config, stage))
-        for stage in (*LLM_STAGES, "benchmarks")
     }
 
 

@@ -28,9 +28,10 @@ rule cost_tokens:
         sizes=split_sizes(config),
         self_instruct=self_instruct_counts(),
         ranking=ranking_counts(),
-        # The API model of each stage: tiktoken counts with its encoding.
-        models=token_count_models(),
-        stages=[*LLM_STAGES, "benchmarks"],
+        # The API model of each stage: tiktoken counts with its encoding (another
+        # model counts differently, so it reruns this).
+        models=counting_models(llm_settings_by_stage(config)),
+        stages=list(STAGES_WITH_LLM),
         benchmarks=benchmark_translation_sources(),
     script:
         "../scripts/cost_tokens.py"
@@ -52,8 +53,6 @@ rule cost_estimate:
     conda:
         "../envs/data.yaml"
     params:
-        llm={
-            stage: llm_settings(config, stage) for stage in (*LLM_STAGES, "benchmarks")
-        },
+        llm=llm_settings_by_stage(config),
     script:
         "../scripts/cost_estimate.py"

@@ -18,8 +18,7 @@ from pathlib import Path
 from statistics import mean
 
 from okapi_pipeline.config import (
-    LLM_STAGES,
-    llm_settings,
+    llm_settings_by_stage,
     ranking_responders,
     seed_tasks_path,
     self_instruct_needed,
@@ -52,12 +51,17 @@ def estimate_costs(llm: dict, out_path=None, **inputs) -> list[dict]:
     """One row per (stage, language, model): requests, tokens and USD at the prices of the
     stages' `llm` settings, written to `out_path` if given. `inputs` are `count_tokens`'
     (the stages and the models that count their tokens follow from `llm`)."""
-    models = {stage: counting_model(settings) for stage, settings in llm.items()}
-    rows = price(count_tokens(**inputs, stages=tuple(llm), models=models), llm)
+    rows = price(count_tokens(**inputs, stages=tuple(llm), models=counting_models(llm)), llm)
     if out_path is not None:
         write_rows(out_path, rows, COLUMNS)
         log_estimate(rows, llm)
     return rows
+
+
+def counting_models(llm: dict) -> dict:
+    """The model whose tokenizer counts each stage's tokens (`llm`: stage -> settings; None: a
+    local backend, 4 characters a token)."""
+    return {stage: counting_model(settings) for stage, settings in llm.items()}
 
 
 def count_tokens(
@@ -329,7 +333,7 @@ def config_estimate(config: dict, instructions=None, benchmark_sources: dict | N
         "benchmarks": config["benchmarks"]["prompt"],
     }
     return estimate_costs(
-        {stage: llm_settings(config, stage) for stage in (*LLM_STAGES, "benchmarks")},
+        llm_settings_by_stage(config),
         instructions=instructions,
         seed_tasks=seed_tasks_path(config),
         prompts=prompts,

@@ -76,7 +76,7 @@ class SlurmCluster:
 
     def job_id(self, comment: str) -> str:
         """The SLURM id of the last job submitted with --comment `comment` (rule and wildcards)."""
-        [*_, last] = [s for s in self.submissions() if s["args"][s["args"].index("--comment") + 1] == comment]
+        [*_, last] = [s for s in self.submissions() if comment_of(s) == comment]
         return last["stdout"].strip().split(";")[0]
 
     def submissions(self) -> list[dict]:
@@ -84,6 +84,12 @@ class SlurmCluster:
         if not self.sbatch_log.exists():
             return []
         return [json.loads(line) for line in self.sbatch_log.read_text().splitlines()]
+
+
+def comment_of(submission: dict) -> str:
+    """A submission's --comment: its rule and wildcards, e.g. rule_train_sft_wildcards_vi."""
+    args = submission["args"]
+    return args[args.index("--comment") + 1]
 
 
 def _run_script(name: str, state: Path) -> None:

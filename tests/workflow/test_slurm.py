@@ -64,7 +64,7 @@ def where(path):
 
 def submitted(submissions, comment):
     """The sbatch calls whose --comment (rule and wildcards) is `comment`."""
-    return [s for s in submissions if s["args"][s["args"].index("--comment") + 1] == comment]
+    return [s for s in submissions if slurm.comment_of(s) == comment]
 
 
 @pytest.mark.slurm
@@ -139,7 +139,7 @@ def test_shards_are_grouped_into_few_jobs_with_one_gpu_each(small_run):
 @pytest.mark.slurm
 def test_localrules_stay_on_the_submitting_machine(small_run):
     workdir, submissions = small_run
-    comments = {s["args"][s["args"].index("--comment") + 1] for s in submissions}
+    comments = {slurm.comment_of(s) for s in submissions}
     assert not any("load_instructions" in c or "paper_tables" in c for c in comments)
     assert where(workdir / "results/en.txt")["slurm_job_id"] == "local"
     assert (workdir / "results/report.txt").exists()
@@ -185,16 +185,12 @@ def demo_run(slurm_cluster, tmp_path_factory):
     return workdir, slurm_cluster.submissions()[before:]
 
 
-def rule_of(submission):
-    return submission["args"][submission["args"].index("--comment") + 1]
-
-
 @pytest.mark.slurm
 def test_the_demo_runs_through_sbatch_with_gpus_for_the_gpu_rules(demo_run):
     workdir, submissions = demo_run
     assert all(s["returncode"] == 0 for s in submissions)
     for rule, count in DEMO_GPU_JOBS.items():
-        jobs = [s for s in submissions if rule_of(s).startswith(f"rule_{rule}_")]
+        jobs = [s for s in submissions if slurm.comment_of(s).startswith(f"rule_{rule}_")]
         assert len(jobs) == count, rule
         for job in jobs:
             assert "--gpus=1" in job["args"]
@@ -204,7 +200,7 @@ def test_the_demo_runs_through_sbatch_with_gpus_for_the_gpu_rules(demo_run):
             assert int(job["args"][job["args"].index("--mem") + 1]) <= 8000
             assert job["job"]["TimeLimit"] == "00:30:00"
     # Login-node rules were never submitted; the tables came out of the run.
-    submitted_rules = " ".join(rule_of(s) for s in submissions)
+    submitted_rules = " ".join(slurm.comment_of(s) for s in submissions)
     for rule in ("load_instructions", "gather_translations", "paper_tables"):
         assert f"rule_{rule}" not in submitted_rules
     assert (workdir / "results/tables/arc.csv").exists()
@@ -260,14 +256,14 @@ def test_jobs_the_cluster_stops_fail_and_are_retried_or_requeued(interrupted_run
     # sacct says "CANCELLED by 0"; the workflow reads CANCELLED, fails the job and retries it.
     assert "SLURM status is: 'CANCELLED'" in output
     assert "SLURM status is: 'TIMEOUT'" in output
-    submitted = {run: [s for s in submissions if rule_of(s) == f"rule_train_wildcards_{run}"] for run in RUNS}
-    assert {run: len(jobs) for run, jobs in submitted.items()} == {
+    jobs_of = {run: submitted(submissions, f"rule_train_wildcards_{run}") for run in RUNS}
+    assert {run: len(jobs) for run, jobs in jobs_of.items()} == {
         "uninterrupted": 1,
         "cancelled": 2,
         "requeued": 1,  # SLURM ran the same job again
         "timeout": 2,
     }
-    assert [job["job"]["TimeLimit"] for job in submitted["timeout"]] == ["00:01:00", "00:15:00"]
+    assert [job["job"]["TimeLimit"] for job in jobs_of["timeout"]] == ["00:01:00", "00:15:00"]
 
 
 @pytest.mark.slurm
